@@ -1,0 +1,75 @@
+"""The algorithm interface the one training loop drives (DESIGN.md, "The algorithm interface").
+
+    actions = algo.act(step, explore=True)     # per-agent list, numpy in and out
+    nxt = env.step(actions)
+    algo.observe(step, actions, nxt)           # the algorithm owns its buffer
+    if algo.ready(total_env_steps): metrics = algo.update()
+
+Capabilities are ClassVars on the config (`action_spaces`, `on_policy`) so the harness can
+refuse an impossible pairing once, before any env or results directory exists.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from envs.base import EnvSpec, Step
+
+
+@dataclass
+class AlgoConfig:
+    """Base of every algorithm's typed config (the Hydra schema `<name>_schema`)."""
+
+    action_spaces: ClassVar[frozenset[str]] = frozenset({"box", "discrete"})
+    """Action-space kinds the algorithm handles: 'box', 'discrete' (and 'mixed')."""
+    on_policy: ClassVar[bool] = False
+
+    def validate(self, spec: EnvSpec) -> None:
+        """Raise ConfigError for values that cannot work (e.g. alpha <= 0); default: none."""
+
+
+class Algorithm(ABC):
+    """One CTDE learner over all agents of a task. Subclasses set `Config`."""
+
+    Config: ClassVar[type[AlgoConfig]]
+
+    def __init__(self, spec: EnvSpec, config: AlgoConfig, n_envs: int, device: torch.device, seed: int):
+        self.spec = spec
+        self.config = config
+        self.n_envs = n_envs
+        self.device = torch.device(device)
+        self.rng = np.random.default_rng(seed)
+
+    @abstractmethod
+    def act(self, step: Step, explore: bool = True) -> list[np.ndarray]:
+        """Actions for every env copy: N × [E, act_dim_i] (Box) or N × [E] int (Discrete).
+        explore=False is the deterministic evaluation policy."""
+
+    @abstractmethod
+    def observe(self, step: Step, actions: list[np.ndarray], nxt: Step) -> None:
+        """Store the transition step --actions--> nxt (use nxt.info['final_*'] as next view)."""
+
+    @abstractmethod
+    def ready(self, total_env_steps: int) -> bool:
+        """Whether `update()` should run now."""
+
+    @abstractmethod
+    def update(self) -> dict[str, float]:
+        """One learning step; returns scalar metrics with the fixed metric keys."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: networks, optimisers, buffers, RNGs."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+    def policy_probs(self, step: Step) -> list[np.ndarray] | None:
+        """Each agent's action probabilities at the first row of `step` (Discrete only);
+        single-state tasks record them in summary.json. None when not defined."""
+        return None

@@ -1,0 +1,1 @@
+"""Pieces two or more algorithms use unchanged."""

@@ -1,0 +1,40 @@
+"""The one table of algorithms: name -> "module:Class". Hydra schemas, CLI choices,
+tests and docs are generated from it; a new algorithm is one file, one line here and one
+yaml in harness/conf/algo/."""
+
+from __future__ import annotations
+
+import importlib
+
+from envs.base import EnvSpec
+from envs.errors import ConfigError
+
+ALGORITHMS: dict[str, str] = {
+    "random": "algos.random_policy:RandomPolicy",
+}
+
+
+def algorithm_class(name: str):
+    """The Algorithm subclass registered under `name`, imported on demand."""
+    if name not in ALGORITHMS:
+        raise ConfigError(f"unknown algorithm {name!r}; valid algorithms: {', '.join(ALGORITHMS)}")
+    module, cls = ALGORITHMS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def config_class(name: str):
+    """The config dataclass (Hydra schema) of algorithm `name`."""
+    return algorithm_class(name).Config
+
+
+def check_compatible(name: str, spec: EnvSpec) -> None:
+    """Refuse, once and before anything is built, an algorithm that cannot handle the
+    task's action space; the message names the algorithms that can."""
+    supported = config_class(name).action_spaces
+    if spec.action_kind in supported:
+        return
+    can = [n for n in ALGORITHMS if spec.action_kind in config_class(n).action_spaces and n != "random"]
+    kind = {"box": "Box", "discrete": "Discrete", "mixed": "mixed"}[spec.action_kind]
+    needs = " or ".join(sorted(k.capitalize() if k != "box" else "Box" for k in supported))
+    hint = f" — try algo={'|'.join(can)}" if can else ""
+    raise ConfigError(f"{name} needs {needs} actions; {spec.family}/{spec.task} has {kind} actions{hint}")

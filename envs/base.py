@@ -1,0 +1,306 @@
+"""The batched CTDE environment interface every family speaks (DESIGN.md, "envs/base.py").
+
+A family adapter implements `SingleEnv`: one copy of the simulator that converts the
+simulator's output into per-agent numpy arrays (`AgentView`). `VecEnv` runs `n_envs`
+copies in lock-step, in this process or in worker processes, and owns everything the
+families share: auto-reset, the true last observation of a finished episode
+(`info["final_obs"]`), episode statistics, and the `Step` batch. Algorithms only ever see
+`EnvSpec` and `Step`.
+
+Shapes: E = number of env copies, N = number of agents.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from gymnasium import spaces
+
+from envs.errors import ConfigError
+
+
+@dataclass
+class FamilyConfig:
+    """Fields every family accepts (`env.<field>`); families subclass this with their own."""
+
+    vectorization: str = "sync"
+    """'sync': copies step in this process; 'subproc': copies step in worker processes."""
+    n_workers: int | None = None
+    """Worker processes for 'subproc' (default: one per core, at most n_envs)."""
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Static facts about a task; heterogeneous agents have their own spaces."""
+
+    family: str
+    task: str
+    n_agents: int
+    obs_spaces: tuple[spaces.Box, ...]
+    state_space: spaces.Box
+    action_spaces: tuple[spaces.Space, ...]
+    episode_limit: int
+    has_avail_actions: bool = False
+    # "win_rate" (SMAC, LAG) or "score" (football): the family's success statistic, if any.
+    success_metric: str | None = None
+    # One-step games whose only state is the start state: summary.json records policy_probs.
+    single_state: bool = False
+
+    @property
+    def discrete(self) -> bool:
+        """True when every agent's action space is Discrete."""
+        return all(isinstance(s, spaces.Discrete) for s in self.action_spaces)
+
+    @property
+    def continuous(self) -> bool:
+        """True when every agent's action space is Box."""
+        return all(isinstance(s, spaces.Box) for s in self.action_spaces)
+
+    @property
+    def action_kind(self) -> str:
+        """'box', 'discrete' or 'mixed' — what algorithms declare they support."""
+        if self.continuous:
+            return "box"
+        if self.discrete:
+            return "discrete"
+        return "mixed"
+
+
+@dataclass
+class AgentView:
+    """What one env copy shows at one instant, already split per agent."""
+
+    obs: list[np.ndarray]  # N × [obs_dim_i]
+    state: np.ndarray  # [state_dim]
+    avail_actions: list[np.ndarray] | None = None  # N × [n_actions_i], 1 = available
+    alive: np.ndarray | None = None  # [N] bool; None means all alive
+
+
+@dataclass
+class Step:
+    """One lock-step of all E copies. `info["final_*"]` equal the current arrays except
+    in rows whose episode just ended, where they hold that episode's last view — so
+    `info["final_obs"]` is always the correct "next observation" for bootstrapping."""
+
+    obs: list[np.ndarray]  # N × [E, obs_dim_i] float32
+    state: np.ndarray  # [E, state_dim] float32
+    reward: np.ndarray  # [E] float32, the team reward of the transition that led here
+    terminated: np.ndarray  # [E] bool: true end, do not bootstrap
+    truncated: np.ndarray  # [E] bool: time limit, bootstrap from final_obs
+    avail_actions: list[np.ndarray] | None  # N × [E, n_actions_i] or None
+    alive: np.ndarray  # [E, N] bool
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> np.ndarray:
+        """[E] bool: the episode in this row ended (and the row has auto-reset)."""
+        return self.terminated | self.truncated
+
+    @property
+    def n_envs(self) -> int:
+        return self.state.shape[0]
+
+
+class SingleEnv(ABC):
+    """One copy of a family's simulator. Adapters convert, nothing more: no logging,
+    no global seeding, no auto-reset (VecEnv does that)."""
+
+    spec: EnvSpec
+
+    @abstractmethod
+    def reset(self, seed: int | None) -> AgentView:
+        """Start an episode; `seed=None` continues the copy's own random stream."""
+
+    @abstractmethod
+    def step(self, actions: Sequence[np.ndarray]) -> tuple[AgentView, float, bool, bool, dict]:
+        """Apply one action per agent; return (view, team_reward, terminated, truncated,
+        episode_info). episode_info may carry 'win' or 'score' (bools) when an episode ends."""
+
+    def close(self) -> None:
+        """Release simulator resources."""
+
+
+class _Slot:
+    """One env copy plus its running episode statistics; lives in the process that steps it."""
+
+    def __init__(self, env: SingleEnv):
+        self.env = env
+        self.episode_return = 0.0
+        self.episode_length = 0
+
+    def reset(self, seed: int | None) -> AgentView:
+        self.episode_return, self.episode_length = 0.0, 0
+        return self.env.reset(seed)
+
+    def step(self, actions: Sequence[np.ndarray]) -> tuple:
+        view, reward, terminated, truncated, ep_info = self.env.step(actions)
+        self.episode_return += float(reward)
+        self.episode_length += 1
+        episode = None
+        final_view = view
+        if terminated or truncated:
+            episode = {"return": self.episode_return, "length": self.episode_length, **ep_info}
+            view = self.reset(None)
+        return view, final_view, float(reward), bool(terminated), bool(truncated), episode
+
+
+def _worker(conn, factories: list[Callable[[], SingleEnv]]) -> None:
+    """Subprocess loop: owns a chunk of slots, answers 'reset'/'step'/'spec'/'close'."""
+    slots = [_Slot(f()) for f in factories]
+    try:
+        while True:
+            cmd, payload = conn.recv()
+            if cmd == "reset":
+                conn.send([s.reset(None if payload is None else payload + i) for i, s in enumerate(slots)])
+            elif cmd == "step":
+                conn.send([s.step(a) for s, a in zip(slots, payload)])
+            elif cmd == "spec":
+                conn.send(slots[0].env.spec)
+            elif cmd == "close":
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for s in slots:
+            s.env.close()
+        conn.close()
+
+
+class VecEnv:
+    """E copies in lock-step. `vectorization='sync'` steps them in this process (cheap
+    envs such as MPE); `'subproc'` spreads them over `n_workers` processes (heavy envs)."""
+
+    def __init__(
+        self,
+        factory: Callable[[], SingleEnv],
+        n_envs: int,
+        vectorization: str = "sync",
+        n_workers: int | None = None,
+        start_method: str = "forkserver",
+        seed: int | None = None,
+    ):
+        if n_envs < 1:
+            raise ConfigError(f"n_envs must be >= 1, got {n_envs}")
+        if vectorization not in ("sync", "subproc"):
+            raise ConfigError(f"vectorization must be 'sync' or 'subproc', got {vectorization!r}")
+        self.n_envs = n_envs
+        self.vectorization = vectorization
+        self.seed = seed
+        if vectorization == "sync":
+            self._slots = [_Slot(factory()) for _ in range(n_envs)]
+            self.spec = self._slots[0].env.spec
+        else:
+            n_workers = min(n_workers or mp.cpu_count(), n_envs)
+            bounds = np.linspace(0, n_envs, n_workers + 1).astype(int)
+            self._chunks = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+            ctx = mp.get_context(start_method)
+            self._conns, self._procs = [], []
+            for lo, hi in self._chunks:
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_worker, args=(child, [factory] * (hi - lo)), daemon=True)
+                proc.start()
+                child.close()
+                self._conns.append(parent)
+                self._procs.append(proc)
+            self._conns[0].send(("spec", None))
+            self.spec = self._conns[0].recv()
+        self._closed = False
+
+    # -- public API ---------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> Step:
+        """Reset every copy; copy k gets `seed + k`, so one seed fixes all trajectories.
+        Without a seed, the seed given to `envs.make` is used."""
+        seed = self.seed if seed is None else seed
+        if self.vectorization == "sync":
+            views = [s.reset(None if seed is None else seed + k) for k, s in enumerate(self._slots)]
+        else:
+            for (lo, _), conn in zip(self._chunks, self._conns):
+                conn.send(("reset", None if seed is None else seed + lo))
+            views = [v for conn in self._conns for v in conn.recv()]
+        zeros = np.zeros(self.n_envs, dtype=bool)
+        step = self._batch(views, np.zeros(self.n_envs, np.float32), zeros, zeros.copy())
+        step.info.update(self._finals(step, views))
+        step.info["episodes"] = []
+        return step
+
+    def step(self, actions: Sequence[np.ndarray]) -> Step:
+        """`actions`: N × [E, act_dim_i] (Box) or N × [E] (Discrete)."""
+        per_env = [[np.asarray(a[k]) for a in actions] for k in range(self.n_envs)]
+        if self.vectorization == "sync":
+            results = [s.step(a) for s, a in zip(self._slots, per_env)]
+        else:
+            for (lo, hi), conn in zip(self._chunks, self._conns):
+                conn.send(("step", per_env[lo:hi]))
+            results = [r for conn in self._conns for r in conn.recv()]
+        views, finals, rewards, terms, truncs, episodes = zip(*results)
+        step = self._batch(
+            list(views),
+            np.asarray(rewards, np.float32),
+            np.asarray(terms, bool),
+            np.asarray(truncs, bool),
+        )
+        step.info.update(self._finals(step, list(finals)))
+        step.info["episodes"] = [e for e in episodes if e is not None]
+        return step
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.vectorization == "sync":
+            for s in self._slots:
+                s.env.close()
+        else:
+            for conn in self._conns:
+                try:
+                    conn.send(("close", None))
+                except (BrokenPipeError, OSError):
+                    pass
+            for proc in self._procs:
+                proc.join(timeout=5)
+                if proc.is_alive():
+                    proc.terminate()
+
+    def __enter__(self) -> "VecEnv":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # -- batching -------------------------------------------------------------------------
+    def _batch(self, views: list[AgentView], reward, terminated, truncated) -> Step:
+        obs, state, avail, alive = _stack_views(views, self.spec.n_agents)
+        return Step(obs, state, reward, terminated, truncated, avail, alive, {})
+
+    def _finals(self, step: Step, finals: list[AgentView]) -> dict[str, Any]:
+        obs, state, avail, alive = _stack_views(finals, self.spec.n_agents)
+        return {"final_obs": obs, "final_state": state, "final_avail_actions": avail, "final_alive": alive}
+
+
+def _stack_views(views: list[AgentView], n_agents: int):
+    obs = [np.stack([v.obs[i] for v in views]).astype(np.float32, copy=False) for i in range(n_agents)]
+    state = np.stack([v.state for v in views]).astype(np.float32, copy=False)
+    avail = None
+    if views[0].avail_actions is not None:
+        avail = [np.stack([v.avail_actions[i] for v in views]).astype(bool) for i in range(n_agents)]
+    alive = np.stack(
+        [np.ones(n_agents, bool) if v.alive is None else np.asarray(v.alive, bool) for v in views]
+    )
+    return obs, state, avail, alive
+
+
+def concat_obs_space(obs_spaces: Sequence[spaces.Box]) -> spaces.Box:
+    """State space for families without a global state: the concatenated observations."""
+    low = np.concatenate([s.low.ravel() for s in obs_spaces]).astype(np.float32)
+    high = np.concatenate([s.high.ravel() for s in obs_spaces]).astype(np.float32)
+    return spaces.Box(low, high, dtype=np.float32)

@@ -1,0 +1,17 @@
+"""Typed user-facing errors: one line that says what failed, why, and what to do.
+
+The harness maps every `UserError` to one line on stderr and exit status 2; anything else
+is a bug and keeps its traceback.
+"""
+
+
+class UserError(Exception):
+    """Bad input from the user (config, names, data); never a bug in the project."""
+
+
+class ConfigError(UserError):
+    """A configuration value, name or combination that cannot work."""
+
+
+class EnvUnavailable(UserError):
+    """A family's simulator (pip extra or external binary) is not installed here."""
