@@ -244,7 +244,7 @@ class VecEnv:
             np.asarray(truncs, bool),
         )
         step.info.update(self._finals(step, list(finals)))
-        step.info["episodes"] = [e for e in episodes if e is not None]
+        step.info["episodes"] = [dict(e, env_index=k) for k, e in enumerate(episodes) if e is not None]
         return step
 
     def close(self) -> None:
