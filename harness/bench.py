@@ -1,0 +1,152 @@
+"""Speed, measured as ratios: `python -m harness.bench [--seconds S] [--tasks mpe/simple_spread ...]`.
+
+For each task it prints
+- raw: the simulator's own step rate (one env, its native API, pre-drawn random actions);
+- vec E: our VecEnv at n_envs = E, with the same pre-drawn actions, as a ratio to raw;
+- loop E: the whole training loop (harness/train.py) driving `random`, as a ratio to vec E —
+  the loop's own overhead (act, observe, bookkeeping) on top of the env.
+Rates are env steps per second (one step of one copy = one env step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+import envs
+from algos.common.registry import config_class
+from algos.common.spaces import uniform_actions
+from harness.records import RunRecord
+from harness.train import Settings, prepare, train
+
+DEFAULT_TASKS = ("mpe/simple_spread", "mamujoco/HalfCheetah-2x3")
+VEC_SIZES = (1, 8, 32)
+
+
+def timed_rate(step_once: Callable[[], int], seconds: float) -> float:
+    """Call `step_once` (returns env steps done) until `seconds` pass; env steps / s."""
+    step_once()  # warm-up: first calls pay for lazy allocations
+    steps, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        steps += step_once()
+    return steps / elapsed
+
+
+def raw_mpe(task: str, seconds: float) -> float:
+    import importlib
+
+    module = importlib.import_module(f"mpe2.{task}_v3" if task != "simple_speaker_listener" else "mpe2.simple_speaker_listener_v4")
+    env = module.parallel_env(max_cycles=25, continuous_actions=True)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    actions = [{a: rng.random(env.action_space(a).shape).astype(np.float32) for a in env.agents} for _ in range(64)]
+    counter = iter(range(10**12))
+
+    def step_once() -> int:
+        obs, rew, term, trunc, info = env.step(actions[next(counter) % 64])
+        if not env.agents:
+            env.reset()
+        return 1
+
+    return timed_rate(step_once, seconds)
+
+
+def raw_mamujoco(task: str, seconds: float) -> float:
+    from gymnasium_robotics import mamujoco_v1
+
+    scenario, conf = task.split("-")
+    env = mamujoco_v1.parallel_env(scenario, conf, agent_obsk=1)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    actions = [
+        {a: rng.uniform(env.action_space(a).low, env.action_space(a).high).astype(np.float32) for a in env.possible_agents}
+        for _ in range(64)
+    ]
+    counter = iter(range(10**12))
+
+    def step_once() -> int:
+        obs, rew, term, trunc, info = env.step(actions[next(counter) % 64])
+        if any(term.values()) or any(trunc.values()):
+            env.reset()
+        return 1
+
+    return timed_rate(step_once, seconds)
+
+
+RAW = {"mpe": raw_mpe, "mamujoco": raw_mamujoco}
+
+
+def vec_rate(family: str, task: str, n_envs: int, seconds: float, vectorization: str | None) -> float:
+    fields = {} if vectorization is None else {"vectorization": vectorization}
+    env = envs.make(family, task, n_envs=n_envs, seed=0, **fields)
+    step = env.reset()
+    rng = np.random.default_rng(0)
+    actions = [uniform_actions(env.spec, n_envs, step.avail_actions, rng) for _ in range(16)]
+    counter = iter(range(10**12))
+
+    def step_once() -> int:
+        env.step(actions[next(counter) % 16])
+        return n_envs
+
+    try:
+        return timed_rate(step_once, seconds)
+    finally:
+        env.close()
+
+
+def loop_rate(family: str, task: str, n_envs: int, seconds: float, base_rate: float) -> float:
+    """The real train() with `random`; the rate comes from train.csv rows after the first."""
+    budget = max(int(base_rate * seconds), 8 * n_envs)
+    budget -= budget % n_envs
+    algo_config = config_class("random")()
+    settings = Settings(
+        family=family, task=task, algo="random", algo_config=algo_config, env_fields={},
+        budget=budget, n_envs=n_envs, eval_every=budget, eval_episodes=1, eval_n_envs=1,
+        log_every=max(budget // 5 - (budget // 5) % n_envs, n_envs), progress=False,
+    )
+    prepared = prepare(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        record = RunRecord(Path(tmp))
+        record.start("", "cpu")
+        try:
+            train(prepared, record)
+        finally:
+            prepared.close()
+        rows = pd.read_csv(Path(tmp) / "train.csv")
+    return float(rows["perf/sps"].iloc[1:].mean()) if len(rows) > 1 else float(rows["perf/sps"].iloc[0])
+
+
+def bench_task(name: str, seconds: float) -> list[dict]:
+    family, task = name.split("/", 1)
+    raw = RAW[family](task, seconds)
+    rows = [{"task": name, "what": "raw simulator, 1 env", "steps/s": raw, "ratio": 1.0, "ratio_to": "raw"}]
+    for n_envs in VEC_SIZES:
+        vec = vec_rate(family, task, n_envs, seconds, None)
+        rows.append({"task": name, "what": f"VecEnv n_envs={n_envs}", "steps/s": vec, "ratio": vec / raw, "ratio_to": "raw"})
+        loop = loop_rate(family, task, n_envs, seconds, vec)
+        rows.append({"task": name, "what": f"train loop (random) n_envs={n_envs}", "steps/s": loop,
+                     "ratio": loop / vec, "ratio_to": f"VecEnv n_envs={n_envs}"})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help="family/task names")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    rows = [row for name in args.tasks for row in bench_task(name, args.seconds)]
+    table = pd.DataFrame(rows)
+    with pd.option_context("display.float_format", "{:,.2f}".format, "display.width", 160):
+        print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""`python -m harness.run`: the results layout, re-runs, and one-line errors for bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from envs.errors import ConfigError
+from harness.checkpoint import load_checkpoint, save_checkpoint
+from harness.run import main
+
+FAST = ["progress=false", "n_envs=4", "eval_n_envs=2", "eval_episodes=4"]
+MATRIX = ["env=matrix", "task=climbing", "algo=random", "budget=40", "eval_every=20", *FAST]
+RESULT_FILES = ["config.yaml", "meta.json", "train.csv", "eval.csv", "summary.json", "checkpoints/latest.pt", "DONE"]
+
+
+def run_dir(root: Path, task="climbing", algo="random", seed=0, family="matrix") -> Path:
+    return root / "adhoc" / family / task / algo / f"seed_{seed}"
+
+
+def test_run_command_writes_every_results_file(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.run", *MATRIX, f"results_dir={tmp_path}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = run_dir(tmp_path)
+    for name in RESULT_FILES:
+        assert (out / name).is_file(), name
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["status"] == "done" and meta["end"] is not None
+    assert set(meta["git"]) == {"commit", "dirty"}
+    assert meta["packages"]["torch"].startswith("2.13.0")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] == 40 and summary["eval_episodes"] == 4
+    assert len(summary["policy_probs"]) == 2 and sum(summary["policy_probs"][0]) == pytest.approx(1.0)
+    evals = pd.read_csv(out / "eval.csv")
+    assert evals["env_steps"].tolist() == [0, 20, 40]
+    assert "task: climbing" in (out / "config.yaml").read_text()
+    assert not list(out.rglob("*.tmp")), "temp files left behind"
+
+
+def test_same_seed_gives_identical_results_and_rerun_skips(tmp_path, capsys):
+    assert main([*MATRIX, f"results_dir={tmp_path / 'a'}"]) == 0
+    assert main([*MATRIX, f"results_dir={tmp_path / 'b'}"]) == 0
+    first = pd.read_csv(run_dir(tmp_path / "a") / "eval.csv")
+    second = pd.read_csv(run_dir(tmp_path / "b") / "eval.csv")
+    pd.testing.assert_frame_equal(first, second)
+    done_before = (run_dir(tmp_path / "a") / "DONE").read_text()
+    capsys.readouterr()
+    assert main([*MATRIX, f"results_dir={tmp_path / 'a'}"]) == 0
+    assert "skip" in capsys.readouterr().out
+    assert (run_dir(tmp_path / "a") / "DONE").read_text() == done_before
+
+
+def test_seed_changes_the_results(tmp_path):
+    assert main([*MATRIX, "seed=1", f"results_dir={tmp_path}"]) == 0
+    assert main([*MATRIX, "seed=2", f"results_dir={tmp_path}"]) == 0
+    one = pd.read_csv(run_dir(tmp_path, seed=1) / "eval.csv")["eval_return_mean"]
+    two = pd.read_csv(run_dir(tmp_path, seed=2) / "eval.csv")["eval_return_mean"]
+    assert not one.equals(two)
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["algo=nope"], "unknown algo 'nope'; valid: "),
+        (["env=nope"], "unknown env 'nope'; valid: "),
+        (["env=matrix", "task=nope"], "valid tasks: climbing, penalty, custom"),
+        (["env=matrix", "task=custom", "env.payoff=[[1,0],[0]]"], "rectangular"),
+        (["env=matrix", "task=custom", "env.payoff=[1,0]"], "one axis per agent"),
+        (["env=matrix", "task=custom"], "needs env.payoff"),
+        (["env=matrix", "task=climbing", "budget=-5"], "budget must be a positive integer"),
+        (["env=matrix", "task=climbing", "eval_episodes=0"], "eval_episodes must be a positive integer"),
+        (["env=matrix", "task=climbing", "env.nope=1"], "Could not override 'env.nope'"),
+        (["env=matrix", "task=climbing", "algo.nope=1"], "Could not override 'algo.nope'"),
+        (["env=matrix", "task=climbing", "seed=abc"], "could not be converted to Integer"),
+        (["env=matrix", "task=climbing", "device=tpu"], "device must be"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, overrides, fragment):
+    root = tmp_path / "results"
+    assert main([*overrides, f"results_dir={root}", "progress=false"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert fragment in err
+    assert not root.exists()
+
+
+def test_cli_exit_status_is_2_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.run", "algo=nope", f"results_dir={tmp_path}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_corrupt_or_foreign_checkpoint_is_a_config_error(tmp_path):
+    good = tmp_path / "good.pt"
+    save_checkpoint(good, {"algo": {"x": 1}, "env_steps": 5})
+    assert load_checkpoint(good)["env_steps"] == 5
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(good.read_bytes()[:50])
+    with pytest.raises(ConfigError, match="corrupt"):
+        load_checkpoint(corrupt)
+    foreign = tmp_path / "foreign.pt"
+    import torch
+
+    torch.save({"weights": 1}, foreign)
+    with pytest.raises(ConfigError, match="not written by hasac-bench"):
+        load_checkpoint(foreign)
