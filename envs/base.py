@@ -13,6 +13,7 @@ Shapes: E = number of env copies, N = number of agents.
 from __future__ import annotations
 
 import multiprocessing as mp
+import traceback
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -148,22 +149,34 @@ class _Slot:
         return view, final_view, float(reward), bool(terminated), bool(truncated), episode
 
 
+class WorkerError(RuntimeError):
+    """An env copy raised inside a worker process; carries the worker's traceback."""
+
+
 def _worker(conn, factories: list[Callable[[], SingleEnv]]) -> None:
-    """Subprocess loop: owns a chunk of slots, answers 'reset'/'step'/'spec'/'close'."""
-    slots = [_Slot(f()) for f in factories]
+    """Subprocess loop: owns a chunk of slots, answers 'reset'/'step'/'spec'/'close'.
+    Every answer is ("ok", value) or ("error", traceback) so failures surface in the parent."""
+    slots: list[_Slot] = []
     try:
+        slots = [_Slot(f()) for f in factories]
         while True:
             cmd, payload = conn.recv()
-            if cmd == "reset":
-                conn.send([s.reset(None if payload is None else payload + i) for i, s in enumerate(slots)])
-            elif cmd == "step":
-                conn.send([s.step(a) for s, a in zip(slots, payload)])
-            elif cmd == "spec":
-                conn.send(slots[0].env.spec)
-            elif cmd == "close":
+            if cmd == "close":
                 break
+            try:
+                if cmd == "reset":
+                    value = [s.reset(None if payload is None else payload + i) for i, s in enumerate(slots)]
+                elif cmd == "step":
+                    value = [s.step(a) for s, a in zip(slots, payload)]
+                else:  # "spec"
+                    value = slots[0].env.spec
+                conn.send(("ok", value))
+            except Exception:
+                conn.send(("error", traceback.format_exc()))
     except KeyboardInterrupt:
         pass
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
     finally:
         for s in slots:
             s.env.close()
@@ -195,8 +208,8 @@ class VecEnv:
             self.spec = self._slots[0].env.spec
         else:
             n_workers = min(n_workers or mp.cpu_count(), n_envs)
-            bounds = np.linspace(0, n_envs, n_workers + 1).astype(int)
-            self._chunks = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+            bounds = np.linspace(0, n_envs, n_workers + 1).astype(int).tolist()  # python ints
+            self._chunks = list(zip(bounds[:-1], bounds[1:]))
             ctx = mp.get_context(start_method)
             self._conns, self._procs = [], []
             for lo, hi in self._chunks:
@@ -207,7 +220,7 @@ class VecEnv:
                 self._conns.append(parent)
                 self._procs.append(proc)
             self._conns[0].send(("spec", None))
-            self.spec = self._conns[0].recv()
+            self.spec = self._receive(self._conns[0])
         self._closed = False
 
     # -- public API ---------------------------------------------------------------------
@@ -219,11 +232,11 @@ class VecEnv:
             views = [s.reset(None if seed is None else seed + k) for k, s in enumerate(self._slots)]
         else:
             for (lo, _), conn in zip(self._chunks, self._conns):
-                conn.send(("reset", None if seed is None else seed + lo))
-            views = [v for conn in self._conns for v in conn.recv()]
+                conn.send(("reset", None if seed is None else int(seed + lo)))
+            views = [v for conn in self._conns for v in self._receive(conn)]
         zeros = np.zeros(self.n_envs, dtype=bool)
         step = self._batch(views, np.zeros(self.n_envs, np.float32), zeros, zeros.copy())
-        step.info.update(self._finals(step, views))
+        step.info.update(self._finals(step, views, np.array([], int)))
         step.info["episodes"] = []
         return step
 
@@ -235,7 +248,7 @@ class VecEnv:
         else:
             for (lo, hi), conn in zip(self._chunks, self._conns):
                 conn.send(("step", per_env[lo:hi]))
-            results = [r for conn in self._conns for r in conn.recv()]
+            results = [r for conn in self._conns for r in self._receive(conn)]
         views, finals, rewards, terms, truncs, episodes = zip(*results)
         step = self._batch(
             list(views),
@@ -243,7 +256,7 @@ class VecEnv:
             np.asarray(terms, bool),
             np.asarray(truncs, bool),
         )
-        step.info.update(self._finals(step, list(finals)))
+        step.info.update(self._finals(step, list(finals), np.flatnonzero(step.done)))
         step.info["episodes"] = [dict(e, env_index=k) for k, e in enumerate(episodes) if e is not None]
         return step
 
@@ -277,13 +290,38 @@ class VecEnv:
         except Exception:
             pass
 
+    @staticmethod
+    def _receive(conn):
+        try:
+            status, value = conn.recv()
+        except EOFError:
+            raise WorkerError("an env worker process died without an answer") from None
+        if status == "error":
+            raise WorkerError(f"an env copy failed in its worker process:\n{value}")
+        return value
+
     # -- batching -------------------------------------------------------------------------
     def _batch(self, views: list[AgentView], reward, terminated, truncated) -> Step:
         obs, state, avail, alive = _stack_views(views, self.spec.n_agents)
         return Step(obs, state, reward, terminated, truncated, avail, alive, {})
 
-    def _finals(self, step: Step, finals: list[AgentView]) -> dict[str, Any]:
-        obs, state, avail, alive = _stack_views(finals, self.spec.n_agents)
+    def _finals(self, step: Step, finals: list[AgentView], done_rows: np.ndarray) -> dict[str, Any]:
+        """The true next view: the step's own arrays (shared, not copied) where no episode
+        ended; copies with the finished episodes' last views written into `done_rows`."""
+        obs, state = list(step.obs), step.state
+        avail, alive = step.avail_actions, step.alive
+        if len(done_rows):
+            last = _stack_views([finals[k] for k in done_rows], self.spec.n_agents)
+            obs = [o.copy() for o in obs]
+            state, alive = state.copy(), alive.copy()
+            for i in range(self.spec.n_agents):
+                obs[i][done_rows] = last[0][i]
+            state[done_rows] = last[1]
+            if avail is not None:
+                avail = [a.copy() for a in avail]
+                for i in range(self.spec.n_agents):
+                    avail[i][done_rows] = last[2][i]
+            alive[done_rows] = last[3]
         return {"final_obs": obs, "final_state": state, "final_avail_actions": avail, "final_alive": alive}
 
 

@@ -40,18 +40,20 @@ def timed_rate(step_once: Callable[[], int], seconds: float) -> float:
 
 
 def raw_mpe(task: str, seconds: float) -> float:
-    import importlib
+    """mpe2's unwrapped AEC env driven one full agent cycle per step (its fastest API)."""
+    from envs.mpe import _import_task
 
-    module = importlib.import_module(f"mpe2.{task}_v3" if task != "simple_speaker_listener" else "mpe2.simple_speaker_listener_v4")
-    env = module.parallel_env(max_cycles=25, continuous_actions=True)
+    env = _import_task(task).raw_env(max_cycles=25, continuous_actions=True)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
-    actions = [{a: rng.random(env.action_space(a).shape).astype(np.float32) for a in env.agents} for _ in range(64)]
+    agents = list(env.possible_agents)
+    actions = [[rng.random(env.action_space(a).shape).astype(np.float32) for a in agents] for _ in range(64)]
     counter = iter(range(10**12))
 
     def step_once() -> int:
-        obs, rew, term, trunc, info = env.step(actions[next(counter) % 64])
-        if not env.agents:
+        for action in actions[next(counter) % 64]:
+            env.step(action)
+        if any(env.truncations.values()) or any(env.terminations.values()):
             env.reset()
         return 1
 
@@ -59,21 +61,19 @@ def raw_mpe(task: str, seconds: float) -> float:
 
 
 def raw_mamujoco(task: str, seconds: float) -> float:
-    from gymnasium_robotics import mamujoco_v1
+    """The underlying single-agent Gymnasium MuJoCo env (the physics floor under MaMuJoCo)."""
+    from envs.mamujoco import Config, _build, resolve_task
 
-    scenario, conf = task.split("-")
-    env = mamujoco_v1.parallel_env(scenario, conf, agent_obsk=1)
+    env = _build(*resolve_task(task), Config()).single_agent_env
     env.reset(seed=0)
     rng = np.random.default_rng(0)
-    actions = [
-        {a: rng.uniform(env.action_space(a).low, env.action_space(a).high).astype(np.float32) for a in env.possible_agents}
-        for _ in range(64)
-    ]
+    space = env.action_space
+    actions = [rng.uniform(space.low, space.high).astype(np.float32) for _ in range(64)]
     counter = iter(range(10**12))
 
     def step_once() -> int:
         obs, rew, term, trunc, info = env.step(actions[next(counter) % 64])
-        if any(term.values()) or any(trunc.values()):
+        if term or trunc:
             env.reset()
         return 1
 

@@ -15,8 +15,10 @@ def uniform_actions(spec: EnvSpec, n_envs: int, avail: list[np.ndarray] | None, 
     actions = []
     for i, space in enumerate(spec.action_spaces):
         if isinstance(space, spaces.Box):
-            u = rng.random((n_envs, *space.shape))
-            actions.append((space.low + u * (space.high - space.low)).astype(np.float32))
+            u = rng.random((n_envs, *space.shape), dtype=np.float32)
+            u *= space.high - space.low
+            u += space.low
+            actions.append(u)
         elif isinstance(space, spaces.Discrete):
             mask = np.ones((n_envs, space.n), bool) if avail is None else avail[i]
             actions.append(masked_uniform_choice(mask, rng))

@@ -1,0 +1,372 @@
+"""The CTDE env interface across families: spaces vs arrays, auto-reset, time limits vs
+termination, seeding, vectorisation, registry errors, and the MPE/MaMuJoCo adapters'
+own conventions. Simulators missing here are skipped, never failed."""
+
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+import envs
+from envs.errors import ConfigError, EnvUnavailable
+
+SIMULATOR = {"mpe": "mpe2", "mamujoco": "gymnasium_robotics"}  # family -> import to skip on
+
+
+@dataclass(frozen=True)
+class Case:
+    family: str
+    task: str
+    fields: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return "-".join([self.family, self.task, *(f"{k}={v}" for k, v in self.fields.items())])
+
+    def make(self, n_envs: int = 3, seed: int | None = 0, **extra) -> envs.VecEnv:
+        if self.family in SIMULATOR:
+            pytest.importorskip(SIMULATOR[self.family])
+        return envs.make(self.family, self.task, n_envs=n_envs, seed=seed, **self.fields, **extra)
+
+
+# Short episodes so every case ends (and auto-resets) within a few dozen steps.
+CASES = [
+    Case("matrix", "climbing"),
+    Case("matrix", "penalty"),
+    Case("matrix", "custom", {"payoff": [[[1, 0], [0, 1]], [[0, 2], [2, 0]]]}),
+    Case("mpe", "simple_spread", {"max_cycles": 6}),
+    Case("mpe", "simple_spread", {"max_cycles": 6, "continuous_actions": False}),
+    Case("mpe", "simple_speaker_listener", {"max_cycles": 6}),
+    Case("mpe", "simple_speaker_listener", {"max_cycles": 6, "continuous_actions": False}),
+    Case("mpe", "simple_reference", {"max_cycles": 6, "continuous_actions": False}),
+    Case("mamujoco", "HalfCheetah-2x3", {"episode_limit": 12}),
+    Case("mamujoco", "HalfCheetah-2x3", {"episode_limit": 12, "obs_mode": "local"}),
+    Case("mamujoco", "Hopper-3x1", {"episode_limit": 40}),
+    Case("mamujoco", "Hopper-3x1", {"episode_limit": 40, "obs_mode": "local"}),
+    Case("mamujoco", "Ant-8x1", {"episode_limit": 12, "obs_mode": "local"}),
+]
+
+
+def random_actions(spec: envs.EnvSpec, n_envs: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """N × [E, A] (Box, uniform inside the bounds) or N × [E] (Discrete)."""
+    out = []
+    for space in spec.action_spaces:
+        if isinstance(space, spaces.Box):
+            out.append(rng.uniform(space.low, space.high, (n_envs, *space.shape)).astype(np.float32))
+        else:
+            out.append(rng.integers(space.n, size=n_envs))
+    return out
+
+
+def rollout(env: envs.VecEnv, n_steps: int, action_seed: int = 0) -> list[envs.Step]:
+    rng = np.random.default_rng(action_seed)
+    steps = [env.reset()]
+    for _ in range(n_steps):
+        steps.append(env.step(random_actions(env.spec, env.n_envs, rng)))
+    return steps
+
+
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: c.id)
+def played(request):
+    """(spec, steps) of 3 copies for 30 steps of random play."""
+    env = request.param.make(n_envs=3)
+    try:
+        yield env.spec, rollout(env, 30)
+    finally:
+        env.close()
+
+
+def check_arrays(spec: envs.EnvSpec, step: envs.Step, n_envs: int) -> None:
+    assert len(step.obs) == spec.n_agents
+    for obs, space in zip(step.obs, spec.obs_spaces):
+        assert obs.shape == (n_envs, *space.shape) and obs.dtype == np.float32
+        assert np.all((obs >= space.low) & (obs <= space.high)), "observation outside its space"
+    assert step.state.shape == (n_envs, *spec.state_space.shape) and step.state.dtype == np.float32
+    assert step.reward.shape == (n_envs,) and step.reward.dtype == np.float32
+    assert step.terminated.shape == step.truncated.shape == (n_envs,)
+    assert step.terminated.dtype == step.truncated.dtype == bool
+    assert not np.any(step.terminated & step.truncated), "a row is both terminated and truncated"
+    assert step.alive.shape == (n_envs, spec.n_agents) and step.alive.dtype == bool
+    if spec.has_avail_actions:
+        assert [a.shape for a in step.avail_actions] == [(n_envs, s.n) for s in spec.action_spaces]
+        assert all(a.any(axis=1).all() for a in step.avail_actions)
+    else:
+        assert step.avail_actions is None
+
+
+def test_step_arrays_match_the_spec(played):
+    spec, steps = played
+    assert spec.n_agents == len(spec.obs_spaces) == len(spec.action_spaces)
+    assert all(isinstance(s, (spaces.Box, spaces.Discrete)) for s in spec.action_spaces)
+    assert all(s.dtype == np.float32 for s in spec.action_spaces if isinstance(s, spaces.Box))
+    for step in steps:
+        check_arrays(spec, step, n_envs=3)
+        check_arrays(spec, envs.Step(step.info["final_obs"], step.info["final_state"], step.reward,
+                                     step.terminated, step.truncated, step.info["final_avail_actions"],
+                                     step.info["final_alive"]), n_envs=3)
+
+
+def test_auto_reset_keeps_the_last_view_and_counts_episodes(played):
+    spec, steps = played
+    lengths = np.zeros(3, int)  # our own count of steps since each row's last reset
+    n_done = 0
+    for step in steps[1:]:
+        lengths += 1
+        done = step.done
+        obs, final = np.concatenate(step.obs, axis=1), np.concatenate(step.info["final_obs"], axis=1)
+        assert np.array_equal(final[~done], obs[~done])
+        assert np.array_equal(step.info["final_state"][~done], step.state[~done])
+        if not spec.single_state:  # matrix games restart in their only state
+            # (one agent's view may repeat: the speaker sees only the goal colour)
+            assert all(not np.array_equal(final[k], obs[k]) for k in np.flatnonzero(done))
+        episodes = step.info["episodes"]
+        assert sorted(e["env_index"] for e in episodes) == np.flatnonzero(done).tolist()
+        for e in episodes:
+            assert e["length"] == lengths[e["env_index"]]
+            assert e["length"] <= spec.episode_limit
+        lengths[done] = 0
+        n_done += int(done.sum())
+    assert n_done > 0, "no episode ended: the test saw no auto-reset"
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        Case("mpe", "simple_spread", {"max_cycles": 7}),
+        Case("mamujoco", "HalfCheetah-2x3", {"episode_limit": 20}),
+        Case("mamujoco", "HalfCheetah-2x3", {"episode_limit": 20, "obs_mode": "local"}),
+    ],
+    ids=lambda c: c.id,
+)
+def test_time_limit_truncates_exactly_at_the_limit_without_terminating(case):
+    env = case.make(n_envs=2)
+    limit = env.spec.episode_limit
+    steps = rollout(env, 2 * limit)
+    env.close()
+    ends = [t for t, s in enumerate(steps) if s.done.any()]
+    assert ends == [limit, 2 * limit]
+    for t in ends:
+        assert steps[t].truncated.all() and not steps[t].terminated.any()
+        assert [e["length"] for e in steps[t].info["episodes"]] == [limit, limit]
+
+
+def test_unhealthy_hopper_terminates_rather_than_truncates():
+    env = Case("mamujoco", "Hopper-3x1", {"episode_limit": 1000}).make(n_envs=2)
+    steps = rollout(env, 150)
+    env.close()
+    assert not any(s.truncated.any() for s in steps)
+    episodes = [e for s in steps for e in s.info["episodes"]]
+    assert episodes and all(e["length"] < 150 for e in episodes)
+    assert sum(int(s.terminated.sum()) for s in steps) == len(episodes)
+
+
+SEEDED = [
+    Case("mpe", "simple_spread", {"max_cycles": 5}),
+    Case("mpe", "simple_speaker_listener", {"max_cycles": 5, "continuous_actions": False}),
+    Case("mamujoco", "HalfCheetah-2x3", {"episode_limit": 5}),
+    Case("mamujoco", "Hopper-3x1", {"episode_limit": 5, "obs_mode": "local"}),
+]
+
+
+def trajectory(steps: list[envs.Step]) -> list[np.ndarray]:
+    return [a for s in steps for a in (*s.obs, s.state, s.reward, s.done, *s.info["final_obs"])]
+
+
+def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("case", SEEDED, ids=lambda c: c.id)
+def test_same_seed_same_trajectory_and_another_seed_differs(case):
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("other", 1)):
+        env = case.make(n_envs=2, seed=seed)
+        runs[name] = trajectory(rollout(env, 12))  # 12 steps > 2 episodes: covers auto-resets
+        env.close()
+    assert same(runs["a"], runs["b"])
+    assert not same(runs["a"], runs["other"])
+
+
+@pytest.mark.parametrize(
+    "case",
+    [Case("mpe", "simple_spread", {"max_cycles": 5}), Case("mamujoco", "Hopper-3x1", {"episode_limit": 8})],
+    ids=lambda c: c.id,
+)
+def test_sync_and_subproc_give_identical_trajectories(case):
+    runs = {}
+    for mode in ("sync", "subproc"):
+        env = case.make(n_envs=3, seed=4, vectorization=mode, n_workers=2)  # uneven chunks: 1 + 2
+        runs[mode] = trajectory(rollout(env, 12))
+        env.close()
+    assert same(runs["sync"], runs["subproc"])
+
+
+# -- MPE ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("continuous", [True, False])
+@pytest.mark.parametrize("task", ["simple_spread", "simple_speaker_listener", "simple_reference"])
+def test_mpe_matches_the_official_parallel_api_with_summed_reward(task, continuous):
+    """Our one-AEC-cycle stepping equals mpe2's parallel_env; team reward = sum over agents."""
+    pytest.importorskip("mpe2")
+    from envs.mpe import Config, MpeEnv, _import_task
+
+    ours = MpeEnv(task, Config(continuous_actions=continuous))
+    theirs = _import_task(task).parallel_env(max_cycles=25, continuous_actions=continuous)
+    agents = theirs.possible_agents
+    view, (obs, _) = ours.reset(seed=3), theirs.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for t in range(1, 26):
+        assert all(np.array_equal(view.obs[i], obs[a]) for i, a in enumerate(agents))
+        assert np.array_equal(view.state, theirs.state())
+        actions = [a[0] for a in random_actions(ours.spec, 1, rng)]
+        view, reward, terminated, truncated, _ = ours.step(actions)
+        obs, rewards, _, truncs, _ = theirs.step(dict(zip(agents, actions)))
+        assert reward == pytest.approx(sum(rewards.values()))
+        assert (truncated, terminated) == (t == 25, False) and truncs[agents[0]] == (t == 25)
+    assert ours.spec.episode_limit == 25
+
+
+def test_mpe_speaker_listener_is_heterogeneous():
+    env = Case("mpe", "simple_speaker_listener").make(n_envs=1)
+    assert [s.shape[0] for s in env.spec.obs_spaces] == [3, 11]
+    assert [s.shape for s in env.spec.action_spaces] == [(3,), (5,)]
+    assert all(s.low.min() == 0 and s.high.max() == 1 for s in env.spec.action_spaces)
+    env.close()
+
+
+# -- MaMuJoCo -------------------------------------------------------------------------------
+
+def test_mamujoco_global_obs_is_the_state_plus_a_one_hot_id():
+    env = Case("mamujoco", "Ant-2x4").make(n_envs=2)
+    step = env.reset()
+    state_dim = env.spec.state_space.shape[0]
+    assert state_dim == 105  # Gymnasium v5 Ant (contact forces included); the paper's v2 differs
+    for i, obs in enumerate(step.obs):
+        assert np.array_equal(obs[:, :state_dim], step.state)
+        assert np.array_equal(obs[:, state_dim:], np.tile(np.eye(2)[i], (2, 1)))
+    env.close()
+
+
+def test_mamujoco_local_obs_are_the_libraries_agent_obsk_views():
+    env = Case("mamujoco", "Hopper-3x1", {"obs_mode": "local"}).make(n_envs=1)
+    assert [s.shape[0] for s in env.spec.obs_spaces] == [8, 9, 8]
+    assert env.spec.state_space.shape == (11,)
+    env.close()
+
+
+@pytest.mark.parametrize("task", ["HalfCheetah-3x2", "Ant-8x1", "Walker2d-6x1", "Walker2d-3x2",
+                                  "Humanoid-17x1", "HumanoidStandup-17x1"])
+def test_mamujoco_splits_missing_from_the_library_drive_harls_joint_groups(task):
+    pytest.importorskip("gymnasium_robotics")
+    from envs.mamujoco import HARL_SPLITS, Config, MaMuJoCoEnv
+
+    env = MaMuJoCoEnv(task, Config())
+    env.reset(seed=0)
+    groups = HARL_SPLITS[tuple(task.split("-"))]
+    assert [s.shape for s in env.spec.action_spaces] == [(len(g),) for g in groups]
+    values = np.round(np.linspace(-0.3, 0.3, sum(map(len, groups))), 4).astype(np.float32)
+    actions = np.split(values, np.cumsum([len(g) for g in groups])[:-1])
+    env.step(actions)
+    sim = env._env.single_agent_env.unwrapped
+    joint_of_value = {  # ctrl value -> name of the joint its actuator drives ("hip_1" ~ "hip1")
+        round(float(sim.data.ctrl[k]), 4): sim.model.joint(sim.model.actuator_trnid[k][0]).name.replace("_", "")
+        for k in range(sim.model.nu)
+    }
+    for action, joints in zip(actions, groups):
+        assert [joint_of_value[round(float(v), 4)] for v in action] == [j.replace("_", "") for j in joints]
+    env.close()
+
+
+def test_mamujoco_accepts_library_splits_and_the_original_scenario_names():
+    swimmer = Case("mamujoco", "manyagent_swimmer-10x2").make(n_envs=1)
+    humanoid = Case("mamujoco", "Humanoid-9|8").make(n_envs=1)
+    assert swimmer.spec.n_agents == 10 and swimmer.spec.state_space.shape == (44,)
+    assert [s.shape for s in humanoid.spec.action_spaces] == [(9,), (8,)]
+    swimmer.close()
+    humanoid.close()
+
+
+@pytest.mark.parametrize("family, task", [("mpe", "simple_spread"), ("mamujoco", "Hopper-3x1")])
+def test_out_of_bounds_box_actions_are_clipped(family, task):
+    """A far-out-of-bounds action behaves exactly like its clipped value."""
+    outcomes = []
+    for scale in (1.0, 50.0):
+        env = Case(family, task).make(n_envs=1, seed=0)
+        env.reset()
+        spec = env.spec
+        action = [np.where(np.arange(s.shape[0]) % 2, s.high, s.low)[None] for s in spec.action_spaces]
+        mid = [(s.low + s.high)[None] / 2 for s in spec.action_spaces]
+        nxt = env.step([m + scale * (a - m) for a, m in zip(action, mid)])
+        outcomes.append((nxt.state, nxt.reward))  # reward too: MuJoCo clamps ctrl, not its cost
+        env.close()
+    assert np.array_equal(outcomes[0][0], outcomes[1][0])
+    assert np.array_equal(outcomes[0][1], outcomes[1][1])
+
+
+# -- registry errors ------------------------------------------------------------------------
+
+def one_line_config_error(fragment: str, family: str, task: str, **fields) -> None:
+    with pytest.raises(ConfigError, match=fragment) as info:
+        envs.make(family, task, **fields)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_family_lists_the_families():
+    one_line_config_error("valid families: matrix, mpe, mamujoco", "smacc", "3m")
+
+
+@pytest.mark.parametrize("family, listed", [("matrix", "climbing, penalty, custom"),
+                                            ("mpe", "simple_spread, simple_speaker_listener"),
+                                            ("mamujoco", "HalfCheetah-2x3")])
+def test_unknown_task_lists_the_valid_tasks(family, listed):
+    if family in SIMULATOR:
+        pytest.importorskip(SIMULATOR[family])
+    one_line_config_error(f"valid tasks: .*{listed}", family, "Nope-3x3")
+
+
+@pytest.mark.parametrize("task", ["Ant-3x3", "Ant", "HalfCheetah-6", "Foo-2x3"])
+def test_mamujoco_unsupported_split_is_a_config_error(task):
+    pytest.importorskip("gymnasium_robotics")
+    one_line_config_error("unknown mamujoco task", "mamujoco", task)
+
+
+@pytest.mark.parametrize(
+    "family, task, fields, fragment",
+    [
+        ("mpe", "simple_spread", {"colour": "red"}, "unknown field.*colour.*valid fields"),
+        ("mpe", "simple_spread", {"max_cycles": 0}, "max_cycles"),
+        ("mamujoco", "HalfCheetah-2x3", {"obs_mode": "partial"}, "obs_mode must be one of global, local"),
+        ("mamujoco", "HalfCheetah-2x3", {"episode_limit": 0}, "episode_limit"),
+        ("matrix", "custom", {"payoff": [[1, 0], [0]]}, "rectangular"),
+        ("matrix", "custom", {"payoff": [1, 0]}, "one axis per agent"),
+    ],
+)
+def test_bad_env_fields_are_one_line_config_errors(family, task, fields, fragment):
+    if family in SIMULATOR:
+        pytest.importorskip(SIMULATOR[family])
+    one_line_config_error(fragment, family, task, **fields)
+
+
+@pytest.mark.parametrize("family, task, hidden, extra", [("mpe", "simple_spread", "mpe2", "hasac-bench[mpe]"),
+                                                         ("mamujoco", "HalfCheetah-2x3", "gymnasium_robotics",
+                                                          "hasac-bench[mamujoco]")])
+def test_missing_simulator_is_env_unavailable_with_one_line(monkeypatch, family, task, hidden, extra):
+    for name in {hidden, *(n for n in sys.modules if n.startswith(hidden + "."))}:
+        monkeypatch.setitem(sys.modules, name, None)  # `import <hidden>` now raises ImportError
+    with pytest.raises(EnvUnavailable, match=rf"env={family} needs .*pip install '{re.escape(extra)}'") as info:
+        envs.make(family, task)
+    assert "\n" not in str(info.value)
+
+
+def test_env_modules_import_without_any_simulator():
+    code = ("import sys\n"
+            "for m in ('mpe2', 'gymnasium_robotics', 'mujoco', 'pettingzoo'): sys.modules[m] = None\n"
+            "import envs, envs.mpe, envs.mamujoco\n"
+            "print(envs.mpe.TASKS[0], envs.mamujoco.TASKS[0])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["simple_spread", "HalfCheetah-2x3"]
