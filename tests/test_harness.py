@@ -113,3 +113,30 @@ def test_corrupt_or_foreign_checkpoint_is_a_config_error(tmp_path):
     torch.save({"weights": 1}, foreign)
     with pytest.raises(ConfigError, match="not written by hasac-bench"):
         load_checkpoint(foreign)
+
+
+def test_missing_simulator_exits_2_naming_the_extra(tmp_path, capsys, monkeypatch):
+    for name in [m for m in sys.modules if m == "mpe2" or m.startswith("mpe2.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "mpe2", None)  # import mpe2 now raises ImportError
+    assert main(["env=mpe", "task=simple_spread", f"results_dir={tmp_path}", "progress=false"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'hasac-bench[mpe]'" in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["env=mpe", "task=simple_spread", "env.continuous_actions=false"],
+        ["env=mamujoco", "task=HalfCheetah-2x3", "env.episode_limit=50", "env.obs_mode=local"],
+    ],
+)
+def test_run_command_trains_random_on_simulated_families(tmp_path, overrides):
+    assert main([*overrides, "algo=random", "budget=200", "eval_every=100", f"results_dir={tmp_path}", *FAST]) == 0
+    family, task = overrides[0].split("=")[1], overrides[1].split("=")[1]
+    out = run_dir(tmp_path, task=task, family=family)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] == 200 and summary["eval_episodes"] == 4
+    assert "policy_probs" not in summary  # not a single-state task
+    assert pd.read_csv(out / "eval.csv")["env_steps"].tolist() == [0, 100, 200]
