@@ -11,6 +11,8 @@ from envs.errors import ConfigError
 
 ALGORITHMS: dict[str, str] = {
     "random": "algos.random_policy:RandomPolicy",
+    "hasac": "algos.hasac:Hasac",
+    "hatd3": "algos.hatd3:Hatd3",
 }
 
 

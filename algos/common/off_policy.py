@@ -1,0 +1,213 @@
+"""What HASAC and HATD3 share: the config fields of HARL's off-policy HA runner, the
+replay buffer and update schedule, the centralised twin critic and its loss, and
+checkpointing. Each algorithm file keeps its own actors, losses and `update()`.
+
+Schedule (HARL off_policy_base_runner.py, expressed in env steps so it does not depend on
+n_envs): the first `warmup_steps` env steps act uniformly at random; afterwards, every
+`train_every` env steps, `updates_per_train` gradient updates are owed. HARL's defaults
+(train_interval 50 vectorised steps × 20 threads, update_per_train 1) are 50 updates per
+1000 env steps, i.e. one update per 20 transitions.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import nn
+
+from algos.base import AlgoConfig, Algorithm
+from algos.common.networks import TwinQ, polyak_update
+from algos.common.replay import Batch, ReplayBuffer
+from algos.common.spaces import uniform_actions
+from envs.base import EnvSpec, Step
+from envs.errors import ConfigError
+
+
+@dataclass
+class OffPolicyConfig(AlgoConfig):
+    """Fields of HARL's off-policy HA runner (defaults: hasac.yaml)."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
+    """Hidden layer widths of every actor and critic MLP."""
+    lr: float = 5e-4
+    """Adam learning rate of the actors."""
+    critic_lr: float = 5e-4
+    """Adam learning rate of the twin critic."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    tau: float = 0.005
+    """Polyak rate of the target networks: θ' ← (1 − τ)θ' + τθ (HARL `polyak`)."""
+    buffer_size: int = 1_000_000
+    """Replay capacity in transitions."""
+    batch_size: int = 1000
+    """Transitions per gradient update, drawn without replacement."""
+    n_step: int = 20
+    """Steps in the n-step return (stops early at episode ends)."""
+    warmup_steps: int = 10_000
+    """Env steps of uniformly random actions before the policy acts (counted in the budget)."""
+    train_every: int = 1000
+    """Env steps between training rounds (HARL train_interval × n_rollout_threads: 50 × 20)."""
+    updates_per_train: int = 50
+    """Gradient updates per training round (HARL update_per_train × train_interval: 1 × 50)."""
+    use_huber: bool = True
+    """Huber critic loss instead of MSE (HARL use_huber_loss)."""
+    huber_delta: float = 10.0
+    """δ of the Huber loss."""
+
+    def validate(self, spec: EnvSpec) -> None:
+        checks = [
+            (self.lr > 0 and self.critic_lr > 0, "lr and critic_lr must be > 0"),
+            (0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}"),
+            (0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}"),
+            (self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}"),
+            (self.buffer_size >= self.batch_size, f"buffer_size ({self.buffer_size}) must be >= batch_size ({self.batch_size})"),
+            (self.n_step >= 1, f"n_step must be >= 1, got {self.n_step}"),
+            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
+            (self.train_every >= 1, f"train_every must be >= 1, got {self.train_every}"),
+            (self.updates_per_train >= 0, f"updates_per_train must be >= 0, got {self.updates_per_train}"),
+            (len(self.hidden_sizes) > 0 and min(self.hidden_sizes) > 0, f"hidden_sizes must be positive widths, got {list(self.hidden_sizes)}"),
+            (self.huber_delta > 0, f"huber_delta must be > 0, got {self.huber_delta}"),
+        ]
+        for i, space in enumerate(spec.action_spaces):  # tanh policies are scaled onto [low, high]
+            if isinstance(space, spaces.Box) and not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+                checks.append((False, f"agent {i}'s Box action space must be bounded, got {space}"))
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"algo: {message}")
+
+
+class HaOffPolicy(Algorithm):
+    """Off-policy heterogeneous-agent learner: per-agent actors (built by the subclass),
+    one centralised twin critic with targets, a replay buffer, HARL's update schedule.
+
+    Actors produce actions in the critic encoding (Box: scaled to the bounds; Discrete:
+    one-hot), so `torch.cat([state, *joint])` is always the critic's input."""
+
+    config: OffPolicyConfig
+
+    def __init__(self, spec: EnvSpec, config: OffPolicyConfig, n_envs: int, device: torch.device, seed: int):
+        super().__init__(spec, config, n_envs, device, seed)
+        config.validate(spec)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.buffer = ReplayBuffer(spec, config.buffer_size, n_envs, config.gamma, config.n_step)
+        self.env_steps = 0  # transitions observed
+        self.updates = 0  # update() calls paid
+        self.bounds = [
+            (self.tensor(s.low), self.tensor(s.high)) if isinstance(s, spaces.Box) else None for s in spec.action_spaces
+        ]
+        joint_dim = sum(action_width(s) for s in spec.action_spaces)
+        with torch.random.fork_rng(devices=[]):  # initial weights from the run's seed only
+            torch.manual_seed(seed)
+            self.critic = TwinQ(spec.state_space.shape[0], joint_dim, config.hidden_sizes).to(self.device)
+            self.actors = self.build_actors().to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.actor_optimizers = [torch.optim.Adam(a.parameters(), lr=config.lr) for a in self.actors]
+
+    @abstractmethod
+    def build_actors(self) -> nn.ModuleList:
+        """One actor per agent (separate parameters), in agent-id order."""
+
+    @abstractmethod
+    def policy(self, step: Step, explore: bool) -> list[torch.Tensor]:
+        """N × [E, A_i] actions in the critic encoding for the rows of `step`."""
+
+    def act(self, step: Step, explore: bool = True) -> list[np.ndarray]:
+        if explore and self.env_steps < self.config.warmup_steps:
+            return uniform_actions(self.spec, step.n_envs, step.avail_actions, self.rng)
+        with torch.no_grad():
+            encoded = self.policy(step, explore)
+        return [
+            a.argmax(dim=-1).cpu().numpy().astype(np.int64) if b is None else a.cpu().numpy().astype(np.float32)
+            for a, b in zip(encoded, self.bounds)
+        ]
+
+    def observe(self, step: Step, actions: list[np.ndarray], nxt: Step) -> None:
+        self.buffer.add(step, actions, nxt)
+        self.env_steps += step.n_envs
+
+    def ready(self, total_env_steps: int) -> bool:
+        c = self.config
+        rounds = max(0, total_env_steps - c.warmup_steps) // c.train_every
+        return len(self.buffer) >= c.batch_size and self.updates < rounds * c.updates_per_train
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update({name: obj.state_dict() for name, obj in self.checkpointed().items()})
+        state.update(generator=self.generator.get_state(), buffer=self.buffer.state_dict(), env_steps=self.env_steps, updates=self.updates)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        for name, obj in self.checkpointed().items():
+            obj.load_state_dict(state[name])
+        self.generator.set_state(state["generator"])
+        self.buffer.load_state_dict(state["buffer"])
+        self.env_steps, self.updates = state["env_steps"], state["updates"]
+
+    def checkpointed(self) -> dict[str, Any]:
+        """Everything with a state_dict that a resumed run needs; subclasses extend it."""
+        objects: dict[str, Any] = {
+            "critic": self.critic,
+            "critic_target": self.critic_target,
+            "critic_optimizer": self.critic_optimizer,
+            "actors": self.actors,
+        }
+        objects.update({f"actor_optimizer_{i}": opt for i, opt in enumerate(self.actor_optimizers)})
+        return objects
+
+    # -- shared steps ------------------------------------------------------------------------
+    def tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array), dtype=torch.float32, device=self.device)
+
+    def step_inputs(self, step: Step, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Agent i's (obs [E, O_i], avail [E, n_i] bool or None) from a Step."""
+        avail = None
+        if self.bounds[i] is None and step.avail_actions is not None:
+            avail = torch.as_tensor(step.avail_actions[i], device=self.device)
+        return self.tensor(step.obs[i]), avail
+
+    def critic_step(self, batch: Batch, next_value: torch.Tensor) -> dict[str, float]:
+        """One Adam step of both Q-nets towards y = R⁽ⁿ⁾ + γᵏ(1 − term)·next_value."""
+        target = batch.reward + batch.discount * (1.0 - batch.terminated) * next_value
+        q1, q2 = self.critic(batch.state, batch.actions)
+        loss, metrics = critic_loss(q1, q2, target, self.config.huber_delta if self.config.use_huber else None)
+        self.critic_optimizer.zero_grad()
+        loss.backward()
+        self.critic_optimizer.step()
+        return metrics
+
+    def soft_update(self, pairs: list[tuple[nn.Module, nn.Module]]) -> None:
+        for target, source in pairs:
+            polyak_update(target, source, self.config.tau)
+
+
+def action_width(space: spaces.Space) -> int:
+    """Width of one agent's action in the critic input: Box dims or Discrete one-hot size."""
+    return int(space.n) if isinstance(space, spaces.Discrete) else int(math.prod(space.shape))
+
+
+def critic_loss(q1: torch.Tensor, q2: torch.Tensor, target: torch.Tensor, huber_delta: float | None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Twin-critic regression, L = ℓ(Q1, y) + ℓ(Q2, y) with ℓ the MSE, or the Huber loss
+    with δ = huber_delta (HARL twin_continuous_q_critic.py: loss1 + loss2, one optimiser).
+    q1, q2, target: [B, 1]; target carries no gradient."""
+    target = target.detach()
+    if huber_delta is None:
+        loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+    else:
+        loss = F.huber_loss(q1, target, delta=huber_delta) + F.huber_loss(q2, target, delta=huber_delta)
+    return loss, {"loss/critic": loss.item(), "q/mean": q1.mean().item(), "q/target_mean": target.mean().item()}
+
+
+def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of x [B, 1] over rows with valid [B] = 1 (HARL valid_transition masks)."""
+    valid = valid.reshape(x.shape)
+    return (x * valid).sum() / valid.sum().clamp_min(1.0)

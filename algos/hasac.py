@@ -1,0 +1,275 @@
+"""HASAC: Heterogeneous-Agent Soft Actor-Critic (Liu et al., "Maximum Entropy
+Heterogeneous-Agent Reinforcement Learning", ICLR 2024, arXiv 2306.10715).
+
+Joint max-entropy objective J(π) = E[Σ_t γᵗ (r_t + α Σ_i H(πⁱ(·|s_t)))], π = Π_i πⁱ.
+
+Critic (centralised twin soft Q on state and joint action, targets Q̄1, Q̄2):
+    y = R⁽ⁿ⁾ + γᵏ (1 − term) [min_j Q̄_j(s', a') − α_c Σ_i log πⁱ(a'ⁱ|o'ⁱ)],  a'ⁱ ~ πⁱ (current actors)
+Actors, every update, in a fresh random permutation i_1..i_N (sequential HA update):
+    L(θ^{i_m}) = −E[min_j Q_j(s, a^{i_1:m−1}_new, a^{i_m}, a^{i_m+1:N}_old) − α_{i_m} log π^{i_m}(a^{i_m})]
+    (agents already updated contribute new-policy samples, the rest pre-update samples)
+Temperature (auto_alpha): L(log αᵢ) = −E[log αᵢ · (log πⁱ + H̄ᵢ)], H̄ = −act_dim (Box) or
+    0.98·log n (Discrete, intended) / 0 (Discrete, official HARL behaviour).
+
+Deviations from HARL (PKU-MARL/HARL d539bad), all documented in docs/algorithms/hasac.md:
+- log π includes the log-det of the affine rescale onto [low, high]; HARL's
+  squashed_gaussian_policy.py scales by high[0] and omits it (only right for symmetric bounds).
+- Discrete target entropy defaults to the intended 0.98·log n; HARL off_policy_base_runner.py
+  l.189 evaluates to 0 (`discrete_target_entropy: official` reproduces it).
+- `discrete_actor_loss: expected` adds the exact expectation over the agent's own actions.
+- No ValueNorm (HARL default on; off in every MPE/MaMuJoCo tuned config); EP state only (no FP).
+- Warm-up steps count towards the env-step budget (HARL does not count them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import nn
+
+from algos.common.distributions import gumbel_softmax_hard, masked_argmax_onehot, masked_logits, scale_action, squashed_gaussian_sample
+from algos.common.networks import plain_mlp
+from algos.common.off_policy import HaOffPolicy, OffPolicyConfig, masked_mean
+from algos.common.replay import Batch
+from envs.base import EnvSpec, Step
+from envs.errors import ConfigError
+
+
+@dataclass
+class HasacConfig(OffPolicyConfig):
+    """HASAC hyperparameters; defaults are HARL's hasac.yaml (tuned per task in conf/tuned/hasac.yaml)."""
+
+    action_spaces: ClassVar[frozenset[str]] = frozenset({"box", "discrete"})
+    on_policy: ClassVar[bool] = False
+
+    alpha: float = 1e-3
+    """Fixed temperature α of every agent and of the critic target (when auto_alpha is false)."""
+    auto_alpha: bool = False
+    """Learn one log α per agent, plus the critic's, against the target entropies."""
+    initial_alpha: float = 1.0
+    """Starting α when auto_alpha (HARL starts every log α at 0 and ignores `alpha`)."""
+    alpha_lr: float = 3e-4
+    """Adam learning rate of every log α."""
+    discrete_target_entropy: str = "intended"
+    """Discrete H̄: 'intended' = 0.98·log(n_actions); 'official' = 0, what HARL's code computes."""
+    discrete_actor_loss: str = "gumbel"
+    """Discrete actor loss: 'gumbel' (straight-through Gumbel-Softmax sample, HARL) or
+    'expected' (exact Σ_a π(a)[Q(s, a, a₋ᵢ) − α log π(a)] over the agent's own actions)."""
+
+    def validate(self, spec: EnvSpec) -> None:
+        super().validate(spec)
+        if not self.alpha > 0 or not self.initial_alpha > 0:
+            raise ConfigError(f"algo: alpha and initial_alpha must be > 0, got {self.alpha} and {self.initial_alpha}")
+        if self.alpha_lr <= 0:
+            raise ConfigError(f"algo: alpha_lr must be > 0, got {self.alpha_lr}")
+        if self.discrete_target_entropy not in ("intended", "official"):
+            raise ConfigError(f"algo: discrete_target_entropy must be 'intended' or 'official', got {self.discrete_target_entropy!r}")
+        if self.discrete_actor_loss not in ("gumbel", "expected"):
+            raise ConfigError(f"algo: discrete_actor_loss must be 'gumbel' or 'expected', got {self.discrete_actor_loss!r}")
+
+
+class SquashedGaussianActor(nn.Module):
+    """HARL squashed_gaussian_policy.py: PlainMLP trunk (ReLU, tanh on the last hidden
+    layer), linear heads for μ and log σ (clamped to [−20, 2]); a = scale(tanh(u))."""
+
+    def __init__(self, obs_dim: int, low: torch.Tensor, high: torch.Tensor, hidden_sizes: list[int]):
+        super().__init__()
+        self.trunk = plain_mlp([obs_dim, *hidden_sizes], nn.ReLU, nn.Tanh)
+        self.mu = nn.Linear(hidden_sizes[-1], low.numel())
+        self.log_std = nn.Linear(hidden_sizes[-1], low.numel())
+        self.register_buffer("low", low.clone())
+        self.register_buffer("high", high.clone())
+
+    def forward(self, obs: torch.Tensor, avail: torch.Tensor | None, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised sample: (action [B, A] in [low, high], log_prob [B, 1])."""
+        h = self.trunk(obs)
+        log_std = self.log_std(h).clamp(-20.0, 2.0)
+        return squashed_gaussian_sample(self.mu(h), log_std, self.low, self.high, generator)
+
+    def mode(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+        """Deterministic action scale(tanh(μ)) [B, A]."""
+        return scale_action(torch.tanh(self.mu(self.trunk(obs))), self.low, self.high)
+
+
+class CategoricalActor(nn.Module):
+    """HARL stochastic_mlp_policy.py: input LayerNorm, [Linear → ReLU → LayerNorm] per hidden
+    layer (orthogonal init, ReLU gain), categorical head (gain 0.01, zero bias), masked logits."""
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: list[int]):
+        super().__init__()
+        layers: list[nn.Module] = [nn.LayerNorm(obs_dim)]
+        for n_in, n_out in zip([obs_dim, *hidden_sizes[:-1]], hidden_sizes):
+            layers += [orthogonal(nn.Linear(n_in, n_out), nn.init.calculate_gain("relu")), nn.ReLU(), nn.LayerNorm(n_out)]
+        self.body = nn.Sequential(*layers, orthogonal(nn.Linear(hidden_sizes[-1], n_actions), 0.01))
+
+    def forward(self, obs: torch.Tensor, avail: torch.Tensor | None, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Straight-through Gumbel-Softmax sample: (one-hot [B, n], log_prob [B, 1])."""
+        return gumbel_softmax_hard(self.body(obs), avail, generator)
+
+    def mode(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+        """One-hot of the most likely available action [B, n]."""
+        return masked_argmax_onehot(self.body(obs), avail)
+
+    def log_probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+        """log πⁱ(·|o) over all actions [B, n]; unavailable ones get probability 0."""
+        return F.log_softmax(masked_logits(self.body(obs), avail), dim=-1)
+
+
+def orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain=gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class Hasac(HaOffPolicy):
+    """Per-agent stochastic actors, centralised twin soft-Q critic, sequential updates."""
+
+    Config = HasacConfig
+    config: HasacConfig
+
+    def __init__(self, spec: EnvSpec, config: HasacConfig, n_envs: int, device: torch.device, seed: int):
+        super().__init__(spec, config, n_envs, device, seed)
+        c = self.config
+        self.target_entropy = [target_entropy(s, c.discrete_target_entropy) for s in spec.action_spaces]
+        start = math.log(c.initial_alpha if c.auto_alpha else c.alpha)
+        # log α of agents 0..N−1, then the critic's own α_c (HARL keeps a separate one there)
+        self.log_alpha = nn.ParameterList(
+            [nn.Parameter(torch.tensor(start, device=self.device)) for _ in range(spec.n_agents + 1)]
+        )
+        self.alpha_optimizers = [torch.optim.Adam([p], lr=c.alpha_lr) for p in self.log_alpha]
+
+    def build_actors(self) -> nn.ModuleList:
+        actors = []
+        for i, (obs_space, bounds) in enumerate(zip(self.spec.obs_spaces, self.bounds)):
+            if bounds is None:
+                actors.append(CategoricalActor(obs_space.shape[0], self.spec.action_spaces[i].n, self.config.hidden_sizes))
+            else:
+                actors.append(SquashedGaussianActor(obs_space.shape[0], *bounds, self.config.hidden_sizes))
+        return nn.ModuleList(actors)
+
+    def policy(self, step: Step, explore: bool) -> list[torch.Tensor]:
+        inputs = [self.step_inputs(step, i) for i in range(self.spec.n_agents)]
+        if explore:
+            return self.sample_joint(*zip(*inputs))[0]
+        return [actor.mode(obs, avail) for actor, (obs, avail) in zip(self.actors, inputs)]
+
+    def update(self) -> dict[str, float]:
+        batch = self.buffer.sample(self.config.batch_size, self.rng, self.device)
+        metrics = self.critic_step(batch, self.soft_next_value(batch))
+        self.critic.requires_grad_(False)  # actor losses need dQ/da only
+        with torch.no_grad():
+            actions, log_probs = self.sample_joint(batch.obs, batch.avail)  # pre-update samples
+        for i in self.rng.permutation(self.spec.n_agents):
+            log_prob, actor_metrics = self.actor_step(i, batch, actions)
+            metrics |= actor_metrics | self.temperature_step(i, log_prob, batch.valid[:, i])
+            with torch.no_grad():  # agents after i see agent i's new policy
+                actions[i], log_probs[i] = self.actors[i](batch.obs[i], batch.avail[i], self.generator)
+        self.critic.requires_grad_(True)
+        metrics |= self.temperature_step(self.spec.n_agents, sum(log_probs), torch.ones_like(batch.reward))
+        self.soft_update([(self.critic_target, self.critic)])
+        self.updates += 1
+        return metrics
+
+    def checkpointed(self) -> dict:
+        objects = super().checkpointed() | {"log_alpha": self.log_alpha}
+        return objects | {f"alpha_optimizer_{k}": opt for k, opt in enumerate(self.alpha_optimizers)}
+
+    def policy_probs(self, step: Step) -> list[np.ndarray] | None:
+        if not self.spec.discrete:
+            return None
+        probs = []
+        with torch.no_grad():
+            for i, actor in enumerate(self.actors):
+                obs, avail = self.step_inputs(step, i)
+                probs.append(actor.log_probs(obs[:1], None if avail is None else avail[:1]).exp()[0].cpu().numpy())
+        return probs
+
+    # -- steps of update() -------------------------------------------------------------------
+    def sample_joint(self, obs: list[torch.Tensor], avail: list[torch.Tensor | None]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """aⁱ ~ πⁱ(·|oⁱ) for every agent: (N × [B, A_i] critic encoding, N × [B, 1] log π)."""
+        samples = [actor(o, m, self.generator) for actor, o, m in zip(self.actors, obs, avail)]
+        return [a for a, _ in samples], [lp for _, lp in samples]
+
+    @torch.no_grad()
+    def soft_next_value(self, batch: Batch) -> torch.Tensor:
+        """min_j Q̄_j(s', a') − α_c Σ_i log πⁱ(a'ⁱ|o'ⁱ), a' from the current actors with the
+        next-step availability masks [B, 1]."""
+        next_actions, next_log_probs = self.sample_joint(batch.next_obs, batch.next_avail)
+        q1, q2 = self.critic_target(batch.next_state, next_actions)
+        return torch.min(q1, q2) - self.log_alpha[-1].exp() * sum(next_log_probs)
+
+    def actor_step(self, i: int, batch: Batch, actions: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """One Adam step on agent i's loss against the current joint `actions`; returns the
+        log π used (for the temperature step) and the metrics."""
+        actor, obs, avail, valid = self.actors[i], batch.obs[i], batch.avail[i], batch.valid[:, i]
+        alpha = self.log_alpha[i].exp().detach()
+        if self.bounds[i] is None and self.config.discrete_actor_loss == "expected":
+            log_pi = actor.log_probs(obs, avail)
+            loss, metrics = expected_actor_loss(self.q_per_own_action(batch.state, actions, i), log_pi, alpha, valid)
+            log_prob = (log_pi.exp() * log_pi).sum(dim=-1, keepdim=True)
+        else:
+            action, log_prob = actor(obs, avail, self.generator)
+            q1, q2 = self.critic(batch.state, [action if j == i else a for j, a in enumerate(actions)])
+            loss, metrics = actor_loss(torch.min(q1, q2), log_prob, alpha, valid)
+        self.actor_optimizers[i].zero_grad()
+        loss.backward()
+        self.actor_optimizers[i].step()
+        return log_prob.detach(), {f"{k}/agent_{i}": v for k, v in metrics.items()}
+
+    def q_per_own_action(self, state: torch.Tensor, actions: list[torch.Tensor], i: int) -> torch.Tensor:
+        """min_j Q_j(s, a, a₋ᵢ) for each of agent i's actions a, others fixed: [B, n_i]."""
+        n, B = actions[i].shape[-1], state.shape[0]
+        joint = [a.repeat(n, 1) for a in actions]
+        joint[i] = torch.eye(n, device=state.device).repeat_interleave(B, dim=0)
+        q1, q2 = self.critic(state.repeat(n, 1), joint)
+        return torch.min(q1, q2).view(n, B).T
+
+    def temperature_step(self, k: int, log_prob: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
+        """Adam step on log α_k (k = N is the critic's α_c) when auto_alpha; metrics always."""
+        name = "critic" if k == self.spec.n_agents else f"agent_{k}"
+        metrics = {}
+        if self.config.auto_alpha:
+            entropy = self.target_entropy if k == self.spec.n_agents else [self.target_entropy[k]]
+            loss, metrics = temperature_loss(self.log_alpha[k], log_prob, sum(entropy), valid)
+            self.alpha_optimizers[k].zero_grad()
+            loss.backward()
+            self.alpha_optimizers[k].step()
+        return {f"{key}/{name}": v for key, v in metrics.items()} | {f"alpha/{name}": self.log_alpha[k].exp().item()}
+
+
+def target_entropy(space: spaces.Space, discrete_mode: str) -> float:
+    """H̄ for one agent: −act_dim (Box); 0.98·log n ('intended') or 0 ('official', what
+    HARL off_policy_base_runner.py computes from Discrete(n).shape == ()) for Discrete."""
+    if isinstance(space, spaces.Discrete):
+        return 0.98 * math.log(space.n) if discrete_mode == "intended" else 0.0
+    return -float(np.prod(space.shape))
+
+
+def actor_loss(q: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """SAC actor loss of one agent on a reparameterised sample (Box rsample, Discrete
+    straight-through Gumbel-Softmax): −E_valid[min_j Q_j(s, a) − α log πⁱ(aⁱ)].
+    q, log_prob: [B, 1]; valid [B] (agent alive, HARL use_policy_active_masks)."""
+    loss = masked_mean(alpha * log_prob - q, valid)
+    return loss, {"loss/actor": loss.item(), "entropy": -masked_mean(log_prob, valid).item()}
+
+
+def expected_actor_loss(q_all: torch.Tensor, log_pi: torch.Tensor, alpha: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Exact discrete actor loss, the expectation over the agent's own actions:
+    −E_valid[Σ_a πⁱ(a)(min_j Q_j(s, a, a₋ᵢ) − α log πⁱ(a))]. q_all, log_pi: [B, n]."""
+    pi = log_pi.exp()
+    loss = masked_mean((pi * (alpha * log_pi - q_all)).sum(dim=-1, keepdim=True), valid)
+    entropy = -(pi * log_pi).sum(dim=-1, keepdim=True)
+    return loss, {"loss/actor": loss.item(), "entropy": masked_mean(entropy, valid).item()}
+
+
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Temperature loss on log α, as in HARL/SB3 (not on α as in CleanRL):
+    −E_valid[log α · (log π + H̄)], with log π detached. log_prob [B, 1], valid [B]."""
+    loss = -masked_mean(log_alpha * (log_prob.detach() + target_entropy), valid)
+    return loss, {"loss/alpha": loss.item()}

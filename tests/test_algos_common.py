@@ -1,0 +1,342 @@
+"""Shared machinery of the off-policy HA algorithms (algos/common): distributions, replay
+with n-step returns, Polyak targets, the sequential update, determinism and resume —
+parametrised over every registered off-policy HA algorithm."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import envs
+from algos.common.distributions import gumbel_softmax_hard, masked_logits, squashed_gaussian_sample, tanh_log_det
+from algos.common.networks import polyak_update, plain_mlp
+from algos.common.qre import marginal_payoff, soft_best_response, soft_qre, total_variation
+from algos.common.registry import algorithm_class
+from algos.common.replay import ReplayBuffer
+from envs.base import AgentView, EnvSpec, SingleEnv, Step, VecEnv
+from envs.errors import ConfigError
+
+torch.set_num_threads(1)
+
+HA_OFF_POLICY = ["hasac", "hatd3"]
+
+
+# -- a tiny heterogeneous continuous game ------------------------------------------------
+class ToyTracking(SingleEnv):
+    """Two heterogeneous Box agents (Box(0,1)^2 and Box(-2,2)^1) track targets shown in
+    their observations; episodes end by time limit after 4 steps (truncated) or, when the
+    team misses badly, by termination — so both end kinds reach the buffer."""
+
+    def __init__(self):
+        obs = (spaces.Box(-1, 1, (3,), np.float32), spaces.Box(-1, 1, (2,), np.float32))
+        self.spec = EnvSpec(
+            family="toy", task="tracking", n_agents=2, obs_spaces=obs,
+            state_space=spaces.Box(-1, 1, (3,), np.float32),
+            action_spaces=(spaces.Box(0.0, 1.0, (2,), np.float32), spaces.Box(-2.0, 2.0, (1,), np.float32)),
+            episode_limit=4,
+        )
+        self.rng = np.random.default_rng(0)
+
+    def _view(self) -> AgentView:
+        self.target = self.rng.uniform(-1, 1, 3).astype(np.float32)
+        return AgentView(obs=[self.target, self.target[1:]], state=self.target.copy())
+
+    def reset(self, seed):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.t = 0
+        return self._view()
+
+    def step(self, actions):
+        a0, a1 = np.asarray(actions[0], np.float32), np.asarray(actions[1], np.float32)
+        error = np.sum((a0 - (self.target[:2] + 1) / 2) ** 2) + np.sum((a1 - 2 * self.target[2]) ** 2)
+        self.t += 1
+        return self._view(), -float(error), bool(error > 6.0), self.t >= 4, {}
+
+
+def toy_env(n_envs: int = 4, seed: int = 0) -> VecEnv:
+    return VecEnv(ToyTracking, n_envs, seed=seed)
+
+
+def small_config(name: str, **overrides):
+    """Tiny networks and batches so a few dozen updates take well under a second."""
+    fields = dict(hidden_sizes=[16, 16], batch_size=32, buffer_size=2000, warmup_steps=32, train_every=4,
+                  updates_per_train=2, n_step=3)
+    fields.update(overrides)
+    return algorithm_class(name).Config(**fields)
+
+
+def run_loop(algo, env: VecEnv, env_steps: int, seed: int = 0, step: Step | None = None, start: int = 0):
+    """The harness's training loop (harness/train.py), in miniature. Returns (last step, env steps)."""
+    step = env.reset(seed) if step is None else step
+    total, metrics = start, {}
+    while total < start + env_steps:
+        actions = algo.act(step, explore=True)
+        nxt = env.step(actions)
+        total += env.n_envs
+        algo.observe(step, actions, nxt)
+        while algo.ready(total):
+            metrics = algo.update()
+        step = nxt
+    return step, total, metrics
+
+
+def build(name: str, seed: int = 0, env: VecEnv | None = None, **overrides):
+    """An algorithm on the toy game (or `env`) with small_config(name, **overrides)."""
+    env = env or toy_env()
+    return algorithm_class(name)(env.spec, small_config(name, **overrides), env.n_envs, torch.device("cpu"), seed), env
+
+
+def build_updating_actors_every_step(name: str):
+    """HATD3 delays its actor rounds (policy_freq); these tests want one every update."""
+    return build(name, policy_freq=1) if name == "hatd3" else build(name)
+
+
+def flat_params(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).clone() for p in module.parameters()])
+
+
+# -- distributions ---------------------------------------------------------------------------
+def test_tanh_log_det_is_stable_and_exact():
+    u = torch.linspace(-5, 5, 101, dtype=torch.float64)
+    assert torch.allclose(tanh_log_det(u), torch.log(1 - torch.tanh(u) ** 2), atol=1e-10)
+    far = tanh_log_det(torch.tensor([-40.0, 40.0]))  # naive form gives log(0) = -inf here
+    assert torch.isfinite(far).all() and torch.allclose(far, 2 * math.log(2) - 2 * torch.tensor(40.0), atol=1e-4)
+
+
+def test_squashed_gaussian_log_prob_is_the_change_of_variables_density():
+    low, high = torch.tensor([0.0, -2.0], dtype=torch.float64), torch.tensor([1.0, 3.0], dtype=torch.float64)
+    mu = torch.tensor([[0.3, -0.7]], dtype=torch.float64).repeat(500, 1)
+    log_std = torch.tensor([[-0.5, 0.2]], dtype=torch.float64).repeat(500, 1)
+    action, log_prob = squashed_gaussian_sample(mu, log_std, low, high, torch.Generator().manual_seed(0))
+    assert ((action >= low) & (action <= high)).all()
+
+    def inverse(a):  # action -> pre-tanh u
+        return torch.atanh(2 * (a - low) / (high - low) - 1)
+
+    h = 1e-6  # numerical |du/da| per dimension (central differences), then the Gaussian density of u
+    du_da = (inverse(action + h) - inverse(action - h)) / (2 * h)
+    u = inverse(action)
+    log_gauss = torch.distributions.Normal(mu, log_std.exp()).log_prob(u)
+    numeric = (log_gauss + du_da.abs().log()).sum(-1, keepdim=True)
+    assert torch.allclose(log_prob, numeric, atol=1e-4)
+
+
+def test_squashed_gaussian_density_matches_histogram():
+    n = 200_000
+    low, high = torch.tensor([0.0]), torch.tensor([1.0])  # MPE's Box(0, 1)
+    action, log_prob = squashed_gaussian_sample(torch.full((n, 1), 0.4), torch.full((n, 1), -0.3), low, high, torch.Generator().manual_seed(1))
+    counts, edges = np.histogram(action.numpy()[:, 0], bins=20, range=(0.0, 1.0))
+    empirical = counts / (n * np.diff(edges))
+    bin_of = np.clip(np.digitize(action.numpy()[:, 0], edges) - 1, 0, 19)
+    model = np.array([np.exp(log_prob.numpy()[bin_of == b, 0]).mean() for b in range(20)])
+    inner = slice(2, 18)  # the density changes fast at the edges; bin averages differ there
+    assert np.allclose(empirical[inner], model[inner], rtol=0.06)
+
+
+def test_gumbel_softmax_never_picks_or_credits_unavailable_actions():
+    logits = torch.tensor([[5.0, 0.0, 8.0, -1.0]]).repeat(5000, 1).requires_grad_(True)
+    avail = torch.tensor([[False, True, False, True]]).repeat(5000, 1)
+    onehot, log_prob = gumbel_softmax_hard(logits, avail, torch.Generator().manual_seed(0))
+    assert torch.equal(onehot.detach().sum(-1), torch.ones(5000))
+    assert onehot.detach()[:, [0, 2]].sum() == 0
+    freq = onehot.detach()[:, 1].mean().item()  # p(1) = e^0 / (e^0 + e^-1) = 0.731
+    assert abs(freq - 1 / (1 + math.exp(-1))) < 0.03
+    assert torch.isfinite(log_prob).all()
+    (log_prob.sum() + onehot[:, 1].sum()).backward()
+    assert logits.grad[:, [0, 2]].abs().max() == 0
+    probs = torch.softmax(masked_logits(logits.detach(), avail), -1)
+    assert probs[:, [0, 2]].max() == 0
+
+
+# -- networks and targets ------------------------------------------------------------------
+def test_polyak_update_moves_target_by_exactly_tau():
+    torch.manual_seed(0)
+    source, target = plain_mlp([3, 4, 1]), plain_mlp([3, 4, 1])
+    before, src = flat_params(target), flat_params(source)
+    polyak_update(target, source, 0.1)
+    assert torch.allclose(flat_params(target), 0.9 * before + 0.1 * src, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", HA_OFF_POLICY)
+def test_update_moves_target_critic_by_tau_towards_the_new_critic(name):
+    algo, env = build_updating_actors_every_step(name)
+    run_loop(algo, env, 40)
+    old_target = flat_params(algo.critic_target)
+    algo.update()
+    expected = (1 - algo.config.tau) * old_target + algo.config.tau * flat_params(algo.critic)
+    assert torch.allclose(flat_params(algo.critic_target), expected, atol=1e-6)
+
+
+# -- replay and n-step returns ---------------------------------------------------------------
+def _spec() -> EnvSpec:
+    box = spaces.Box(-10, 10, (1,), np.float32)
+    return EnvSpec("toy", "chain", 1, (box,), box, (spaces.Discrete(2),), 10)
+
+
+def _step(value: float, E: int, reward=0.0, terminated=False, truncated=False) -> Step:
+    obs = np.full((E, 1), value, np.float32)
+    return Step([obs], obs.copy(), np.full(E, reward, np.float32), np.full(E, terminated), np.full(E, truncated), None,
+                np.ones((E, 1), bool), {"final_obs": [obs], "final_state": obs.copy(), "final_avail_actions": None})
+
+
+def test_n_step_returns_match_hand_computation():
+    gamma, E = 0.9, 1
+    buffer = ReplayBuffer(_spec(), capacity=100, n_envs=E, gamma=gamma, n_step=3)
+    # t: 0  1  2(truncated)  3  4(terminated)  5  6(newest)
+    ends = {2: (False, True), 4: (True, False)}
+    for t in range(7):
+        terminated, truncated = ends.get(t, (False, False))
+        nxt = _step(t + 1, E, reward=t + 1.0, terminated=terminated, truncated=truncated)
+        buffer.add(_step(t, E), [np.zeros(E, np.int64)], nxt)
+    t = np.array([0, 1, 2, 3, 5, 6])
+    last, reward, discount = buffer.n_step_window(t, np.zeros_like(t))
+    assert last.tolist() == [2, 2, 2, 4, 6, 6]  # stops after an end or at the newest row
+    assert np.allclose(reward, [1 + 0.9 * 2 + 0.81 * 3, 2 + 0.9 * 3, 3, 4 + 0.9 * 5, 6 + 0.9 * 7, 7])
+    assert np.allclose(discount, [0.9**3, 0.9**2, 0.9, 0.9**2, 0.9**2, 0.9])
+    batch = buffer.sample(7, np.random.default_rng(0), torch.device("cpu"))
+    start = batch.state[:, 0].long()
+    # truncation bootstraps (terminated 0), termination does not; next state is the window's end
+    expected_term = {0: 0, 1: 0, 2: 0, 3: 1, 4: 1, 5: 0, 6: 0}
+    assert [int(x) for x in batch.terminated[:, 0]] == [expected_term[int(s)] for s in start]
+    assert torch.equal(batch.next_state[:, 0], torch.tensor([float(last_of + 1) for last_of in [
+        {0: 2, 1: 2, 2: 2, 3: 4, 4: 4, 5: 6, 6: 6}[int(s)] for s in start]]))
+
+
+def test_n_step_window_stops_at_the_newest_row_after_wraparound():
+    buffer = ReplayBuffer(_spec(), capacity=4, n_envs=1, gamma=0.5, n_step=3)
+    for t in range(6):  # rows now hold t = 4, 5, 2, 3 (pos 2): the newest is t = 5 in row 1
+        buffer.add(_step(t, 1), [np.zeros(1, np.int64)], _step(t + 1, 1, reward=t + 1.0))
+    last, reward, _ = buffer.n_step_window(np.array([3, 0, 1]), np.zeros(3, np.int64))
+    assert last.tolist() == [1, 1, 1]  # t=3 -> 4 -> 5 and no further
+    assert np.allclose(reward, [4 + 0.5 * 5 + 0.25 * 6, 5 + 0.5 * 6, 6])
+
+
+def test_sampling_is_without_replacement_and_one_hot_for_discrete():
+    buffer = ReplayBuffer(_spec(), capacity=50, n_envs=5, gamma=0.9, n_step=1)
+    for t in range(10):
+        buffer.add(_step(t, 5), [np.full(5, t % 2, np.int64)], _step(t + 1, 5))
+    batch = buffer.sample(50, np.random.default_rng(0), torch.device("cpu"))
+    assert len(buffer) == 50 and batch.state.shape == (50, 1)
+    assert torch.equal(batch.actions[0].argmax(-1), batch.state[:, 0].long() % 2)
+    assert sorted(batch.state[:, 0].tolist()) == sorted([float(t) for t in range(10)] * 5)
+
+
+# -- the sequential heterogeneous-agent update ---------------------------------------------
+@pytest.mark.parametrize("name", HA_OFF_POLICY)
+def test_sequential_update_touches_only_agents_already_updated(name):
+    algo, env = build_updating_actors_every_step(name)
+    run_loop(algo, env, 40)
+    initial = [flat_params(a) for a in algo.actors]
+    calls = []  # (agent, which actors changed, joint action seen)
+    original = algo.actor_step
+
+    def spy(i, batch, actions):
+        changed = [not torch.equal(flat_params(a), p) for a, p in zip(algo.actors, initial)]
+        calls.append((int(i), changed, [a.clone() for a in actions]))
+        return original(i, batch, actions)
+
+    algo.actor_step = spy
+    algo.update()
+    order = [i for i, _, _ in calls]
+    assert sorted(order) == [0, 1]
+    for m, (i, changed, seen) in enumerate(calls):
+        assert changed == [j in order[:m] for j in range(2)]  # later agents untouched
+        for j in order[:m]:  # earlier agents' slots hold their new-policy actions
+            assert not torch.equal(seen[j], calls[0][2][j])
+        for j in order[m:]:  # later agents' slots still hold the pre-update actions
+            assert torch.equal(seen[j], calls[0][2][j])
+
+
+@pytest.mark.parametrize("name", HA_OFF_POLICY)
+def test_agent_order_is_a_fresh_permutation_each_update(name):
+    algo, env = build_updating_actors_every_step(name)
+    run_loop(algo, env, 40)
+    orders, original = [], algo.actor_step
+    algo.actor_step = lambda i, b, a: (orders.append(int(i)), original(i, b, a))[1]
+    for _ in range(12):
+        algo.update()
+    pairs = {tuple(orders[k:k + 2]) for k in range(0, len(orders), 2)}
+    assert pairs == {(0, 1), (1, 0)}
+
+
+@pytest.mark.parametrize("name", HA_OFF_POLICY)
+def test_learns_the_toy_tracking_game(name):
+    """Deterministic policies start with mean squared error about 1.5 per step."""
+    overrides = dict(hidden_sizes=[64, 64], batch_size=128, lr=1e-3, critic_lr=1e-3, n_step=1, warmup_steps=256,
+                     train_every=8, updates_per_train=2)
+    if name == "hasac":
+        overrides["alpha"] = 0.01
+    algo, env = build(name, env=toy_env(8), **overrides)
+    run_loop(algo, env, 2000)
+    eval_env = toy_env(64, seed=123)
+    reward = eval_env.step(algo.act(eval_env.reset(123), explore=False)).reward
+    assert reward.mean() > -0.25
+
+
+# -- schedule, determinism, resume ----------------------------------------------------------
+@pytest.mark.parametrize("n_envs", [1, 4, 10])
+def test_update_schedule_is_in_env_steps_whatever_n_envs(n_envs):
+    algo, env = build("hasac", env=toy_env(n_envs), warmup_steps=40, train_every=20, updates_per_train=3)
+    run_loop(algo, env, 120)
+    total = -(-120 // n_envs) * n_envs
+    assert algo.updates == (total - 40) // 20 * 3
+
+
+@pytest.mark.parametrize("name", HA_OFF_POLICY)
+def test_same_seed_gives_identical_parameters(name):
+    params = []
+    for _ in range(2):
+        algo, env = build(name, seed=3)
+        run_loop(algo, env, 80, seed=3)
+        params.append(torch.cat([flat_params(algo.actors), flat_params(algo.critic)]))
+    assert torch.equal(params[0], params[1])
+    other, env = build(name, seed=4)
+    run_loop(other, env, 80, seed=4)
+    assert not torch.equal(params[0], torch.cat([flat_params(other.actors), flat_params(other.critic)]))
+
+
+@pytest.mark.parametrize("name", HA_OFF_POLICY)
+def test_resume_from_state_dict_matches_uninterrupted_run(name):
+    algo, env = build(name, seed=1)
+    _, total, _ = run_loop(algo, env, 60, seed=1)
+    saved = copy.deepcopy(algo.state_dict())
+    run_loop(algo, toy_env(seed=7), 60, seed=7, start=total)  # both runs continue on the same fresh envs
+
+    resumed, _ = build(name, seed=99)  # another seed: everything must come from the state
+    resumed.load_state_dict(saved)
+    run_loop(resumed, toy_env(seed=7), 60, seed=7, start=total)
+    assert resumed.updates == algo.updates > 0
+    for a, b in [(algo.actors, resumed.actors), (algo.critic, resumed.critic), (algo.critic_target, resumed.critic_target)]:
+        assert torch.equal(flat_params(a), flat_params(b))
+
+
+@pytest.mark.parametrize("name", HA_OFF_POLICY)
+@pytest.mark.parametrize("field,value", [("tau", 0.0), ("tau", 1.5), ("batch_size", 0), ("gamma", 1.1), ("n_step", 0), ("lr", -1.0)])
+def test_impossible_config_values_raise_config_error(name, field, value):
+    with pytest.raises(ConfigError, match=field):
+        build(name, **{field: value})
+
+
+@pytest.mark.parametrize("name", HA_OFF_POLICY)
+def test_unbounded_box_actions_raise_config_error(name):
+    spec = toy_env().spec
+    unbounded = EnvSpec(spec.family, spec.task, 2, spec.obs_spaces, spec.state_space,
+                        (spec.action_spaces[0], spaces.Box(-np.inf, np.inf, (1,), np.float32)), 4)
+    with pytest.raises(ConfigError, match="bounded"):
+        small_config(name).validate(unbounded)
+
+
+# -- the soft QRE reference ----------------------------------------------------------------
+def test_soft_qre_is_a_fixed_point_of_the_soft_best_response():
+    payoff = np.random.default_rng(0).normal(size=(2, 3, 4))
+    policies = soft_qre(payoff, alpha=2.0)
+    for i in range(3):
+        assert total_variation(policies[i], soft_best_response(payoff, policies, i, 2.0)) < 1e-9
+    uniform = [np.full(n, 1 / n) for n in payoff.shape]
+    assert np.allclose(marginal_payoff(payoff, uniform, 1), payoff.mean(axis=(0, 2)))
