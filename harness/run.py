@@ -26,45 +26,27 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 from envs import FAMILIES, family_module
 from envs.errors import ConfigError, UserError
+from harness.settings import LoopConfig
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @dataclass
-class RunConfig:
+class RunConfig(LoopConfig):
     """Top-level keys of `python -m harness.run` (typed: `seed=abc` is an error).
-    config.yaml holds the defaults list; the defaults of the keys live here."""
+    config.yaml holds the defaults list; the defaults of the keys live here and in
+    LoopConfig (harness/settings.py), the keys the training loop reads."""
 
     env: Any = MISSING
     algo: Any = MISSING
     task: str = "simple_spread"
     """Task of the chosen family (envs/<family>.py TASKS)."""
-    seed: int = 0
-    """Run seed: envs, networks, sampling."""
-    budget: int = 100_000
-    """Env steps, summed over the n_envs copies."""
-    n_envs: int = 8
-    """Training env copies stepped in lock-step."""
-    eval_every: int = 10_000
-    """Env steps between evaluations (there is also one at step 0 and one at the end)."""
-    eval_episodes: int = 10
-    """Deterministic episodes per evaluation."""
-    eval_n_envs: int = 5
-    """Evaluation env copies."""
-    log_every: int = 2_000
-    """Env steps between train.csv rows."""
-    device: str = "cpu"
-    """cpu | cuda | cuda:k | auto (a GPU where there is one)."""
-    torch_threads: int = 1
-    """Torch intra-op threads per process; 1 is fastest for small MLPs on few cores."""
     results_dir: str = "results"
     """Root of results/<suite>/<family>/<task>/<algo>/seed_<k>/."""
     suite: str = "adhoc"
     """Suite name in the results path; single runs outside a suite go under adhoc."""
     tuned: bool = True
     """Apply harness/conf/tuned/<algo>.yaml for this family/task before the command line."""
-    progress: bool = True
-    """Show a per-run progress bar."""
     choices: Optional[Dict[str, str]] = None
     """Filled in by the harness: which env/algo yaml was composed."""
 
@@ -157,11 +139,10 @@ def load_settings(overrides: list[str]):
         raise ConfigError(_first_line(exc)) from None
     env_fields.pop("family")
     cfg.choices = {k: choices[k] for k in ("env", "algo")}  # which algo/env yaml was used: config.yaml alone identifies the run
+    loop_keys = {f.name: cfg[f.name] for f in dataclasses.fields(LoopConfig)}
     settings = Settings(
         family=cfg.env.family, task=str(cfg.task), algo=algo, algo_config=algo_config, env_fields=env_fields,
-        seed=cfg.seed, budget=cfg.budget, n_envs=cfg.n_envs, eval_every=cfg.eval_every,
-        eval_episodes=cfg.eval_episodes, eval_n_envs=cfg.eval_n_envs, log_every=cfg.log_every,
-        device=str(cfg.device), torch_threads=cfg.torch_threads, progress=bool(cfg.progress),
+        **loop_keys,
     )
     return settings, cfg
 

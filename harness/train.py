@@ -25,29 +25,20 @@ from envs.errors import ConfigError
 from harness.checkpoint import save_checkpoint
 from harness.evaluate import evaluate
 from harness.records import RunRecord
+from harness.settings import LoopConfig
 
 EVAL_SEED_OFFSET = 1_000_003  # eval copies never share start states with training copies
 
 
-@dataclass
-class Settings:
-    """The loop's typed view of the composed config."""
+@dataclass(kw_only=True)
+class Settings(LoopConfig):
+    """The loop's typed view of the composed config: the run keys plus what was resolved."""
 
     family: str
     task: str
     algo: str
     algo_config: AlgoConfig
     env_fields: dict[str, Any]
-    seed: int = 0
-    budget: int = 100_000
-    n_envs: int = 8
-    eval_every: int = 10_000
-    eval_episodes: int = 10
-    eval_n_envs: int = 5
-    log_every: int = 2_000
-    device: str = "cpu"
-    torch_threads: int = 1
-    progress: bool = True
 
     def validate(self) -> None:
         for name in ("budget", "n_envs", "eval_every", "eval_episodes", "eval_n_envs", "log_every", "torch_threads"):
