@@ -124,6 +124,20 @@ class SingleEnv(ABC):
     def close(self) -> None:
         """Release simulator resources."""
 
+    def get_state(self) -> Any:
+        """A picklable snapshot (plain python/numpy) of everything `step`/`reset(None)` will
+        read, the copy's own random stream included, so exact resume replays bit-identically."""
+        raise NotImplementedError(self._no_snapshot())
+
+    def set_state(self, state: Any) -> None:
+        """Make this copy continue exactly as the copy `state` was taken from would have.
+        Must not alias `state`: the same snapshot may be restored again later."""
+        raise NotImplementedError(self._no_snapshot())
+
+    def _no_snapshot(self) -> str:
+        family = getattr(getattr(self, "spec", None), "family", type(self).__name__)
+        return f"{family} envs cannot be snapshotted yet; exact resume needs get_state/set_state"
+
 
 class _Slot:
     """One env copy plus its running episode statistics; lives in the process that steps it."""
@@ -148,13 +162,30 @@ class _Slot:
             view = self.reset(None)
         return view, final_view, float(reward), bool(terminated), bool(truncated), episode
 
+    def get_state(self) -> dict:
+        spec = self.env.spec
+        return {
+            "task": f"{spec.family}/{spec.task}",
+            "env": self.env.get_state(),
+            "episode_return": self.episode_return,
+            "episode_length": self.episode_length,
+        }
+
+    def set_state(self, state: dict) -> None:
+        spec = self.env.spec
+        if state["task"] != f"{spec.family}/{spec.task}":  # a clear error, not a crash deep in the simulator
+            raise ValueError(f"snapshot of {state['task']} cannot restore a {spec.family}/{spec.task} env")
+        self.env.set_state(state["env"])
+        self.episode_return, self.episode_length = state["episode_return"], state["episode_length"]
+
 
 class WorkerError(RuntimeError):
     """An env copy raised inside a worker process; carries the worker's traceback."""
 
 
 def _worker(conn, factories: list[Callable[[], SingleEnv]]) -> None:
-    """Subprocess loop: owns a chunk of slots, answers 'reset'/'step'/'spec'/'close'.
+    """Subprocess loop: owns a chunk of slots, answers 'reset'/'step'/'get_state'/
+    'set_state'/'spec'/'close'.
     Every answer is ("ok", value) or ("error", traceback) so failures surface in the parent."""
     slots: list[_Slot] = []
     try:
@@ -168,6 +199,10 @@ def _worker(conn, factories: list[Callable[[], SingleEnv]]) -> None:
                     value = [s.reset(None if payload is None else payload + i) for i, s in enumerate(slots)]
                 elif cmd == "step":
                     value = [s.step(a) for s, a in zip(slots, payload)]
+                elif cmd == "get_state":
+                    value = [s.get_state() for s in slots]
+                elif cmd == "set_state":
+                    value = [s.set_state(state) for s, state in zip(slots, payload)]
                 else:  # "spec"
                     value = slots[0].env.spec
                 conn.send(("ok", value))
@@ -259,6 +294,30 @@ class VecEnv:
         step.info.update(self._finals(step, list(finals), np.flatnonzero(step.done)))
         step.info["episodes"] = [dict(e, env_index=k) for k, e in enumerate(episodes) if e is not None]
         return step
+
+    def get_state(self) -> list:
+        """One picklable snapshot per copy, in copy order (env state, its random stream and
+        the running episode statistics). Restorable into any VecEnv of the same family,
+        task and n_envs, whatever its vectorization."""
+        if self.vectorization == "sync":
+            return [s.get_state() for s in self._slots]
+        for conn in self._conns:
+            conn.send(("get_state", None))
+        return [state for conn in self._conns for state in self._receive(conn)]
+
+    def set_state(self, states: Sequence) -> None:
+        """Restore `get_state()`'s snapshots: the next `step` continues exactly as the
+        snapshotted copies would have, auto-resets included."""
+        if len(states) != self.n_envs:
+            raise ValueError(f"{len(states)} env states for {self.n_envs} env copies")
+        if self.vectorization == "sync":
+            for s, state in zip(self._slots, states):
+                s.set_state(state)
+            return
+        for (lo, hi), conn in zip(self._chunks, self._conns):
+            conn.send(("set_state", list(states[lo:hi])))
+        for conn in self._conns:
+            self._receive(conn)
 
     def close(self) -> None:
         if self._closed:

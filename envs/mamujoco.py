@@ -23,7 +23,9 @@ and reward terms differ, so returns are not directly comparable.
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import zlib
 from dataclasses import dataclass
 from functools import partial
 from typing import Sequence
@@ -175,6 +177,34 @@ class MaMuJoCoEnv(SingleEnv):
         truncated = (bool(lib_truncated) or self._t >= self._limit) and not terminated
         return self._view(obs), float(reward), bool(terminated), truncated, {}
 
+    def get_state(self) -> dict:
+        """Everything the next steps read: the whole MjData, the np_random stream, the
+        wrappers' counters (TimeLimit's elapsed steps, ...) and our step count.
+        Whole MjData, not mj_getState(mjSTATE_INTEGRATION): gymnasium's Ant/Humanoid read
+        body positions left over from the previous mj_step before stepping, which the
+        integration state (+ mj_forward) does not reproduce bit for bit. The pickle is
+        mostly empty arena, so it is compressed (~700 kB -> ~30 kB for HalfCheetah/Ant)."""
+        mj_env = self._env.single_agent_env.unwrapped
+        return {
+            "t": self._t,
+            "mjdata": zlib.compress(pickle.dumps(mj_env.data, protocol=pickle.HIGHEST_PROTOCOL), 1),
+            "np_random": mj_env.np_random.bit_generator.state,
+            "np_random_seed": mj_env._np_random_seed,
+            "wrappers": [_counters(w) for w in _wrappers(self._env.single_agent_env)],
+        }
+
+    def set_state(self, state: dict) -> None:
+        import mujoco
+
+        mj_env = self._env.single_agent_env.unwrapped
+        self._t = state["t"]
+        # Copy into the existing MjData: the renderer and wrappers hold references to it.
+        mujoco.mj_copyData(mj_env.data, mj_env.model, pickle.loads(zlib.decompress(state["mjdata"])))
+        mj_env.np_random.bit_generator.state = state["np_random"]
+        mj_env._np_random_seed = state["np_random_seed"]
+        for wrapper, counters in zip(_wrappers(self._env.single_agent_env), state["wrappers"], strict=True):
+            vars(wrapper).update(counters)
+
     def close(self) -> None:
         self._env.close()
 
@@ -183,6 +213,21 @@ class MaMuJoCoEnv(SingleEnv):
         if self._local:
             return AgentView(obs=[obs[a].astype(np.float32) for a in self._agents], state=state)
         return AgentView(obs=[np.concatenate([state, one_hot]) for one_hot in self._ids], state=state)
+
+
+def _wrappers(env) -> list:
+    """The gymnasium wrapper chain above the MuJoCo env, outermost first."""
+    chain = []
+    while hasattr(env, "env"):
+        chain.append(env)
+        env = env.env
+    return chain
+
+
+def _counters(wrapper) -> dict:
+    """A wrapper's scalar members: its counters and flags (TimeLimit._elapsed_steps,
+    OrderEnforcing._has_reset, ...); everything else a wrapper holds is configuration."""
+    return {k: v for k, v in vars(wrapper).items() if isinstance(v, (bool, int, float)) and k != "env"}
 
 
 def _build(scenario: str, conf: str, factorization: dict | None, config: Config):

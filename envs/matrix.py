@@ -103,6 +103,13 @@ class MatrixGame(SingleEnv):
                 raise ValueError(f"agent {i} chose action {a}, outside Discrete({n})")
         return self._view, float(self.payoff[joint]), True, False, {}
 
+    def get_state(self) -> None:
+        """Nothing to save: the game has no randomness and no state between steps."""
+        return None
+
+    def set_state(self, state: None) -> None:
+        pass
+
 
 def env_factory(task: str, config: Config):
     """Validate now (before any results directory exists), build copies later."""

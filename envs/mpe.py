@@ -20,6 +20,7 @@ cores). We clip continuous actions to the Box ourselves, which is what the clip 
 from __future__ import annotations
 
 import importlib
+import pickle
 from dataclasses import dataclass
 from functools import partial
 from typing import Sequence
@@ -37,6 +38,9 @@ MODULES = {
     "simple_reference": "simple_reference_v3",
 }
 TASKS = tuple(MODULES)
+# SimpleEnv members for rendering only: pygame objects cannot be pickled, and a restored
+# copy keeps its own (a snapshot never changes how a copy renders).
+RENDERING = frozenset({"screen", "game_font", "viewer", "clock", "renderOn"})
 
 
 @dataclass
@@ -91,6 +95,19 @@ class MpeEnv(SingleEnv):
         terminated = any(env.terminations[a] for a in self._agents)
         truncated = any(env.truncations[a] for a in self._agents) and not terminated
         return self._view(), reward, terminated, truncated, {}
+
+    def get_state(self) -> bytes:
+        """The raw env's whole `__dict__` (world, np_random, AEC bookkeeping) minus
+        rendering, pickled: mpe2 mutates many members, so we save all rather than guess.
+        Bytes are immutable, so restoring the same snapshot twice never aliases it."""
+        members = {
+            k: v for k, v in vars(self._env).items()
+            if k not in RENDERING and not type(v).__module__.startswith("pygame")
+        }
+        return pickle.dumps(members, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def set_state(self, state: bytes) -> None:
+        vars(self._env).update(pickle.loads(state))
 
     def close(self) -> None:
         self._env.close()

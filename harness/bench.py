@@ -6,6 +6,13 @@ For each task it prints
 - loop E: the whole training loop (harness/train.py) driving `random`, as a ratio to vec E —
   the loop's own overhead (act, observe, bookkeeping) on top of the env.
 Rates are env steps per second (one step of one copy = one env step).
+
+With `--algos hasac hatd3 [--device cuda]` it also prints, per algorithm and task, with the
+task's tuned config (conf/tuned) and the default n_envs:
+- update/s: full updates (every agent, default batch) per second on a warmed-up buffer;
+- train steps/s: env steps per second of the loop after warm-up at the default
+  update-to-data ratio (train_every, updates_per_train), as a ratio to vec E for the same E:
+  how much of the simulator's speed the learning leaves.
 """
 
 from __future__ import annotations
@@ -136,16 +143,70 @@ def bench_task(name: str, seconds: float) -> list[dict]:
     return rows
 
 
+def algo_rates(name: str, algo: str, device: str, seconds: float, train_rounds: int) -> dict:
+    """(update/s, training env-steps/s) for `algo` on `name` with its tuned config."""
+    from harness.run import load_settings
+
+    family, task = name.split("/", 1)
+    settings, _ = load_settings([f"env={family}", f"task={task}", f"algo={algo}", f"device={device}"])
+    prepared = prepare(settings)
+    algo_obj, env, config = prepared.algo, prepared.env, settings.algo_config
+    try:
+        step, total = env.reset(settings.seed), 0
+
+        def advance(env_steps: int) -> None:
+            nonlocal step, total
+            end = total + env_steps
+            while total < end:
+                actions = algo_obj.act(step, explore=True)
+                nxt = env.step(actions)
+                total += env.n_envs
+                algo_obj.observe(step, actions, nxt)
+                while algo_obj.ready(total):
+                    algo_obj.update()
+                step = nxt
+
+        advance(config.warmup_steps + config.train_every)  # buffer filled, first round done
+        start = time.perf_counter()
+        before = total
+        advance(train_rounds * config.train_every)
+        train_rate = (total - before) / (time.perf_counter() - start)
+        update_rate = timed_rate(lambda: (algo_obj.update(), 1)[1], seconds)
+    finally:
+        prepared.close()
+    return {"n_envs": settings.n_envs, "update/s": update_rate, "train steps/s": train_rate,
+            "updates per 1k steps": 1000 * config.updates_per_train / config.train_every}
+
+
+def bench_algos(names: list[str], algos: list[str], device: str, seconds: float, train_rounds: int) -> list[dict]:
+    rows = []
+    for name in names:
+        family, task = name.split("/", 1)
+        for algo in algos:
+            rates = algo_rates(name, algo, device, seconds, train_rounds)
+            vec = vec_rate(family, task, rates["n_envs"], seconds, None)
+            rows.append({"task": name, "algo": algo, "device": device, **rates,
+                         "ratio to VecEnv": rates["train steps/s"] / vec})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help="family/task names")
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
+    parser.add_argument("--algos", nargs="*", default=[], help="also time these algorithms' updates and training loop")
+    parser.add_argument("--device", default="cpu", help="torch device for --algos (cpu, cuda)")
+    parser.add_argument("--train-rounds", type=int, default=2, help="train_every rounds timed after warm-up")
+    parser.add_argument("--skip-env", action="store_true", help="only the --algos figures")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    rows = [row for name in args.tasks for row in bench_task(name, args.seconds)]
-    table = pd.DataFrame(rows)
+    tables = []
+    if not args.skip_env:
+        tables.append(pd.DataFrame([row for name in args.tasks for row in bench_task(name, args.seconds)]))
+    if args.algos:
+        tables.append(pd.DataFrame(bench_algos(args.tasks, args.algos, args.device, args.seconds, args.train_rounds)))
     with pd.option_context("display.float_format", "{:,.2f}".format, "display.width", 160):
-        print(table.to_string(index=False))
+        print("\n\n".join(table.to_string(index=False) for table in tables))
 
 
 if __name__ == "__main__":

@@ -7,14 +7,19 @@ results/<suite>/<family>/<task>/<algo>/seed_<k>/
     train.csv      env_steps, episodes, train return, sps, update metrics
     eval.csv       env_steps, eval return mean/std, episodes, win_rate/score
     summary.json   the final evaluation (+ policy_probs for single-state tasks)
-    checkpoints/   latest.pt
+    checkpoints/   latest.pt (written after every evaluation; a rerun resumes from it)
+    error.txt      the traceback of a failed run
     DONE           written last
+    .lock          held (flock) by the process training the run
 A reader that sees DONE can trust every other file; a crash never leaves a torn file.
+meta.json's `heartbeat` is refreshed with every train.csv row, so a run whose process died
+without Python noticing (SIGKILL, a lost SLURM node) shows as `running` with a stale heartbeat.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
 import platform
@@ -27,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from envs.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRACKED_PACKAGES = (
@@ -113,28 +120,73 @@ def provenance(device: str) -> dict[str, Any]:
     }
 
 
+class RunLocked(ConfigError):
+    """Another live process holds the run directory."""
+
+
 class RunRecord:
-    """Owns one run directory: meta status, the CSV tables, summary and DONE."""
+    """Owns one run directory: the lock, meta status and heartbeat, the CSV tables,
+    summary and DONE."""
 
     def __init__(self, run_dir: Path):
         self.dir = run_dir
         self.train_rows: list[dict[str, Any]] = []
         self.eval_rows: list[dict[str, Any]] = []
         self.meta: dict[str, Any] = {}
+        self._lock_handle = None
 
     @property
     def done(self) -> bool:
         return (self.dir / "DONE").exists()
 
+    def lock(self) -> None:
+        """Take the directory's lock or refuse with one line naming the holder. flock is
+        released by the kernel when the holder dies, so a crashed run never blocks a rerun."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.dir / ".lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunLocked(f"{self.dir} is in use by {holder}; wait for it or stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {now()}\n")
+        handle.flush()
+        self._lock_handle = handle
+
+    def unlock(self) -> None:
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
+
     def start(self, config_yaml: str, device: str) -> None:
         (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.dir / "config.yaml", config_yaml)
-        self.meta = {**provenance(device), "start": now(), "end": None, "status": "running"}
+        self.meta = {**provenance(device), "start": now(), "end": None, "status": "running", "heartbeat": now()}
         atomic_write_json(self.dir / "meta.json", self.meta)
+
+    def resume(self, device: str, env_steps: int) -> None:
+        """Continue a run from its checkpoint at `env_steps`: keep the rows up to it (later
+        ones are redone), keep the original start, and log the resumption in meta."""
+        self.train_rows = _rows_up_to(self.dir / "train.csv", env_steps)
+        self.eval_rows = _rows_up_to(self.dir / "eval.csv", env_steps)
+        old = read_meta(self.dir)
+        resumes = old.get("resumed", []) + [{"at": now(), "env_steps": env_steps, "host": socket.gethostname()}]
+        self.meta = {**provenance(device), "start": old.get("start", now()), "end": None, "status": "running",
+                     "heartbeat": now(), "resumed": resumes}
+        atomic_write_json(self.dir / "meta.json", self.meta)
+        atomic_write_csv(self.dir / "train.csv", self.train_rows)
+        atomic_write_csv(self.dir / "eval.csv", self.eval_rows)
 
     def add_train_row(self, row: dict[str, Any]) -> None:
         self.train_rows.append(row)
         atomic_write_csv(self.dir / "train.csv", self.train_rows)
+        self.meta["heartbeat"] = now()
+        atomic_write_json(self.dir / "meta.json", self.meta)
 
     def add_eval_row(self, row: dict[str, Any]) -> None:
         self.eval_rows.append(row)
@@ -150,5 +202,27 @@ class RunRecord:
         self._set_status(status)
 
     def _set_status(self, status: str) -> None:
-        self.meta.update(status=status, end=now())
+        self.meta.update(status=status, end=now(), heartbeat=now())
         atomic_write_json(self.dir / "meta.json", self.meta)
+
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    """meta.json of a run, {} when absent or unreadable."""
+    try:
+        return json.loads((run_dir / "meta.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def heartbeat_age_seconds(meta: dict[str, Any]) -> float | None:
+    beat = meta.get("heartbeat")
+    if not beat:
+        return None
+    return (dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(beat)).total_seconds()
+
+
+def _rows_up_to(path: Path, env_steps: int) -> list[dict[str, Any]]:
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    rows = pd.read_csv(path)
+    return rows[rows["env_steps"] <= env_steps].to_dict("records")

@@ -1,5 +1,11 @@
 """`python -m harness.run [key=value ...]`: compose the config, train, write results.
 
+One run (`env=mpe task=simple_spread algo=hasac seed=3`) or a sweep
+(`suite=quick algo=hasac,hatd3 seeds=5 launcher=local launcher.n_jobs=2`, any `key=a,b`
+is swept without `-m`; `dry_run=true` prints the job table): harness/sweep.py expands and
+checks the jobs, harness/launch.py runs them, and the sweep ends with a summary table and a
+non-zero exit status if any job failed.
+
 Hydra composes the config (groups env/, algo/ in harness/conf, typed by the dataclasses
 registered below, struct mode: unknown keys are errors). We call Hydra's compose API
 rather than `@hydra.main` so that every bad input — an unknown name, an unknown field, a
@@ -43,10 +49,24 @@ class RunConfig(LoopConfig):
     """Task of the chosen family (envs/<family>.py TASKS)."""
     results_dir: str = "results"
     """Root of results/<suite>/<family>/<task>/<algo>/seed_<k>/."""
-    suite: str = "adhoc"
-    """Suite name in the results path; single runs outside a suite go under adhoc."""
+    suite: Any = MISSING
+    """Suite (conf/suite/<name>.yaml); after composition, its name, which is also the first
+    level of the results path. Runs outside a suite go under adhoc."""
     tuned: bool = True
     """Apply harness/conf/tuned/<algo>.yaml for this family/task before the command line."""
+    variant: str = ""
+    """Label appended to the task in the results path (task-variant), for suites that run
+    one task in several configurations (e.g. discrete MPE)."""
+    launcher: Any = MISSING
+    """Where jobs run: local | submitit_local | slurm (harness/launch.py)."""
+    cluster: Optional[str] = None
+    """SLURM profile in slurm/<name>.yaml (or a path) for launcher=slurm."""
+    seeds: Optional[int] = None
+    """Sweep seeds 0..seeds-1 (instead of seed=K)."""
+    dry_run: bool = False
+    """Print the job table and estimated device-hours; launch nothing."""
+    stale_after_min: float = 30.0
+    """A `running` run whose heartbeat is older than this is reported as stale (dead)."""
     choices: Optional[Dict[str, str]] = None
     """Filled in by the harness: which env/algo yaml was composed."""
 
@@ -57,8 +77,12 @@ def register_schemas() -> None:
 
     from algos.common.registry import ALGORITHMS, config_class
 
+    from harness.launch import LAUNCHERS
+
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
+    for name, schema in LAUNCHERS.items():
+        store.store(group="launcher", name=f"{name}_schema", node=schema)
     for name in ALGORITHMS:
         store.store(group="algo", name=f"{name}_schema", node=config_class(name))
     for family in FAMILIES:
@@ -84,6 +108,7 @@ def compose(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
     choices = dict(cfg.hydra.runtime.choices)
     with open_dict(cfg):
         del cfg["hydra"]
+        cfg.suite = choices["suite"]  # the runs are read by harness/sweep.py; the run keeps the name
     return cfg, choices
 
 
@@ -148,13 +173,15 @@ def load_settings(overrides: list[str]):
 
 
 def run_dir_for(cfg: DictConfig, settings) -> Path:
-    return (Path(cfg.results_dir) / str(cfg.suite) / settings.family / settings.task
-            / settings.algo / f"seed_{settings.seed}")
+    task = f"{settings.task}-{cfg.variant}" if cfg.get("variant") else settings.task
+    return Path(cfg.results_dir) / str(cfg.suite) / settings.family / task / settings.algo / f"seed_{settings.seed}"
 
 
-def run_one(overrides: list[str]) -> Path:
-    """Train one (task, algo, seed); returns its results directory."""
+def run_one(overrides: list[str]) -> tuple[Path, str]:
+    """Train one (task, algo, seed), resuming from its checkpoint if it has one; returns
+    (results directory, done | resumed | skipped)."""
     from harness.records import RunRecord
+    from harness.sweep import check_same_config, run_state
     from harness.train import TrainingDiverged, prepare, train
 
     settings, cfg = load_settings(overrides)
@@ -162,23 +189,66 @@ def run_one(overrides: list[str]) -> Path:
     record = RunRecord(run_dir)
     if record.done:
         print(f"skip: {run_dir} is finished (DONE); delete it to run again")
-        return run_dir
+        return run_dir, "skipped"
+    config_yaml = OmegaConf.to_yaml(cfg)
+    check_same_config(run_dir, config_yaml)
     prepared = prepare(settings)  # every bad input fails here, before any file is written
     try:
-        record.start(OmegaConf.to_yaml(cfg), str(settings.torch_device))
+        record.lock()
+        resume = run_state(run_dir) == "resume"
+        if not resume:
+            record.start(config_yaml, str(settings.torch_device))
         try:
-            summary = train(prepared, record)
+            summary = train(prepared, record, resume=resume)
         except TrainingDiverged as exc:
             record.fail("failed: nan", str(exc))
+            raise
+        except UserError:
             raise
         except BaseException:
             record.fail("failed", traceback.format_exc())
             raise
         record.finish(summary)
     finally:
+        record.unlock()
         prepared.close()
     print(f"done: {run_dir}  eval_return_mean={summary['eval_return_mean']:.4g}")
-    return run_dir
+    return run_dir, "resumed" if resume else "done"
+
+
+def run_sweep(argv: list[str]) -> int:
+    """Expand, check, launch; print the summary. 0 when every job ended well, 1 otherwise."""
+    from harness.launch import launch
+    from harness.sweep import dry_run_table, prepare_jobs, stale_runs, summary_table
+
+    base, jobs = prepare_jobs(argv)
+    results_dir = Path(base.results_dir)
+    if base.dry_run:
+        print(dry_run_table(jobs, results_dir))
+        return 0
+    if base.launcher.name == "slurm":
+        from harness.launch import load_cluster_profile, slurm_parameters
+
+        slurm_parameters(load_cluster_profile(base.cluster))  # a bad profile fails before anything runs
+    stale = stale_runs(jobs, base.stale_after_min * 60)
+    for job, age in stale:
+        print(f"stale: {job.run_dir} says running but its heartbeat is {age / 60:.0f} min old "
+              "(the process died); it resumes from its checkpoint")
+    total = sum(j.compatible for j in jobs)
+    seen: list = []
+
+    def report(outcome) -> None:
+        seen.append(outcome)
+        if total > 1:
+            print(f"[{len(seen)}/{len(jobs)}] {outcome.status}: {outcome.job.label}"
+                  + (f" ({outcome.detail})" if outcome.detail else ""), flush=True)
+        elif outcome.status == "skipped":
+            print(f"skip: {outcome.job.run_dir} is finished (DONE); delete it to run again")
+
+    outcomes = launch(base.launcher, jobs, results_dir, base.cluster, report)
+    if len(jobs) > 1 or any(o.status.startswith("failed") for o in outcomes):
+        print(summary_table(outcomes))
+    return 1 if any(o.status.startswith("failed") for o in outcomes) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,11 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        run_one(argv)
+        return run_sweep(argv)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ algorithm vs action space, hyperparameters) before `train` writes a single file.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,10 +22,10 @@ from tqdm import tqdm
 import envs
 from algos.base import AlgoConfig, Algorithm
 from algos.common.registry import algorithm_class, check_compatible
-from envs.base import VecEnv
+from envs.base import Step, VecEnv
 from envs.errors import ConfigError
-from harness.checkpoint import save_checkpoint
-from harness.evaluate import evaluate
+from harness.checkpoint import load_checkpoint, save_checkpoint, set_global_rng_state
+from harness.evaluate import EvalResult, evaluate
 from harness.records import RunRecord
 from harness.settings import LoopConfig
 
@@ -45,6 +47,9 @@ class Settings(LoopConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.budget < self.eval_every:
+            raise ConfigError(f"budget={self.budget} is smaller than one evaluation interval "
+                              f"(eval_every={self.eval_every}); lower eval_every or raise the budget")
         if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be cpu, cuda[:k] or auto, got {self.device!r}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -105,59 +110,110 @@ def _mean_metrics(history: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([m[k] for m in history if k in m])) for k in keys}
 
 
-def train(p: Prepared, record: RunRecord) -> dict[str, Any]:
-    """Collect, update when ready, evaluate every `eval_every` env steps; returns the summary."""
+@dataclass
+class LoopState:
+    """The loop's own counters and partial logs; with the algorithm's state_dict, the envs'
+    snapshots, the current Step and the global RNGs it is everything a checkpoint holds."""
+
+    env_steps: int = 0
+    updates: int = 0
+    episodes: int = 0
+    next_log: int = 0
+    next_eval: int = 0
+    last_log_steps: int = 0
+    recent_returns: list[float] = field(default_factory=list)
+    metric_history: list[dict[str, float]] = field(default_factory=list)
+    last_eval: EvalResult | None = None
+    last_eval_steps: int = -1
+    wall_seconds: float = 0.0
+    """Training wall time summed over every process that worked on the run."""
+
+
+CHECKPOINT = Path("checkpoints") / "latest.pt"
+
+
+def save_state(path: Path, algo: Algorithm, env: VecEnv, step: Step, loop: LoopState) -> None:
+    save_checkpoint(path, {"algo": algo.state_dict(), "env": env.get_state(), "step": step,
+                           "loop": dataclasses.asdict(loop) | {"last_eval": loop.last_eval},
+                           "env_steps": loop.env_steps})
+
+
+def restore_state(path: Path, algo: Algorithm, env: VecEnv) -> tuple[Step, LoopState]:
+    """Load a checkpoint written by save_state; a foreign or corrupt file is a ConfigError."""
+    payload = load_checkpoint(path)
+    try:
+        algo.load_state_dict(payload["algo"])
+        env.set_state(payload["env"])
+        loop = LoopState(**payload["loop"])
+        step = payload["step"]
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"checkpoint {path} does not fit this run ({type(exc).__name__}: {exc}); "
+                          "delete it to start over") from None
+    set_global_rng_state(payload["rng"])
+    return step, loop
+
+
+def train(p: Prepared, record: RunRecord, resume: bool = False) -> dict[str, Any]:
+    """Collect, update when ready, evaluate and checkpoint every `eval_every` env steps;
+    returns the summary. With `resume`, continue exactly from the run's checkpoint."""
     s, env, algo = p.settings, p.env, p.algo
     spec = env.spec
-    env_steps, updates, episodes = 0, 0, 0
-    recent_returns: list[float] = []
-    metric_history: list[dict[str, float]] = []
-    next_log, next_eval = s.log_every, 0
-    bar = tqdm(total=s.budget, unit="step", disable=not s.progress, desc=f"{spec.family}/{spec.task} {s.algo} s{s.seed}")
+    checkpoint = record.dir / CHECKPOINT
+    if resume:
+        step, loop = restore_state(checkpoint, algo, env)
+        record.resume(str(s.torch_device), loop.env_steps)
+    else:
+        loop = LoopState(next_log=s.log_every)
+        step = env.reset(s.seed)
+    bar = tqdm(total=s.budget, initial=loop.env_steps, unit="step", disable=not s.progress,
+               desc=f"{spec.family}/{spec.task} {s.algo} s{s.seed}")
     start = last_log_time = time.perf_counter()
-    last_log_steps = 0
-    step = env.reset(s.seed)
+    steps_at_start, wall_before = loop.env_steps, loop.wall_seconds
     while True:
-        if env_steps >= next_eval or env_steps >= s.budget:
-            result = evaluate(algo, p.eval_env, s.eval_episodes, s.seed + EVAL_SEED_OFFSET)
-            record.add_eval_row({"env_steps": env_steps, **result.row(spec.success_metric)})
-            save_checkpoint(record.dir / "checkpoints" / "latest.pt",
-                            {"algo": algo.state_dict(), "env_steps": env_steps, "updates": updates})
-            bar.set_postfix(eval_return=f"{result.row(None)['eval_return_mean']:.3g}")
-            next_eval += s.eval_every
-            if env_steps >= s.budget:
-                break
+        finished = loop.env_steps >= s.budget
+        if loop.env_steps >= loop.next_eval or (finished and loop.last_eval_steps != loop.env_steps):
+            loop.last_eval = evaluate(algo, p.eval_env, s.eval_episodes, s.seed + EVAL_SEED_OFFSET)
+            loop.last_eval_steps = loop.env_steps
+            record.add_eval_row({"env_steps": loop.env_steps, **loop.last_eval.row(spec.success_metric)})
+            while loop.next_eval <= loop.env_steps:
+                loop.next_eval += s.eval_every
+            loop.wall_seconds = wall_before + time.perf_counter() - start
+            save_state(checkpoint, algo, env, step, loop)
+            bar.set_postfix(eval_return=f"{loop.last_eval.row(None)['eval_return_mean']:.3g}")
+        if finished:
+            break
         actions = algo.act(step, explore=True)
         nxt = env.step(actions)
-        env_steps += s.n_envs
+        loop.env_steps += s.n_envs
         algo.observe(step, actions, nxt)
-        while algo.ready(env_steps):
+        while algo.ready(loop.env_steps):
             metrics = algo.update()
-            updates += 1
+            loop.updates += 1
             if not all(math.isfinite(v) for v in metrics.values()):
-                raise TrainingDiverged(f"non-finite metric at env step {env_steps}: {metrics}")
-            metric_history.append(metrics)
+                raise TrainingDiverged(f"non-finite metric at env step {loop.env_steps}: {metrics}")
+            loop.metric_history.append(metrics)
         for episode in nxt.info["episodes"]:
-            episodes += 1
-            recent_returns.append(episode["return"])
+            loop.episodes += 1
+            loop.recent_returns.append(episode["return"])
         step = nxt
         bar.update(s.n_envs)
-        if env_steps >= next_log or env_steps >= s.budget:
+        if loop.env_steps >= loop.next_log or loop.env_steps >= s.budget:
             elapsed = time.perf_counter() - last_log_time
             record.add_train_row({
-                "env_steps": env_steps, "episodes": episodes, "updates": updates,
-                "train_return_mean": float(np.mean(recent_returns)) if recent_returns else float("nan"),
-                "perf/sps": (env_steps - last_log_steps) / max(elapsed, 1e-9),
-                **_mean_metrics(metric_history),
+                "env_steps": loop.env_steps, "episodes": loop.episodes, "updates": loop.updates,
+                "train_return_mean": float(np.mean(loop.recent_returns)) if loop.recent_returns else float("nan"),
+                "perf/sps": (loop.env_steps - loop.last_log_steps) / max(elapsed, 1e-9),
+                **_mean_metrics(loop.metric_history),
             })
-            recent_returns, metric_history = [], []
-            last_log_time, last_log_steps = time.perf_counter(), env_steps
-            next_log += s.log_every
+            loop.recent_returns, loop.metric_history = [], []
+            last_log_time, loop.last_log_steps = time.perf_counter(), loop.env_steps
+            loop.next_log += s.log_every
     bar.close()
     summary = {
-        "env_steps": env_steps, "updates": updates, "train_episodes": episodes,
-        "wall_seconds": time.perf_counter() - start, **result.row(spec.success_metric),
+        "env_steps": loop.env_steps, "updates": loop.updates, "train_episodes": loop.episodes,
+        "wall_seconds": loop.wall_seconds, "resumed_from": steps_at_start if resume else None,
+        **loop.last_eval.row(spec.success_metric),
     }
-    if result.policy_probs is not None:
-        summary["policy_probs"] = result.policy_probs
+    if loop.last_eval.policy_probs is not None:
+        summary["policy_probs"] = loop.last_eval.policy_probs
     return summary

@@ -14,10 +14,10 @@ from envs.errors import ConfigError
 
 try:  # tests/ on sys.path (pytest's default) or the repo root
     from test_algos_common import build, flat_params, run_loop, toy_env
-    from test_hasac import learn_simple_spread
+    from test_hasac import learn_halfcheetah, learn_simple_spread
 except ImportError:
     from tests.test_algos_common import build, flat_params, run_loop, toy_env
-    from tests.test_hasac import learn_simple_spread
+    from tests.test_hasac import learn_halfcheetah, learn_simple_spread
 
 torch.set_num_threads(1)
 
@@ -82,3 +82,9 @@ def test_impossible_hatd3_values_raise_config_error():
 def test_hatd3_learns_continuous_simple_spread():
     random_return, learned = learn_simple_spread(Hatd3, n_step=1)
     assert learned > random_return + 0.15 * abs(random_return)
+
+
+@pytest.mark.slow
+def test_hatd3_learns_halfcheetah_2x3():
+    random_return, learned = learn_halfcheetah(Hatd3, n_step=10, lr=1e-3, critic_lr=1e-3)
+    assert learned > random_return + 1000

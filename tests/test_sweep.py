@@ -1,0 +1,266 @@
+"""The harness as users drive it: suites, sweeps, launchers, exact resume, locks, failures."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from algos.common.registry import ALGORITHMS
+from envs import FAMILIES
+from envs.errors import ConfigError
+from harness.launch import available_profiles, load_cluster_profile, sbatch_script
+from harness.records import RunRecord
+from harness.run import load_settings, main
+from harness.sweep import available_suites, expand, load_suite, prepare_jobs
+
+GOLDEN = Path(__file__).parent / "golden"
+FAST = ["progress=false", "n_envs=4", "eval_n_envs=2", "eval_episodes=4"]
+MATRIX = ["env=matrix", "task=climbing", "budget=40", "eval_every=20", *FAST]
+# HASAC small enough to update within a few hundred steps
+SMALL_HASAC = ["algo=hasac", "algo.warmup_steps=200", "algo.train_every=100", "algo.updates_per_train=2",
+               "algo.batch_size=32", "algo.hidden_sizes=[32,32]"]
+
+
+def test_every_suite_and_algorithm_composes():
+    """Each suite's runs compose with each registered algorithm; runs of families this
+    version does not have fail with the one-line unknown-env error, nothing else."""
+    assert {"smoke", "quick", "full", "paper_mpe", "paper_mamujoco", "paper_smac", "paper_smacv2",
+            "paper_football", "paper_lag", "paper_dexhands"} <= set(available_suites())
+    for suite in available_suites():
+        runs = load_suite(suite)["runs"]
+        assert runs, suite
+        for run in runs if suite != "adhoc" else []:
+            overrides = [f"{k}={run[k]}" for k in ("env", "task", "budget", "eval_every") if k in run]
+            overrides += [str(o) for o in run.get("overrides", [])]
+            for algo in ALGORITHMS:
+                if run.get("env", "mpe") in FAMILIES:
+                    settings, cfg = load_settings([*overrides, f"algo={algo}", f"suite={suite}"])
+                    assert settings.budget == run["budget"] and cfg.suite == suite
+                    settings.validate()
+                else:
+                    with pytest.raises(ConfigError, match=f"unknown env '{run['env']}'"):
+                        load_settings([*overrides, f"algo={algo}"])
+
+
+def test_full_suite_holds_every_paper_suite():
+    full = {(r["env"], r["task"], r.get("variant")) for r in load_suite("full")["runs"]}
+    parts = {(r["env"], r["task"], r.get("variant"))
+             for s in available_suites() if s.startswith("paper_") for r in load_suite(s)["runs"]}
+    assert full == parts and len({env for env, _, _ in full}) == 7  # six families + SMACv2
+
+
+def test_sweep_expands_tasks_algos_seeds_into_paths(tmp_path):
+    base, jobs = prepare_jobs(["suite=smoke", "algo=hasac,hatd3", "seeds=2", f"results_dir={tmp_path}"])
+    entries = load_suite("smoke")["runs"]
+    assert len(jobs) == len(entries) * 2 * 2
+    dirs = {str(j.run_dir.relative_to(tmp_path)) for j in jobs}
+    assert "smoke/mpe/simple_spread/hasac/seed_1" in dirs
+    assert "smoke/mpe/simple_spread-discrete/hatd3/seed_0" in dirs
+    assert "smoke/mamujoco/HalfCheetah-2x3/hatd3/seed_1" in dirs
+    discrete_hatd3 = [j for j in jobs if j.algo == "hatd3" and j.family == "matrix"]
+    assert discrete_hatd3 and not any(j.compatible for j in discrete_hatd3)
+    assert all(j.compatible for j in jobs if j.algo == "hasac")
+    assert all(j.state == "new" for j in jobs)
+    # the suite's per-algorithm schedule and budgets reach the composed job
+    hasac_cheetah = next(j for j in jobs if j.algo == "hasac" and j.family == "mamujoco")
+    assert "algo.warmup_steps=200" in hasac_cheetah.overrides and hasac_cheetah.budget == 1000
+
+
+def test_seed_alone_is_one_run_and_suite_defaults_pick_algos(tmp_path):
+    _, one = expand(["env=matrix", "task=climbing", "seed=7"])
+    assert len(one) == 1 and "seed=7" in one[0]
+    _, smoke = expand(["suite=smoke"])
+    algos = {o for job in smoke for o in job if o.startswith("algo=")}
+    assert algos == {f"algo={a}" for a in load_suite("smoke")["algos"]}
+
+
+def test_dry_run_prints_the_table_and_launches_nothing(tmp_path, capsys):
+    assert main(["suite=smoke", "algo=hasac", "seeds=2", "dry_run=true", f"results_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "8 jobs" in out and "device-hours" in out and "mpe/simple_spread hasac s1" in out
+    assert not tmp_path.exists() or not list(tmp_path.rglob("meta.json"))
+
+
+def test_local_sweep_runs_each_seed_and_reruns_skip(tmp_path, capsys):
+    assert main([*MATRIX, "algo=random,hasac", "seeds=2", f"results_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "sweep: 4 done" in out
+    assert len(list(tmp_path.rglob("DONE"))) == 4
+    assert main([*MATRIX, "algo=random,hasac", "seeds=2", f"results_dir={tmp_path}"]) == 0
+    assert "sweep: 4 skipped" in capsys.readouterr().out
+
+
+def test_local_launcher_runs_jobs_in_parallel_processes(tmp_path, capsys):
+    assert main([*MATRIX, "algo=random", "seeds=2", "launcher.n_jobs=2", f"results_dir={tmp_path}"]) == 0
+    assert "sweep: 2 done" in capsys.readouterr().out
+    hosts = [json.loads(p.read_text())["status"] for p in tmp_path.rglob("meta.json")]
+    assert hosts == ["done", "done"]
+
+
+def test_submitit_local_runs_a_two_job_sweep(tmp_path, capsys):
+    assert main([*MATRIX, "algo=random", "seeds=2", "launcher=submitit_local", f"results_dir={tmp_path}"]) == 0
+    assert "sweep: 2 done" in capsys.readouterr().out
+    for seed in (0, 1):
+        run = tmp_path / "adhoc" / "matrix" / "climbing" / "random" / f"seed_{seed}"
+        assert (run / "DONE").exists() and (run / "summary.json").exists()
+    assert list((tmp_path / ".submitit").rglob("*_log.out")), "submitit logs are kept"
+
+
+@pytest.mark.parametrize("profile", ["gpu", "cpu"])
+def test_sbatch_script_matches_golden_file(profile):
+    assert profile in available_profiles()
+    script = sbatch_script(load_cluster_profile(profile), "/results/.submitit/%j")
+    golden = GOLDEN / f"sbatch_{profile}.sh"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(script)
+    assert script == golden.read_text()
+
+
+def test_sigkill_then_resume_ends_with_the_same_numbers(tmp_path):
+    """A run killed (SIGKILL) mid-training and resumed from its checkpoint ends with the
+    same eval.csv and final numbers as an uninterrupted run (CPU)."""
+    args = ["env=mpe", "task=simple_spread", *SMALL_HASAC, "budget=6000", "eval_every=600", *FAST]
+    assert main([*args, f"results_dir={tmp_path / 'straight'}"]) == 0
+    killed_root = tmp_path / "killed"
+    run = killed_root / "adhoc" / "mpe" / "simple_spread" / "hasac" / "seed_0"
+    proc = subprocess.Popen([sys.executable, "-m", "harness.run", *args, f"results_dir={killed_root}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        evals = run / "eval.csv"
+        if evals.exists() and len(pd.read_csv(evals)) >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run finished before it could be killed"
+    assert json.loads((run / "meta.json").read_text())["status"] == "running"
+    assert main([*args, f"results_dir={killed_root}"]) == 0
+    straight = tmp_path / "straight" / "adhoc" / "mpe" / "simple_spread" / "hasac" / "seed_0"
+    pd.testing.assert_frame_equal(pd.read_csv(straight / "eval.csv"), pd.read_csv(run / "eval.csv"))
+    first, second = (json.loads((d / "summary.json").read_text()) for d in (straight, run))
+    for key in ("eval_return_mean", "eval_return_std", "env_steps", "updates", "train_episodes"):
+        assert first[key] == second[key], key
+    assert second["resumed_from"] > 0
+    train_a, train_b = pd.read_csv(straight / "train.csv"), pd.read_csv(run / "train.csv")
+    same = [c for c in train_a.columns if c != "perf/sps"]
+    pd.testing.assert_frame_equal(train_a[same], train_b[same])
+    assert json.loads((run / "meta.json").read_text())["resumed"][0]["env_steps"] > 0
+
+
+def test_a_second_process_on_the_same_run_is_refused(tmp_path, capsys):
+    run = tmp_path / "adhoc" / "matrix" / "climbing" / "random" / "seed_0"
+    holder = RunRecord(run)
+    holder.lock()
+    try:
+        assert main([*MATRIX, "algo=random", f"results_dir={tmp_path}"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "in use by pid" in err
+    finally:
+        holder.unlock()
+    assert main([*MATRIX, "algo=random", f"results_dir={tmp_path}"]) == 0
+
+
+def test_failing_job_is_reported_and_exit_is_nonzero(tmp_path, capsys, monkeypatch):
+    import harness.train
+
+    calls = {"n": 0}
+    real_evaluate = harness.train.evaluate
+
+    def evaluate_failing_for_seed_1(algo, env, episodes, seed):
+        if seed % 1_000_003 == 1:
+            raise RuntimeError("simulated crash")
+        return real_evaluate(algo, env, episodes, seed)
+
+    monkeypatch.setattr(harness.train, "evaluate", evaluate_failing_for_seed_1)
+    assert main([*MATRIX, "algo=random", "seeds=2", f"results_dir={tmp_path}"]) == 1
+    out = capsys.readouterr().out
+    assert "1 done" in out and "1 failed" in out and "error.txt" in out
+    failed = tmp_path / "adhoc" / "matrix" / "climbing" / "random" / "seed_1"
+    assert json.loads((failed / "meta.json").read_text())["status"] == "failed"
+    assert "simulated crash" in (failed / "error.txt").read_text()
+    assert not (failed / "DONE").exists()
+
+
+def test_non_finite_loss_stops_the_run_as_failed_nan(tmp_path, capsys, monkeypatch):
+    from algos.hasac import Hasac
+
+    monkeypatch.setattr(Hasac, "update", lambda self: {"loss/critic": float("nan")})
+    assert main([*MATRIX, *SMALL_HASAC, "budget=400", "eval_every=200", f"results_dir={tmp_path}"]) == 1
+    run = tmp_path / "adhoc" / "matrix" / "climbing" / "hasac" / "seed_0"
+    assert json.loads((run / "meta.json").read_text())["status"] == "failed: nan"
+    assert "failed: nan" in capsys.readouterr().out
+
+
+def test_stale_running_run_is_reported_and_resumed(tmp_path, capsys):
+    args = [*MATRIX, "algo=random", f"results_dir={tmp_path}"]
+    run = tmp_path / "adhoc" / "matrix" / "climbing" / "random" / "seed_0"
+    assert main(args) == 0
+    (run / "DONE").unlink()
+    meta = json.loads((run / "meta.json").read_text())
+    meta.update(status="running", heartbeat="2020-01-01T00:00:00+00:00")
+    (run / "meta.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "stale:" in out and str(run) in out
+    assert json.loads((run / "meta.json").read_text())["status"] == "done"
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["suite=nope"], "unknown suite 'nope'; valid: "),
+        (["launcher=nope"], "unknown launcher 'nope'; valid: "),
+        (["launcher=slurm", "cluster=nope"], "unknown cluster profile 'nope'"),
+        (["launcher=slurm"], "launcher=slurm needs cluster=<profile>"),
+        (["algo=hasac,nope"], "unknown algo 'nope'"),
+        (["seeds=0"], "seeds must be >= 1"),
+        (["seeds=2", "seed=3"], "not both"),
+        (["budget=10", "eval_every=20"], "smaller than one evaluation interval"),
+        (["algo=hatd3"], "hatd3 needs Box actions"),
+    ],
+)
+def test_bad_sweep_input_exits_2_with_one_line(tmp_path, capsys, overrides, fragment):
+    root = tmp_path / "results"
+    assert main(["env=matrix", "task=climbing", "budget=40", "eval_every=20", *overrides,
+                 f"results_dir={root}", "progress=false"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert fragment in err
+    assert not root.exists()
+
+
+def test_corrupt_checkpoint_and_changed_config_are_refused_and_nothing_is_lost(tmp_path, capsys):
+    args = [*MATRIX, "algo=random", f"results_dir={tmp_path}"]
+    run = tmp_path / "adhoc" / "matrix" / "climbing" / "random" / "seed_0"
+    assert main(args) == 0
+    (run / "DONE").unlink()
+    checkpoint = run / "checkpoints" / "latest.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert main([*args[:-1], "budget=60", f"results_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "written by a different config (budget: 40 -> 60)" in err and err.count("\n") == 1
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_foreign_checkpoint_is_refused_with_exit_2(tmp_path, capsys):
+    import torch
+
+    args = [*MATRIX, "algo=random", f"results_dir={tmp_path}"]
+    run = tmp_path / "adhoc" / "matrix" / "climbing" / "random" / "seed_0"
+    assert main(args) == 0
+    (run / "DONE").unlink()
+    torch.save({"weights": 1}, run / "checkpoints" / "latest.pt")
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "not written by hasac-bench" in capsys.readouterr().err
