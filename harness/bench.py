@@ -9,7 +9,8 @@ Rates are env steps per second (one step of one copy = one env step).
 
 With `--algos hasac hatd3 [--device cuda]` it also prints, per algorithm and task, with the
 task's tuned config (conf/tuned) and the default n_envs:
-- update/s: full updates (every agent, default batch) per second on a warmed-up buffer;
+- update/s: full updates (every agent, default batch) per second on a warmed-up buffer
+  (off-policy algorithms; an on-policy update is one whole PPO iteration, seen in the next);
 - train steps/s: env steps per second of the loop after warm-up at the default
   update-to-data ratio (train_every, updates_per_train), as a ratio to vec E for the same E:
   how much of the simulator's speed the learning leaves.
@@ -143,8 +144,11 @@ def bench_task(name: str, seconds: float) -> list[dict]:
     return rows
 
 
-def algo_rates(name: str, algo: str, device: str, seconds: float, train_rounds: int) -> dict:
-    """(update/s, training env-steps/s) for `algo` on `name` with its tuned config."""
+def algo_rates(name: str, algo: str, device: str, seconds: float, train_seconds: float) -> dict:
+    """(update/s, training env-steps/s) for `algo` on `name` with its tuned config. The
+    training rate is measured after warm-up over at least `train_seconds`, so it spans
+    several update rounds; update/s (one full update: every agent, default batch) is
+    timed on its own for off-policy algorithms, whose update() can be repeated freely."""
     from harness.run import load_settings
 
     family, task = name.split("/", 1)
@@ -152,10 +156,10 @@ def algo_rates(name: str, algo: str, device: str, seconds: float, train_rounds: 
     prepared = prepare(settings)
     algo_obj, env, config = prepared.algo, prepared.env, settings.algo_config
     try:
-        step, total = env.reset(settings.seed), 0
+        step, total, updates = env.reset(settings.seed), 0, 0
 
-        def advance(env_steps: int) -> None:
-            nonlocal step, total
+        def advance(env_steps: int) -> int:
+            nonlocal step, total, updates
             end = total + env_steps
             while total < end:
                 actions = algo_obj.act(step, explore=True)
@@ -164,26 +168,29 @@ def algo_rates(name: str, algo: str, device: str, seconds: float, train_rounds: 
                 algo_obj.observe(step, actions, nxt)
                 while algo_obj.ready(total):
                     algo_obj.update()
+                    updates += 1
                 step = nxt
+            return env_steps
 
-        advance(config.warmup_steps + config.train_every)  # buffer filled, first round done
-        start = time.perf_counter()
-        before = total
-        advance(train_rounds * config.train_every)
-        train_rate = (total - before) / (time.perf_counter() - start)
-        update_rate = timed_rate(lambda: (algo_obj.update(), 1)[1], seconds)
+        advance(getattr(config, "warmup_steps", 0) + env.n_envs)
+        while updates == 0:  # until the first update: buffers are full, lazy allocations done
+            advance(env.n_envs)
+        before, updates_before = total, updates
+        train_rate = timed_rate(lambda: advance(env.n_envs * 10), train_seconds)
+        update_rate = (timed_rate(lambda: (algo_obj.update(), 1)[1], seconds)
+                       if not config.on_policy else float("nan"))
     finally:
         prepared.close()
     return {"n_envs": settings.n_envs, "update/s": update_rate, "train steps/s": train_rate,
-            "updates per 1k steps": 1000 * config.updates_per_train / config.train_every}
+            "updates per 1k steps": 1000 * (updates - updates_before) / max(total - before, 1)}
 
 
-def bench_algos(names: list[str], algos: list[str], device: str, seconds: float, train_rounds: int) -> list[dict]:
+def bench_algos(names: list[str], algos: list[str], device: str, seconds: float, train_seconds: float) -> list[dict]:
     rows = []
     for name in names:
         family, task = name.split("/", 1)
         for algo in algos:
-            rates = algo_rates(name, algo, device, seconds, train_rounds)
+            rates = algo_rates(name, algo, device, seconds, train_seconds)
             vec = vec_rate(family, task, rates["n_envs"], seconds, None)
             rows.append({"task": name, "algo": algo, "device": device, **rates,
                          "ratio to VecEnv": rates["train steps/s"] / vec})
@@ -196,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
     parser.add_argument("--algos", nargs="*", default=[], help="also time these algorithms' updates and training loop")
     parser.add_argument("--device", default="cpu", help="torch device for --algos (cpu, cuda)")
-    parser.add_argument("--train-rounds", type=int, default=2, help="train_every rounds timed after warm-up")
+    parser.add_argument("--train-seconds", type=float, default=30.0, help="time the training loop runs after warm-up")
     parser.add_argument("--skip-env", action="store_true", help="only the --algos figures")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -204,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_env:
         tables.append(pd.DataFrame([row for name in args.tasks for row in bench_task(name, args.seconds)]))
     if args.algos:
-        tables.append(pd.DataFrame(bench_algos(args.tasks, args.algos, args.device, args.seconds, args.train_rounds)))
+        tables.append(pd.DataFrame(bench_algos(args.tasks, args.algos, args.device, args.seconds, args.train_seconds)))
     with pd.option_context("display.float_format", "{:,.2f}".format, "display.width", 160):
         print("\n\n".join(table.to_string(index=False) for table in tables))
 

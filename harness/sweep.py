@@ -293,7 +293,7 @@ def dry_run_table(jobs: list[Job], results_dir: Path) -> str:
         shown = f"{hours:.2f}" if rate else "?"
         lines.append(f"{job.label:<48} {job.budget:>11,} {job.state:>7} {shown:>10}")
     runnable = [j for j in jobs if j.compatible]
-    lines.append(f"{len(runnable)} jobs ({len(jobs) - len(runnable)} n/a), "
+    lines.append(f"{len(runnable)} jobs to run or skip ({len(jobs) - len(runnable)} n/a), "
                  f"{sum(j.state == 'skip' for j in runnable)} already done; estimated {total:.1f} device-hours"
                  + (f" plus {unknown} jobs without a measured rate (run them small once, e.g. the smoke suite)"
                     if unknown else ""))

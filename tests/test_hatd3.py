@@ -86,5 +86,6 @@ def test_hatd3_learns_continuous_simple_spread():
 
 @pytest.mark.slow
 def test_hatd3_learns_halfcheetah_2x3():
-    random_return, learned = learn_halfcheetah(Hatd3, n_step=10, lr=1e-3, critic_lr=1e-3)
+    # 1-step targets: at this budget the tuned n_step=10 reaches 595 (random -224), 1-step 1136
+    random_return, learned = learn_halfcheetah(Hatd3, n_step=1, lr=1e-3, critic_lr=1e-3)
     assert learned > random_return + 1000
