@@ -197,6 +197,25 @@ def bench_algos(names: list[str], algos: list[str], device: str, seconds: float,
     return rows
 
 
+def bench_report(algos: int = 5, tasks: int = 50, seeds: int = 10, points: int = 50, reps: int = 2000) -> list[dict]:
+    """Seconds to report a generated tree of algos × tasks × seeds eval.csv files: reading
+    plus tables plus every bootstrap (figures=False), and with the figures."""
+    from harness.report import write_report
+    from harness.report.synthetic import synthetic_tree
+
+    names = ["hasac", "hatd3", "happo", "mappo", "qmix"][:algos]
+    task_names = [f"mamujoco/Synthetic-{k}" for k in range(tasks)]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = synthetic_tree(Path(tmp), names, task_names, seeds, points)
+        for figures in (False, True):
+            start = time.perf_counter()
+            write_report([root], Path(tmp) / f"report_{figures}", reps, 0, "observed", figures=figures)
+            rows.append({"what": f"report {algos}x{tasks}x{seeds} runs, reps={reps}" + (" + figures" if figures else ""),
+                         "seconds": time.perf_counter() - start})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help="family/task names")
@@ -205,11 +224,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="torch device for --algos (cpu, cuda)")
     parser.add_argument("--train-seconds", type=float, default=30.0, help="time the training loop runs after warm-up")
     parser.add_argument("--skip-env", action="store_true", help="only the --algos figures")
+    parser.add_argument("--report", action="store_true", help="time harness.report on a generated 5x50x10 tree")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     tables = []
     if not args.skip_env:
         tables.append(pd.DataFrame([row for name in args.tasks for row in bench_task(name, args.seconds)]))
+    if args.report:
+        tables.append(pd.DataFrame(bench_report()))
     if args.algos:
         tables.append(pd.DataFrame(bench_algos(args.tasks, args.algos, args.device, args.seconds, args.train_seconds)))
     with pd.option_context("display.float_format", "{:,.2f}".format, "display.width", 160):

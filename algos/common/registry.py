@@ -13,6 +13,7 @@ ALGORITHMS: dict[str, str] = {
     "random": "algos.random_policy:RandomPolicy",
     "hasac": "algos.hasac:Hasac",
     "hatd3": "algos.hatd3:Hatd3",
+    "qmix": "algos.qmix:Qmix",
 }
 
 

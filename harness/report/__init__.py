@@ -1,0 +1,232 @@
+"""`python -m harness.report results/<suite> [more roots] [--out DIR] [--reps N] [--seed S]`
+
+Turns whatever runs exist into reports/<suite>/: per-task tables (Markdown, CSV, LaTeX)
+with the published numbers and a verdict, rliable aggregates of normalised scores (IQM,
+mean, median, optimality gap with stratified-bootstrap CIs), probability of improvement of
+HASAC over each baseline, performance profiles, sample-efficiency curves, and figures.
+report.md lists everything that did not count (failed, unfinished, unreadable runs, missing
+seeds, tasks without normalisation bounds) — nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from envs.errors import UserError
+from harness.records import atomic_write_text
+from harness.report.load import Run, bounds_table, load_runs, paper_numbers
+from harness.report.stats import (AGGREGATES, PROFILE_TAUS, aggregate_estimates, performance_profiles,
+                                  probability_of_improvement, sample_efficiency)
+from harness.report.tables import VERDICT_RULE, display_table, task_table, to_latex, to_markdown
+
+TARGET = "hasac"
+FLOOR_ALGO = "random"
+CURVE_POINTS = 21
+
+
+@dataclass
+class Normalised:
+    """Final and curve scores mapped to [floor → 0, ceiling → 1] for the aggregated tasks."""
+
+    tasks: list[str]
+    bounds: pd.DataFrame
+    finals: dict[str, np.ndarray]
+    """{algo: [runs, tasks]}"""
+    curves: dict[str, np.ndarray]
+    """{algo: [runs, tasks, CURVE_POINTS]}"""
+    curve_steps: np.ndarray
+    seeds_used: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+
+
+def task_bounds(runs: list[Run], mode: str) -> tuple[pd.DataFrame, list[str]]:
+    """(bounds per task present, notes). `paper`: the repository's bounds.csv only;
+    `observed`: missing floors from this tree's `random` runs and missing ceilings from the
+    best mean final score in this tree — labelled as such in the report."""
+    table = bounds_table()
+    notes, rows = [], []
+    for key in sorted({r.key for r in runs if r.finished}):
+        family, task = key.split("/", 1)
+        match = table[(table["family"] == family) & (table["task"] == task)]
+        row = match.iloc[0].to_dict() if len(match) else {"family": family, "task": task, "floor": np.nan,
+                                                           "ceiling": np.nan, "floor_source": "", "ceiling_source": ""}
+        if mode == "observed":
+            finals = pd.DataFrame([(r.algo, r.final) for r in runs if r.finished and r.key == key], columns=["algo", "final"])
+            means = finals.groupby("algo")["final"].mean()
+            if not np.isfinite(row["floor"]) and FLOOR_ALGO in means:
+                row.update(floor=float(means[FLOOR_ALGO]), floor_source=f"observed: mean of {FLOOR_ALGO} runs here")
+            if not np.isfinite(row["ceiling"]) and len(means.drop(FLOOR_ALGO, errors="ignore")):
+                best = means.drop(FLOOR_ALGO, errors="ignore")
+                row.update(ceiling=float(best.max()), ceiling_source=f"observed: best mean here ({best.idxmax()})")
+        if not (np.isfinite(row["floor"]) and np.isfinite(row["ceiling"])) or row["ceiling"] == row["floor"]:
+            notes.append(f"{key}: no normalisation bounds (floor {row['floor']}, ceiling {row['ceiling']}); "
+                         "left out of the aggregates (use --normalisation observed to bound it by this tree)")
+            continue
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["family", "task", "floor", "ceiling", "floor_source", "ceiling_source"]), notes
+
+
+def normalise(runs: list[Run], mode: str) -> Normalised:
+    """Normalised scores of every non-random algorithm on the tasks all of them finished."""
+    bounds, notes = task_bounds(runs, mode)
+    finished = [r for r in runs if r.finished and r.algo != FLOOR_ALGO]
+    algos = sorted({r.algo for r in finished})
+    bounded = [f"{f}/{t}" for f, t in zip(bounds["family"], bounds["task"])]
+    tasks = [k for k in bounded if all(any(r.key == k and r.algo == a for r in finished) for a in algos)]
+    for key in sorted(set(bounded) - set(tasks)):
+        have = {r.algo for r in finished if r.key == key}
+        notes.append(f"{key}: left out of the aggregates, no finished run of {', '.join(sorted(set(algos) - have))}")
+    finals, curves, seeds_used = {}, {}, {}
+    last_steps = [r.env_steps for r in finished if r.key in tasks]
+    curve_steps = np.linspace(0, min(last_steps) if last_steps else 0, CURVE_POINTS)
+    for algo in algos:
+        per_task = [sorted((r for r in finished if r.key == k and r.algo == algo), key=lambda r: r.seed) for k in tasks]
+        if not per_task:
+            continue
+        n = min(len(group) for group in per_task)
+        most = max(len(group) for group in per_task)
+        if n < most:
+            notes.append(f"{algo}: aggregated over the first {n} seeds of every task (some tasks have up to {most})")
+        seeds_used[algo] = n
+        scale = [(float(b.floor), float(b.ceiling)) for b in bounds.set_index(["family", "task"]).loc[
+            [tuple(k.split("/", 1)) for k in tasks]].itertuples()]
+        finals[algo] = np.array([[(g[i].final - lo) / (hi - lo) for g, (lo, hi) in zip(per_task, scale)] for i in range(n)])
+        curves[algo] = np.array([[(np.interp(curve_steps, g[i].steps, g[i].scores) - lo) / (hi - lo)
+                                  for g, (lo, hi) in zip(per_task, scale)] for i in range(n)])
+    used = bounds[[f"{f}/{t}" in tasks for f, t in zip(bounds["family"], bounds["task"])]]
+    return Normalised(tasks, used.reset_index(drop=True), finals, curves, curve_steps, seeds_used, notes)
+
+
+def run_inventory(runs: list[Run]) -> list[str]:
+    """Lines naming every run that does not count and every missing (task, algo, seed)."""
+    lines = []
+    for run in runs:
+        if not run.finished:
+            why = f" ({run.reason})" if run.reason else ""
+            lines.append(f"{run.status}: {run.path}{why}")
+    seeds = sorted({r.seed for r in runs})
+    tasks, algos = sorted({r.key for r in runs}), sorted({r.algo for r in runs})
+    have = {(r.key, r.algo, r.seed) for r in runs if r.finished}
+    for task in tasks:
+        for algo in algos:
+            missing = [s for s in seeds if (task, algo, s) not in have]
+            if len(missing) == len(seeds):
+                lines.append(f"missing: {task} {algo} (no finished run)")
+            elif missing:
+                lines.append(f"missing: {task} {algo} seeds {', '.join(map(str, missing))}")
+    return lines
+
+
+def aggregate_table(norm: Normalised, reps: int, seed: int) -> pd.DataFrame:
+    if not norm.finals:
+        return pd.DataFrame()
+    points, cis = aggregate_estimates(norm.finals, reps, seed)
+    rows = []
+    for algo in norm.finals:
+        for k, name in enumerate(AGGREGATES):
+            rows.append({"algo": algo, "aggregate": name, "value": points[algo][k],
+                         "ci_low": cis[algo][0, k], "ci_high": cis[algo][1, k], "seeds": norm.seeds_used[algo],
+                         "tasks": len(norm.tasks)})
+    return pd.DataFrame(rows)
+
+
+def write_report(roots: list[Path], out: Path | None, reps: int, seed: int, normalisation: str,
+                 figures: bool = True) -> Path:
+    runs = load_runs(roots)
+    suite = runs[0].suite
+    out = out or Path("reports") / suite
+    finished = [r for r in runs if r.finished]
+    if not finished:
+        raise UserError(f"no finished run under {', '.join(map(str, roots))} "
+                        f"({len(runs)} runs: {', '.join(sorted({r.status for r in runs}))}); nothing to report")
+    for run in runs:
+        if run.status == "unreadable":
+            print(f"warning: {run.path}: {run.reason}; reported without that run", file=sys.stderr)
+    paper = paper_numbers()
+    table = task_table(runs, paper, reps, seed)
+    norm = normalise(runs, normalisation)
+    aggregates = aggregate_table(norm, reps, seed)
+    improvement = _improvement_table(norm, reps, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    shown = display_table(table)
+    atomic_write_text(out / "table.csv", table.to_csv(index=False))
+    atomic_write_text(out / "table.md", to_markdown(shown) + "\n\n" + VERDICT_RULE + "\n")
+    atomic_write_text(out / "table.tex", to_latex(shown))
+    atomic_write_text(out / "aggregates.csv", aggregates.to_csv(index=False))
+    atomic_write_text(out / "probability_of_improvement.csv", improvement.to_csv(index=False))
+    figure_files = []
+    if figures:
+        from harness.report.figures import draw_all
+
+        profiles = performance_profiles(norm.finals, PROFILE_TAUS, reps, seed) if norm.finals else None
+        efficiency = sample_efficiency(norm.curves, reps, seed) if norm.curves else None
+        figure_files = draw_all(out / "figures", runs, table, norm, aggregates, improvement, profiles, efficiency)
+    atomic_write_text(out / "report.md", _report_markdown(suite, roots, runs, shown, norm, aggregates, improvement,
+                                                           reps, seed, normalisation, figure_files, out))
+    return out
+
+
+def _improvement_table(norm: Normalised, reps: int, seed: int) -> pd.DataFrame:
+    if TARGET not in norm.finals or len(norm.finals) < 2:
+        return pd.DataFrame(columns=["pair", "probability", "ci_low", "ci_high"])
+    points, cis = probability_of_improvement(norm.finals, TARGET, reps, seed)
+    return pd.DataFrame([{"pair": pair.replace(",", " > "), "probability": float(np.ravel(points[pair])[0]),
+                          "ci_low": float(np.ravel(cis[pair][0])[0]), "ci_high": float(np.ravel(cis[pair][1])[0])}
+                         for pair in points])
+
+
+def _report_markdown(suite, roots, runs, shown, norm, aggregates, improvement, reps, seed, normalisation,
+                     figure_files, out: Path) -> str:
+    finished = [r for r in runs if r.finished]
+    parts = [
+        f"# Report: suite `{suite}`",
+        f"From {', '.join(f'`{r}`' for r in roots)}: {len(runs)} runs, {len(finished)} finished, "
+        f"{len({r.key for r in runs})} tasks, algorithms {', '.join(sorted({r.algo for r in runs}))}. "
+        f"Bootstrap: {reps} repetitions, numpy seed {seed} (`--reps`, `--seed`); the same pair gives the same digits.",
+        "## Final scores per task", to_markdown(shown), VERDICT_RULE,
+        "## Aggregates of normalised scores",
+        f"Normalisation `{normalisation}`: score → (score − floor) / (ceiling − floor); floor = `random`'s "
+        "score, ceiling = the best published score"
+        + (" (`observed`: gaps filled from this tree, as each source says)." if normalisation == "observed" else "."),
+    ]
+    if len(norm.bounds):
+        parts.append(to_markdown(norm.bounds.round({"floor": 4, "ceiling": 4})))
+    if len(aggregates):
+        agg = aggregates.assign(**{"value [95 % CI]": [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in
+                                                       zip(aggregates["value"], aggregates["ci_low"], aggregates["ci_high"])]})
+        parts.append(to_markdown(agg.pivot(index="algo", columns="aggregate", values="value [95 % CI]").reset_index()))
+        parts.append(f"Over {len(norm.tasks)} tasks: {', '.join(norm.tasks)}.")
+    else:
+        parts.append("No task has normalisation bounds and finished runs of every algorithm: no aggregates.")
+    if len(improvement):
+        parts += ["### Probability of improvement", to_markdown(improvement.round(3))]
+    parts += ["## What did not count", "\n".join(f"- {line}" for line in run_inventory(runs) + norm.notes) or "Nothing: every run finished and counted."]
+    if figure_files:
+        parts += ["## Figures", "\n".join(f"- [{p.relative_to(out)}]({p.relative_to(out)})" for p in figure_files)]
+    return "\n\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("roots", nargs="+", type=Path, help="results/<suite> directories (one suite)")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default reports/<suite>)")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap repetitions")
+    parser.add_argument("--seed", type=int, default=0, help="numpy seed of the bootstrap")
+    parser.add_argument("--normalisation", choices=["paper", "observed"], default="paper",
+                        help="bounds: repository only, or fill gaps from this tree (labelled)")
+    parser.add_argument("--no-figures", action="store_true", help="tables and aggregates only")
+    args = parser.parse_args(argv)
+    try:
+        out = write_report(args.roots, args.out, args.reps, args.seed, args.normalisation, not args.no_figures)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {out / 'report.md'}")
+    return 0

@@ -1,0 +1,142 @@
+"""Report figures, PNG and PDF: learning curves per task, aggregate intervals, performance
+profiles, probability of improvement, sample efficiency. One colour per algorithm in every
+figure (ALGO_COLORS), so a reader learns the legend once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on clusters or CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from harness.report.load import Run  # noqa: E402
+from harness.report.stats import PROFILE_TAUS  # noqa: E402
+
+ALGO_COLORS = {"hasac": "#d62728", "hatd3": "#ff7f0e", "happo": "#1f77b4", "mappo": "#2ca02c",
+               "qmix": "#9467bd", "random": "#7f7f7f"}
+EXTRA_COLORS = ["#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+
+
+def color(algo: str) -> str:
+    if algo not in ALGO_COLORS:
+        ALGO_COLORS[algo] = EXTRA_COLORS[len(ALGO_COLORS) % len(EXTRA_COLORS)]
+    return ALGO_COLORS[algo]
+
+
+def save(fig, directory: Path, name: str) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{name}.{ext}" for ext in ("png", "pdf")]
+    fig.tight_layout()
+    for path in paths:
+        fig.savefig(path, dpi=150 if path.suffix == ".png" else None)
+    plt.close(fig)
+    return paths
+
+
+def learning_curves(directory: Path, runs: list[Run], table: pd.DataFrame) -> list[Path]:
+    """One panel per task: mean over seeds and a 95 % normal-approximation band per
+    algorithm on a common step grid; the published final number as a marker at its budget."""
+    tasks = sorted({r.key for r in runs if r.finished})
+    cols = min(3, len(tasks))
+    rows = -(-len(tasks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        group = [r for r in runs if r.finished and r.key == task]
+        for algo in sorted({r.algo for r in group}):
+            mine = [r for r in group if r.algo == algo]
+            grid = np.linspace(0, min(r.env_steps for r in mine), 50)
+            values = np.array([np.interp(grid, r.steps, r.scores) for r in mine])
+            mean = values.mean(axis=0)
+            half = 1.96 * values.std(axis=0, ddof=1) / np.sqrt(len(mine)) if len(mine) > 1 else np.zeros_like(mean)
+            ax.plot(grid, mean, color=color(algo), label=f"{algo} ({len(mine)})")
+            ax.fill_between(grid, mean - half, mean + half, color=color(algo), alpha=0.2, linewidth=0)
+            published = table[(table["family"] + "/" + table["task"] == task) & (table["algo"] == algo)]["published"]
+            steps = table[(table["family"] + "/" + table["task"] == task) & (table["algo"] == algo)]["published_steps"]
+            if len(published) and np.isfinite(published.iloc[0]):
+                ax.plot([steps.iloc[0] if np.isfinite(steps.iloc[0]) else grid[-1]], [published.iloc[0]], marker="*",
+                        markersize=11, color=color(algo), markeredgecolor="black", linestyle="none")
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(group[0].metric)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+        ax.legend(fontsize=7, title="algo (seeds); ★ published", title_fontsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    return save(fig, directory, "learning_curves")
+
+
+def aggregate_intervals(directory: Path, aggregates: pd.DataFrame) -> list[Path]:
+    names = list(dict.fromkeys(aggregates["aggregate"]))
+    algos = list(dict.fromkeys(aggregates["algo"]))
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 0.5 * len(algos) + 1.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        rows = aggregates[aggregates["aggregate"] == name].set_index("algo")
+        for y, algo in enumerate(algos):
+            lo, hi, value = rows.loc[algo, ["ci_low", "ci_high", "value"]]
+            ax.barh(y, hi - lo, left=lo, height=0.6, color=color(algo), alpha=0.75)
+            ax.plot([value, value], [y - 0.3, y + 0.3], color="black", linewidth=1.5)
+        ax.set_yticks(range(len(algos)), algos if ax is axes[0][0] else [""] * len(algos))
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("normalised score")
+        ax.grid(axis="x", alpha=0.3)
+    return save(fig, directory, "aggregates")
+
+
+def profile_plot(directory: Path, profiles, taus: np.ndarray = PROFILE_TAUS) -> list[Path]:
+    points, cis = profiles
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for algo, profile in points.items():
+        ax.plot(taus, profile, color=color(algo), label=algo)
+        ax.fill_between(taus, cis[algo][0], cis[algo][1], color=color(algo), alpha=0.2, linewidth=0)
+    ax.set_xlabel(r"normalised score $\tau$")
+    ax.set_ylabel(r"fraction of runs with score $> \tau$")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save(fig, directory, "performance_profiles")
+
+
+def improvement_plot(directory: Path, improvement: pd.DataFrame) -> list[Path]:
+    fig, ax = plt.subplots(figsize=(5.5, 0.55 * len(improvement) + 1.3))
+    for y, row in enumerate(improvement.itertuples()):
+        other = row.pair.split(" > ")[1]
+        ax.barh(y, row.ci_high - row.ci_low, left=row.ci_low, height=0.6, color=color(other), alpha=0.75)
+        ax.plot([row.probability] * 2, [y - 0.3, y + 0.3], color="black", linewidth=1.5)
+    ax.set_yticks(range(len(improvement)), list(improvement["pair"]))
+    ax.axvline(0.5, color="gray", linestyle="--", linewidth=1)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("P(X > Y)")
+    ax.grid(axis="x", alpha=0.3)
+    return save(fig, directory, "probability_of_improvement")
+
+
+def efficiency_plot(directory: Path, steps: np.ndarray, efficiency) -> list[Path]:
+    points, cis = efficiency
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for algo, curve in points.items():
+        ax.plot(steps, curve, color=color(algo), label=algo)
+        ax.fill_between(steps, cis[algo][0], cis[algo][1], color=color(algo), alpha=0.2, linewidth=0)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("IQM normalised score")
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save(fig, directory, "sample_efficiency")
+
+
+def draw_all(directory: Path, runs, table, norm, aggregates, improvement, profiles, efficiency) -> list[Path]:
+    """Every figure the data supports; returns the files written."""
+    files = learning_curves(directory, runs, table)
+    if len(aggregates):
+        files += aggregate_intervals(directory, aggregates)
+    if profiles is not None:
+        files += profile_plot(directory, profiles)
+    if len(improvement):
+        files += improvement_plot(directory, improvement)
+    if efficiency is not None:
+        files += efficiency_plot(directory, norm.curve_steps, efficiency)
+    return files

@@ -1,0 +1,128 @@
+"""Read a results tree into runs, and the repository's published numbers and bounds.
+
+A run is `<suite>/<family>/<task>/<algo>/seed_<k>/` (harness/records.py). Its score is the
+family's success metric where eval.csv has one (win rate, score rate; in percent, as the
+papers print them), else the mean evaluation return. Nothing is dropped silently: every run
+that cannot count (failed, unfinished, unreadable) is kept with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from envs.errors import ConfigError
+
+PAPER_DIR = Path(__file__).resolve().parents[1] / "paper"
+SUCCESS_COLUMNS = {"win_rate": "win_rate_pct", "score": "score_rate_pct"}
+
+
+@dataclass
+class Run:
+    suite: str
+    family: str
+    task: str
+    """Task directory name: the task, plus `-variant` where the suite has variants."""
+    algo: str
+    seed: int
+    path: Path
+    status: str
+    """done | failed | failed: nan | running | unreadable | ..."""
+    metric: str = "return"
+    steps: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    reason: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.family}/{self.task}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "done" and len(self.scores) > 0
+
+    @property
+    def final(self) -> float:
+        return float(self.scores[-1])
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.steps[-1]) if len(self.steps) else 0
+
+
+def find_run_dirs(root: Path) -> list[tuple[str, Path]]:
+    """(suite, run dir) under `root`, which is a results root (holding suites) or one suite."""
+    found = []
+    for seed_dir in sorted(root.rglob("seed_*")):
+        if not seed_dir.is_dir() or ".submitit" in seed_dir.parts:
+            continue
+        depth = len(seed_dir.relative_to(root).parts)
+        if depth == 4:
+            found.append((root.name, seed_dir))
+        elif depth == 5:
+            found.append((seed_dir.relative_to(root).parts[0], seed_dir))
+    return found
+
+
+def read_run(suite: str, run_dir: Path) -> Run:
+    family, task, algo = run_dir.parts[-4:-1]
+    run = Run(suite, family, task, algo, int(run_dir.name.removeprefix("seed_")), run_dir, status="unknown")
+    try:
+        run.status = json.loads((run_dir / "meta.json").read_text()).get("status", "unknown")
+    except (OSError, ValueError) as exc:
+        run.status, run.reason = "unreadable", f"meta.json: {type(exc).__name__}"
+        return run
+    if run.status == "done" and not (run_dir / "DONE").exists():
+        run.status = "running"
+    try:
+        evals = pd.read_csv(run_dir / "eval.csv")
+        steps = evals["env_steps"].to_numpy(int)
+        column = next((c for c in SUCCESS_COLUMNS if c in evals.columns), None)
+        if column is None:
+            scores = evals["eval_return_mean"].to_numpy(float)
+        else:
+            run.metric = SUCCESS_COLUMNS[column]
+            scores = 100.0 * evals[column].to_numpy(float)
+    except FileNotFoundError:
+        run.reason = "no eval.csv"
+        return run
+    except (OSError, ValueError, KeyError, pd.errors.ParserError) as exc:
+        run.status, run.reason = "unreadable", f"eval.csv: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return run
+    if not np.all(np.isfinite(scores)) or (len(steps) > 1 and np.any(np.diff(steps) <= 0)):
+        run.status, run.reason = "unreadable", "eval.csv: non-finite scores or steps out of order"
+        return run
+    run.steps, run.scores = steps, scores
+    return run
+
+
+def load_runs(roots: list[Path]) -> list[Run]:
+    """Every run under `roots`; all must belong to one suite (tables never mix suites)."""
+    located = []
+    for root in roots:
+        if not root.is_dir():
+            raise ConfigError(f"{root} is not a directory of results")
+        located += find_run_dirs(root)
+    if not located:
+        raise ConfigError(f"no runs under {', '.join(map(str, roots))} "
+                          "(expected <suite>/<family>/<task>/<algo>/seed_<k>/)")
+    suites = sorted({suite for suite, _ in located})
+    if len(suites) > 1:
+        raise ConfigError(f"runs from several suites ({', '.join(suites)}); report one suite at a time, "
+                          f"e.g. results/{suites[0]}")
+    return [read_run(suite, path) for suite, path in located]
+
+
+def paper_numbers() -> pd.DataFrame:
+    """Published numbers (harness/paper/paper_numbers.csv), each with its source."""
+    return pd.read_csv(PAPER_DIR / "paper_numbers.csv")
+
+
+def bounds_table() -> pd.DataFrame:
+    """Normalisation bounds per task (harness/paper/bounds.csv): floor = random's score,
+    ceiling = best published score; either may be missing, with the reason."""
+    return pd.read_csv(PAPER_DIR / "bounds.csv", comment="#")

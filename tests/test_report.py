@@ -1,0 +1,144 @@
+"""`python -m harness.report`: statistics by hand, tables with the published numbers, what
+did not count, figures, and one-line errors."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import harness.report.figures as figures
+from harness.report import main, write_report
+from harness.report.stats import aggregate_estimates, probability_of_improvement, task_intervals
+from harness.report.synthetic import synthetic_tree, write_run
+
+STEPS = np.array([0, 5_000_000, 10_000_000])
+
+
+def test_aggregates_match_hand_computed_values():
+    # one task, four runs 0, 1, 2, 3: IQM = mean of the middle two = 1.5; mean 1.5; median
+    # 1.5; optimality gap = mean(max(1 - x, 0)) = (1 + 0 + 0 + 0) / 4 = 0.25
+    points, cis = aggregate_estimates({"a": np.array([[0.0], [1.0], [2.0], [3.0]])}, reps=500, seed=0)
+    np.testing.assert_allclose(points["a"], [1.5, 1.5, 1.5, 0.25])
+    # identical runs: every bootstrap sample is the same, the CI collapses on the value
+    _, flat = aggregate_estimates({"a": np.full((5, 2), 0.4)}, reps=200, seed=0)
+    np.testing.assert_allclose(flat["a"], [[0.4, 0.4, 0.4, 0.6]] * 2)
+    # two runs 0 and 1: a resampled mean is 0, .5 or 1 with probabilities 1/4, 1/2, 1/4,
+    # so the 2.5 and 97.5 percentiles are 0 and 1
+    _, two = aggregate_estimates({"a": np.array([[0.0], [1.0]])}, reps=2000, seed=0)
+    np.testing.assert_allclose(two["a"][:, 1], [0.0, 1.0])
+    one_task = task_intervals(np.array([0.0, 1.0]), reps=2000, seed=0)
+    assert (one_task["mean_ci_low"], one_task["mean_ci_high"]) == (0.0, 1.0)
+    assert task_intervals(np.array([0.0, 1.0, 2.0, 3.0]), reps=500, seed=0)["iqm"] == 1.5
+    assert task_intervals(np.full(4, 2.0), reps=100, seed=0)["iqm_ci_low"] == 2.0
+
+
+def test_bootstrap_is_reproducible_to_the_digit_and_seed_dependent():
+    scores = {"a": np.random.default_rng(0).normal(size=(10, 3))}
+    first = aggregate_estimates(scores, reps=300, seed=7)[1]["a"]
+    again = aggregate_estimates(scores, reps=300, seed=7)[1]["a"]
+    other = aggregate_estimates(scores, reps=300, seed=8)[1]["a"]
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_probability_of_improvement_by_hand():
+    # every x above every y on both tasks: P = 1; identical scores: 0.5
+    x, y = np.array([[2.0, 3.0], [4.0, 5.0]]), np.array([[0.0, 1.0], [1.0, 0.0]])
+    points, _ = probability_of_improvement({"hasac": x, "mappo": y, "same": x}, "hasac", reps=100, seed=0)
+    assert points["hasac,mappo"] == pytest.approx(1.0) and points["hasac,same"] == pytest.approx(0.5)
+
+
+def smac_tree(root: Path) -> Path:
+    """smac/8m_vs_9m (published: HAPPO 83.8 ± 4.1, MAPPO 87.5 ± 4.0, at 10M steps) with
+    HAPPO at ~84 % (3 seeds, one more failed), MAPPO at ~50 % (2 seeds: seed 2 missing)."""
+    suite = root / "paper_smac"
+    for k, rate in enumerate([0.82, 0.84, 0.86]):
+        write_run(suite / "smac" / "8m_vs_9m" / "happo" / f"seed_{k}", STEPS, np.array([0.0, 0.5, rate]), success="win_rate")
+    write_run(suite / "smac" / "8m_vs_9m" / "happo" / "seed_3", STEPS[:2], np.array([0.0, 0.1]),
+              status="failed", success="win_rate")
+    for k, rate in enumerate([0.48, 0.52]):
+        write_run(suite / "smac" / "8m_vs_9m" / "mappo" / f"seed_{k}", STEPS, np.array([0.0, 0.3, rate]), success="win_rate")
+    return suite
+
+
+def test_table_rows_carry_published_numbers_and_verdicts(tmp_path):
+    out = write_report([smac_tree(tmp_path)], tmp_path / "report", reps=500, seed=0, normalisation="paper", figures=False)
+    table = pd.read_csv(out / "table.csv").set_index("algo")
+    happo, mappo = table.loc["happo"], table.loc["mappo"]
+    assert happo["metric"] == "win_rate_pct" and happo["seeds"] == 3 and happo["env_steps"] == 10_000_000
+    assert happo["mean"] == pytest.approx(84.0) and happo["published"] == 83.8 and happo["published_std"] == 4.1
+    assert "HARL JMLR 2024" in happo["source"] and happo["verdict"] == "reproduced"
+    assert mappo["published"] == 87.5 and mappo["verdict"] == "not comparable: 2 seeds"
+    markdown = (out / "table.md").read_text()
+    assert "| smac/8m_vs_9m | happo | win_rate_pct | 84 ± 1.63 |" in markdown and "Verdict:" in markdown
+    assert r"\toprule" in (out / "table.tex").read_text() and r"$\pm$" in (out / "table.tex").read_text()
+    aggregates = pd.read_csv(out / "aggregates.csv")
+    iqm = aggregates[(aggregates["algo"] == "happo") & (aggregates["aggregate"] == "IQM")]["value"].item()
+    paper = pd.read_csv(Path(figures.__file__).parents[1] / "paper" / "paper_numbers.csv")
+    best = paper[(paper["family"] == "smac") & (paper["task"] == "8m_vs_9m")]["value"].max()
+    assert best > 87.5 and iqm == pytest.approx(84.0 / best)  # floor 0, ceiling = best published (any algo)
+
+
+def test_report_names_the_missing_seed_and_the_failed_run(tmp_path):
+    out = write_report([smac_tree(tmp_path)], tmp_path / "report", reps=200, seed=0, normalisation="paper", figures=False)
+    report = (out / "report.md").read_text()
+    assert "failed: " in report and "happo/seed_3" in report
+    assert "missing: smac/8m_vs_9m mappo seeds 2, 3" in report
+    assert "mappo: aggregated over the first 2 seeds" not in report  # one task: nothing truncated
+    assert "below" not in pd.read_csv(out / "table.csv")["verdict"].tolist()
+
+
+def test_every_figure_exists_with_the_expected_axes_and_lines(tmp_path, monkeypatch):
+    root = synthetic_tree(tmp_path, ["hasac", "mappo", "random"], ["mpe/simple_spread", "mamujoco/Ant-2x4"], seeds=3, points=6)
+    drawn = {}
+    real_save = figures.save
+
+    def recording_save(fig, directory, name):
+        drawn[name] = (len([a for a in fig.axes if a.axison]), [len(a.lines) for a in fig.axes if a.axison])
+        return real_save(fig, directory, name)
+
+    monkeypatch.setattr(figures, "save", recording_save)
+    out = write_report([root], tmp_path / "report", reps=100, seed=0, normalisation="observed")
+    for name in ("learning_curves", "aggregates", "performance_profiles", "probability_of_improvement", "sample_efficiency"):
+        for ext in ("png", "pdf"):
+            assert (out / "figures" / f"{name}.{ext}").stat().st_size > 1000, name
+    assert drawn["learning_curves"] == (2, [3, 3])  # two tasks, one mean line per algorithm
+    assert drawn["aggregates"][0] == 4  # IQM, mean, median, optimality gap
+    assert drawn["performance_profiles"] == (1, [2]) and drawn["sample_efficiency"] == (1, [2])
+    assert drawn["probability_of_improvement"][0] == 1
+
+
+def test_no_runs_and_mixed_suites_exit_2(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty")]) == 2
+    assert "no runs under" in capsys.readouterr().err
+    synthetic_tree(tmp_path / "a", ["hasac"], ["mpe/simple_spread"], seeds=1, points=3)
+    smac_tree(tmp_path / "a")
+    assert main([str(tmp_path / "a"), "--no-figures"]) == 2
+    err = capsys.readouterr().err
+    assert "several suites (paper_smac, synthetic)" in err and err.count("\n") == 1
+
+
+def test_only_failed_runs_is_exit_2(tmp_path, capsys):
+    write_run(tmp_path / "s" / "mpe" / "simple_spread" / "hasac" / "seed_0", STEPS[:1], np.zeros(1), status="failed")
+    assert main([str(tmp_path / "s")]) == 2
+    assert "no finished run" in capsys.readouterr().err
+
+
+def test_corrupt_eval_csv_is_a_warning_and_the_rest_is_reported(tmp_path, capsys):
+    root = synthetic_tree(tmp_path, ["hasac"], ["mpe/simple_spread"], seeds=2, points=4)
+    bad = root / "mpe" / "simple_spread" / "hasac" / "seed_1" / "eval.csv"
+    bad.write_text("env_steps,eval_return_mean\n0,1\nnot,a,number,row\n")
+    assert main([str(root), "--out", str(tmp_path / "out"), "--no-figures", "--reps", "100"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning:" in err and "seed_1" in err
+    assert pd.read_csv(tmp_path / "out" / "table.csv")["seeds"].tolist() == [1]
+    assert "unreadable:" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_task_without_bounds_is_named_and_left_out_of_aggregates(tmp_path):
+    root = synthetic_tree(tmp_path, ["hasac", "random"], ["mpe/simple_spread"], seeds=2, points=4)
+    out = write_report([root], tmp_path / "out", reps=100, seed=0, normalisation="paper", figures=False)
+    report = (out / "report.md").read_text()
+    assert "mpe/simple_spread: no normalisation bounds" in report and "no aggregates" in report
