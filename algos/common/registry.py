@@ -14,6 +14,8 @@ ALGORITHMS: dict[str, str] = {
     "hasac": "algos.hasac:Hasac",
     "hatd3": "algos.hatd3:Hatd3",
     "qmix": "algos.qmix:Qmix",
+    "happo": "algos.happo:Happo",
+    "mappo": "algos.mappo:Mappo",
 }
 
 

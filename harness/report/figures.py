@@ -80,6 +80,10 @@ def aggregate_intervals(directory: Path, aggregates: pd.DataFrame) -> list[Path]
             lo, hi, value = rows.loc[algo, ["ci_low", "ci_high", "value"]]
             ax.barh(y, hi - lo, left=lo, height=0.6, color=color(algo), alpha=0.75)
             ax.plot([value, value], [y - 0.3, y + 0.3], color="black", linewidth=1.5)
+            ax.plot([value], [y], marker="o", color=color(algo), markeredgecolor="black")  # seen even when CI = point
+        low, high = rows["ci_low"].min(), rows["ci_high"].max()
+        pad = max(0.05, 0.1 * (high - low))  # bars have sticky edges: margins() would not pad them
+        ax.set_xlim(low - pad, high + pad)
         ax.set_yticks(range(len(algos)), algos if ax is axes[0][0] else [""] * len(algos))
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("normalised score")
@@ -106,9 +110,10 @@ def improvement_plot(directory: Path, improvement: pd.DataFrame) -> list[Path]:
         other = row.pair.split(" > ")[1]
         ax.barh(y, row.ci_high - row.ci_low, left=row.ci_low, height=0.6, color=color(other), alpha=0.75)
         ax.plot([row.probability] * 2, [y - 0.3, y + 0.3], color="black", linewidth=1.5)
+        ax.plot([row.probability], [y], marker="o", color=color(other), markeredgecolor="black")
     ax.set_yticks(range(len(improvement)), list(improvement["pair"]))
     ax.axvline(0.5, color="gray", linestyle="--", linewidth=1)
-    ax.set_xlim(0, 1)
+    ax.set_xlim(-0.03, 1.03)
     ax.set_xlabel("P(X > Y)")
     ax.grid(axis="x", alpha=0.3)
     return save(fig, directory, "probability_of_improvement")

@@ -1,0 +1,58 @@
+"""HAPPO: Heterogeneous-Agent Proximal Policy Optimisation (Kuba et al., "Trust Region
+Policy Optimisation in Multi-Agent Reinforcement Learning", ICLR 2022; HARL happo.py and
+on_policy_ha_runner.py). A baseline of the HASAC paper.
+
+Critic: centralised V(s), GAE(λ) with truncation bootstrapping, clipped Huber value loss
+on ValueNorm-normalised returns (algos/common/on_policy.py).
+Actors (separate parameters), every iteration in a fresh random permutation i_1..i_N:
+    L(θ^{i_m}) = −E[M^{i_m} · min(r Â, clip(r, 1 ± ε) Â)] − c_H H(π^{i_m}),
+    M^{i_m} = Π_{k<m} π^{i_k}_new(a^{i_k}|o^{i_k}) / π^{i_k}_old(a^{i_k}|o^{i_k})   (detached)
+where the ratios of the agents already updated are evaluated after their update.
+
+Deviations from HARL (PKU-MARL/HARL), documented in docs/algorithms/happo.md:
+- The critic is always an MLP on the EP state (no recurrent critic, no FP state).
+- GRU actors train on chunks that start from the stored hidden state; the factor is
+  computed on the same chunks (HARL evaluates the factor from the rollout's first state).
+- GAE bootstraps truncated steps from V(info["final_state"]) directly instead of HARL's
+  bad_masks recursion (same quantity under proper time limits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from algos.common.on_policy import OnPolicyConfig, OnPolicyLearner
+
+
+@dataclass
+class HappoConfig(OnPolicyConfig):
+    """HAPPO hyperparameters; defaults are HARL's happo.yaml (tuned per task in
+    conf/tuned/happo.yaml). Every field is documented on OnPolicyConfig."""
+
+
+class Happo(OnPolicyLearner):
+    """Per-agent stochastic actors updated sequentially with the HAPPO factor."""
+
+    Config = HappoConfig
+    config: HappoConfig
+
+    def actor_groups(self) -> list[list[int]]:
+        return [[i] for i in range(self.spec.n_agents)]
+
+    def train_actors(self, data: dict[str, torch.Tensor]) -> dict[str, float]:
+        factor, metrics = None, {}
+        for i in self.rng.permutation(self.spec.n_agents):
+            batch = self.group_batch(data, [int(i)], factor)
+            metrics[f"factor/agent_{i}"] = float(batch["factor"].mean())
+            metrics |= self.train_group(int(i), batch)
+            new_log_prob = self.group_log_prob(int(i), batch)
+            factor = update_factor(batch["factor"], new_log_prob, batch["old_log_prob"])
+        return metrics
+
+
+def update_factor(factor: torch.Tensor, new_log_prob: torch.Tensor, old_log_prob: torch.Tensor) -> torch.Tensor:
+    """M ← M · π_new(a|o) / π_old(a|o) for the agent just updated (HARL
+    on_policy_ha_runner.py: factor *= prod(exp(new − old))). All [L, C]; no gradient."""
+    return (factor * torch.exp(new_log_prob - old_log_prob)).detach()

@@ -1,0 +1,410 @@
+"""Shared on-policy machinery (algos/common/on_policy.py, recurrent.py): GAE by hand,
+ValueNorm, PPO losses, action masks, GRU resets, updates on Box and Discrete games, death
+masking, config errors, exact resume and slow learning checks on MPE and MaMuJoCo —
+parametrised over HAPPO and MAPPO."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from algos.common.on_policy import Policy, ValueNorm, gae, normalise_advantage, ppo_actor_loss, to_chunks, value_loss
+from algos.common.recurrent import ResettingGru
+from algos.common.registry import algorithm_class
+from envs.base import AgentView, EnvSpec, SingleEnv, Step, VecEnv
+from envs.errors import ConfigError
+
+try:  # tests/ on sys.path (pytest's default) or the repo root
+    from test_algos_common import flat_params, run_loop, toy_env
+    from test_hasac import learn
+except ImportError:
+    from tests.test_algos_common import flat_params, run_loop, toy_env
+    from tests.test_hasac import learn
+
+torch.set_num_threads(1)
+
+ON_POLICY = ["happo", "mappo"]
+
+
+# -- a tiny discrete game with availability masks and deaths ---------------------------------
+class ToyMasked(SingleEnv):
+    """Two agents with Discrete(3): action 2 pays 1 when available, availability changes
+    every step (action 0 always available), agent 1 dies at t = 2 (then only action 0 is
+    available), random termination after t = 2, truncation at t = 5."""
+
+    def __init__(self):
+        obs = spaces.Box(0, 1, (6,), np.float32)
+        self.spec = EnvSpec(family="toy", task="masked", n_agents=2, obs_spaces=(obs, obs),
+                            state_space=spaces.Box(0, 1, (6,), np.float32),
+                            action_spaces=(spaces.Discrete(3), spaces.Discrete(3)), episode_limit=5, has_avail_actions=True)
+        self.rng = np.random.default_rng(0)
+
+    def _view(self) -> AgentView:
+        obs = np.zeros(6, np.float32)
+        obs[self.t] = 1.0
+        self.avail = [np.array([1, self.rng.random() < 0.7, self.rng.random() < 0.7], bool) for _ in range(2)]
+        alive = np.array([True, self.t < 2])
+        if not alive[1]:
+            self.avail[1] = np.array([1, 0, 0], bool)
+        return AgentView(obs=[obs, obs.copy()], state=obs.copy(), avail_actions=[a.astype(np.float32) for a in self.avail], alive=alive)
+
+    def reset(self, seed):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.t = 0
+        return self._view()
+
+    def step(self, actions):
+        reward = sum(float(int(a) == 2 and avail[2]) for a, avail in zip(actions, self.avail))
+        self.t += 1
+        terminated = self.t > 2 and self.rng.random() < 0.3
+        return self._view(), reward, terminated, self.t >= 5 and not terminated, {}
+
+    def get_state(self):
+        return {"rng": copy.deepcopy(self.rng.bit_generator.state), "t": self.t, "avail": copy.deepcopy(self.avail)}
+
+    def set_state(self, state):
+        self.rng.bit_generator.state, self.t, self.avail = copy.deepcopy(state["rng"]), state["t"], copy.deepcopy(state["avail"])
+
+
+def masked_env(n_envs: int = 4, seed: int = 0) -> VecEnv:
+    return VecEnv(ToyMasked, n_envs, seed=seed)
+
+
+def on_policy_config(name: str, env: VecEnv, **overrides):
+    """Tiny networks and rollouts; MAPPO shares parameters only where the spaces allow it."""
+    fields = dict(hidden_sizes=[16, 16], episode_length=8, ppo_epoch=2, critic_epoch=2, num_mini_batch=2)
+    if name == "mappo":
+        fields["share_params"] = env.spec.action_spaces[0] == env.spec.action_spaces[1]
+    return algorithm_class(name).Config(**(fields | overrides))
+
+
+def build_on_policy(name: str, env: VecEnv, seed: int = 0, **overrides):
+    return algorithm_class(name)(env.spec, on_policy_config(name, env, **overrides), env.n_envs, torch.device("cpu"), seed)
+
+
+# -- GAE, ValueNorm, losses ------------------------------------------------------------------
+def test_gae_bootstraps_truncation_from_final_state_and_not_termination():
+    # one env, 4 steps: t=1 truncated (V(final_state) = 10), t=2 terminated, t=3 rollout end
+    reward = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
+    value = torch.tensor([[0.5], [1.0], [1.5], [2.0]])
+    next_value = torch.tensor([[1.0], [10.0], [7.0], [3.0]])  # 7.0 must be ignored (terminated)
+    terminated = torch.tensor([[0.0], [0.0], [1.0], [0.0]])
+    done = torch.tensor([[0.0], [1.0], [1.0], [0.0]])
+    advantage, returns = gae(reward, value, next_value, terminated, done, gamma=0.9, lam=0.5)
+    # δ3 = 4 + .9·3 − 2 = 4.7; δ2 = 3 − 1.5 = 1.5; δ1 = 2 + .9·10 − 1 = 10; δ0 = 1 + .9·1 − .5 = 1.4
+    # Â3 = 4.7, Â2 = 1.5 and Â1 = 10 (each ends an episode or the rollout); Â0 = 1.4 + .9·.5·10 = 5.9
+    expected = torch.tensor([[5.9], [10.0], [1.5], [4.7]])
+    assert torch.allclose(advantage, expected)
+    assert torch.allclose(returns, expected + value)
+
+
+def test_valuenorm_round_trip_and_statistics():
+    norm = ValueNorm()
+    x = torch.randn(10_000, generator=torch.Generator().manual_seed(0)) * 5.0 + 3.0
+    norm.update(x)
+    mean, var = norm.mean_var()
+    assert abs(mean.item() - x.mean().item()) < 1e-6 and abs(var.item() - x.var(unbiased=False).item()) < 1e-3
+    assert torch.allclose(norm.denormalize(norm.normalize(x)), x, atol=1e-4)
+    assert abs(norm.normalize(x).std().item() - 1.0) < 1e-3
+
+
+def test_advantage_normalisation_ignores_dead_agents():
+    advantage = torch.tensor([[1.0, 3.0], [100.0, -100.0]])
+    alive = torch.tensor([[[1, 1], [1, 1]], [[0, 0], [0, 0]]], dtype=torch.bool)  # second row all dead
+    out = normalise_advantage(advantage, alive)
+    assert torch.allclose(out[0], torch.tensor([-1.0, 1.0]), atol=1e-4)
+
+
+def test_ppo_loss_is_clipped_and_ignores_inactive_samples():
+    ratio = torch.tensor([1.5, 0.5, 1.1, 9.0])
+    advantage = torch.tensor([1.0, -1.0, 2.0, 5.0])
+    active = torch.tensor([1.0, 1.0, 1.0, 0.0])  # the 4th (dead agent) must not count
+    loss, metrics = ppo_actor_loss(ratio, advantage, torch.ones(4), torch.zeros(4), active, clip=0.2, entropy_coef=0.0)
+    # min(r·A, clip(r)·A): 1.2, −0.8, 2.2 → mean 0.8667
+    assert loss.item() == pytest.approx(-(1.2 - 0.8 + 2.2) / 3, abs=1e-6)
+    assert metrics["clip_fraction"] == pytest.approx(2 / 3)
+
+
+def test_clipped_value_loss_takes_the_larger_error():
+    value, old, target = torch.tensor([2.0]), torch.tensor([0.0]), torch.tensor([0.0])
+    loss, _ = value_loss(value, old, target, clip=0.2, huber_delta=None, clipped=True)
+    assert loss.item() == pytest.approx(0.5 * 2.0**2)
+    # V moved 0 → 0.5 towards R = 1: V_clipped = 0.2 has the larger error 0.8, so it counts
+    loss, _ = value_loss(torch.tensor([0.5]), old, torch.tensor([1.0]), clip=0.2, huber_delta=None, clipped=True)
+    assert loss.item() == pytest.approx(0.5 * 0.8**2)
+    loss, _ = value_loss(torch.tensor([30.0]), torch.tensor([30.0]), torch.tensor([0.0]), clip=0.2, huber_delta=10.0, clipped=False)
+    assert loss.item() == pytest.approx(10.0 * (30.0 - 5.0))
+
+
+def test_to_chunks_keeps_each_env_stream_contiguous():
+    x = torch.arange(12).view(6, 2)  # T = 6, E = 2: x[t, e] = 2t + e
+    chunks = to_chunks(x, 3)
+    assert chunks.shape == (3, 4)
+    assert chunks[:, 0].tolist() == [0, 2, 4] and chunks[:, 1].tolist() == [1, 3, 5] and chunks[:, 2].tolist() == [6, 8, 10]
+
+
+# -- masks and policies ------------------------------------------------------------------------
+def test_masks_give_zero_probability_to_unavailable_actions():
+    config = on_policy_config("happo", masked_env())
+    policy = Policy(4, spaces.Discrete(5), config)
+    avail = torch.tensor([[True, False, True, False, False], [False, False, False, True, False]])
+    dist = policy.distribution(policy.base(torch.randn(2, 4)), avail)
+    assert torch.equal(dist.probs[~avail], torch.zeros(int((~avail).sum())))
+    assert torch.isfinite(dist.entropy()).all()
+
+
+@pytest.mark.parametrize("name", ON_POLICY)
+def test_acting_and_evaluation_never_pick_unavailable_actions(name):
+    env = masked_env(n_envs=8)
+    algo = build_on_policy(name, env)
+    step = env.reset(0)
+    for _ in range(30):
+        for explore in (True, False):
+            actions = algo.act(step, explore=explore)
+            for i, a in enumerate(actions):
+                assert step.avail_actions[i][np.arange(8), a].all()
+        nxt = env.step(actions)
+        algo.observe(step, actions, nxt)
+        if algo.ready(0):
+            algo.update()
+        step = nxt
+    probs = algo.policy_probs(step)
+    assert all(p[~step.avail_actions[i][0].astype(bool)].sum() == 0 for i, p in enumerate(probs))
+
+
+def test_box_actions_sent_to_env_are_clipped_but_log_prob_uses_raw_sample():
+    env = toy_env()
+    algo = build_on_policy("happo", env, std_x_coef=5.0, std_y_coef=5.0)  # wide σ: samples leave the box
+    step = env.reset(0)
+    actions = algo.act(step)
+    raw = algo.pending["raw"]
+    for i, space in enumerate(env.spec.action_spaces):
+        assert np.all(actions[i] >= space.low) and np.all(actions[i] <= space.high)
+    assert any(np.any(r != a) for r, a in zip(raw, actions))  # some were clipped
+    x = algo.actors[0].features(algo.actor_inputs(step.obs[0], None, 0)[0][None], None, None)[0][0]
+    log_prob = algo.actors[0].distribution(x, None).log_prob(torch.as_tensor(raw[0])).sum(-1)
+    assert np.allclose(log_prob.detach().numpy(), algo.pending["log_prob"][0], atol=1e-5)
+
+
+def test_gaussian_std_is_state_independent_and_starts_as_official():
+    policy = Policy(3, spaces.Box(-1, 1, (2,)), on_policy_config("happo", toy_env()))
+    dist = policy.distribution(policy.base(torch.randn(5, 3)), None)
+    assert torch.allclose(dist.stddev, torch.full((5, 2), 0.5 * torch.sigmoid(torch.tensor(1.0)).item()))
+
+
+# -- recurrence ------------------------------------------------------------------------------
+def test_gru_hidden_state_resets_at_episode_starts():
+    torch.manual_seed(0)
+    gru = ResettingGru(3, 4)
+    x, h0 = torch.randn(5, 2, 3), torch.randn(2, 1, 4)
+    starts = torch.zeros(5, 2, dtype=torch.bool)
+    starts[2, 0] = True
+    out, _ = gru(x, h0, starts)
+    fresh, _ = gru(x[2:, :1], gru.initial_state(1), torch.zeros(3, 1, dtype=torch.bool))
+    assert torch.allclose(out[2:, :1], fresh, atol=1e-6)  # env 0 forgot everything before t = 2
+    carried, _ = gru(x[2:, 1:], out.new_zeros(1, 1, 4), torch.zeros(3, 1, dtype=torch.bool))
+    assert not torch.allclose(out[2:, 1:], carried)  # env 1 kept its state
+
+
+@pytest.mark.parametrize("name", ON_POLICY)
+def test_recurrent_policy_acts_from_a_zero_state_in_rows_that_just_reset(name):
+    env = masked_env(n_envs=4)
+    algo = build_on_policy(name, env, use_recurrent_policy=True, data_chunk_length=4)
+    step, zero_rows_seen = env.reset(0), 0
+    for _ in range(16):
+        actions = algo.act(step)
+        for h in algo.pending["hidden"]:
+            norms = np.abs(h).reshape(4, -1).sum(-1)
+            assert np.all(norms[algo.pending["starts"]] == 0)
+            zero_rows_seen += int(step.done.sum())
+        nxt = env.step(actions)
+        algo.observe(step, actions, nxt)
+        if algo.ready(0):
+            metrics = algo.update()
+            assert all(np.isfinite(v) for v in metrics.values())
+        step = nxt
+    assert zero_rows_seen > 0 and algo.updates == 2
+
+
+# -- updates ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ON_POLICY)
+@pytest.mark.parametrize("make_env", [toy_env, masked_env], ids=["box", "discrete"])
+def test_one_update_runs_and_changes_actors_and_critic(name, make_env):
+    env = make_env()
+    algo = build_on_policy(name, env)
+    before = [flat_params(algo.actors), flat_params(algo.critic)]
+    _, total, metrics = run_loop(algo, env, 8 * env.n_envs)
+    assert algo.updates == 1 and algo.buffer.pos == 0 and total == 32
+    assert all(np.isfinite(v) for v in metrics.values())
+    assert {"loss/critic", "grad_norm/critic"} <= metrics.keys()
+    assert any(k.startswith("loss/actor/") for k in metrics) and any(k.startswith("approx_kl/") for k in metrics)
+    assert not torch.equal(before[0], flat_params(algo.actors)) and not torch.equal(before[1], flat_params(algo.critic))
+
+
+def test_observe_stores_the_true_next_state_even_at_episode_ends():
+    env = toy_env()  # episodes end (truncated or terminated) within 4 steps
+    algo = build_on_policy("happo", env)
+    step, finals = env.reset(0), []
+    for _ in range(8):
+        actions = algo.act(step)
+        nxt = env.step(actions)
+        finals.append(nxt.info["final_state"].copy())
+        algo.observe(step, actions, nxt)
+        step = nxt
+    arrays = algo.buffer.arrays
+    assert np.array_equal(arrays["final_state"], np.stack(finals)) and arrays["done"].any()
+    not_done = ~arrays["done"][:-1]
+    assert np.array_equal(arrays["final_state"][:-1][not_done], arrays["state"][1:][not_done])
+    assert not np.array_equal(arrays["final_state"][:-1][~not_done], arrays["state"][1:][~not_done])
+
+
+@pytest.mark.parametrize("name", ON_POLICY)
+def test_ready_exactly_when_the_rollout_is_full(name):
+    env = toy_env()
+    algo = build_on_policy(name, env, episode_length=3)
+    step = env.reset(0)
+    flags = []
+    for _ in range(6):
+        actions = algo.act(step)
+        nxt = env.step(actions)
+        algo.observe(step, actions, nxt)
+        flags.append(algo.ready(0))
+        if flags[-1]:
+            algo.update()
+        step = nxt
+    assert flags == [False, False, True, False, False, True]
+
+
+def test_dead_agents_are_excluded_from_the_actor_batch():
+    env = masked_env()
+    algo = build_on_policy("happo", env)
+    run_loop(algo, env, 7 * env.n_envs)
+    actions = algo.act(env.reset(3))  # fill the last row, then look at the prepared data
+    algo.observe(env.reset(3), actions, env.step(actions))
+    data = algo.prepare()
+    batch = algo.group_batch(data, [1])
+    alive = torch.as_tensor(algo.buffer.arrays["alive"][..., 1]).float()
+    assert torch.equal(batch["active"], to_chunks(alive, 1)) and batch["active"].min() == 0
+
+
+def test_linear_lr_decay_follows_harl_schedule():
+    env = toy_env()  # 8 steps × 4 envs = 32 env steps per rollout
+    algo = build_on_policy("happo", env, use_linear_lr_decay=True, lr_decay_steps=128, lr=1e-3, critic_lr=2e-3)
+    run_loop(algo, env, 32 * 3)  # updates k = 0, 1, 2 → the last ran with scale 1 − 2·32/128
+    assert algo.actor_optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5)
+    assert algo.critic_optimizer.param_groups[0]["lr"] == pytest.approx(2e-3 * 0.5)
+
+
+# -- config errors ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ON_POLICY)
+@pytest.mark.parametrize("field,value", [("clip_param", 0.0), ("lr", 0.0), ("critic_lr", -1.0), ("ppo_epoch", 0),
+                                         ("critic_epoch", 0), ("gamma", 1.5), ("num_mini_batch", 0)])
+def test_impossible_values_raise_config_error(name, field, value):
+    with pytest.raises(ConfigError, match=field):
+        build_on_policy(name, toy_env(), **{field: value})
+
+
+@pytest.mark.parametrize("name", ON_POLICY)
+def test_more_mini_batches_than_samples_is_a_one_line_config_error(name):
+    env = toy_env()  # 8 steps × 4 envs = 32 samples
+    with pytest.raises(ConfigError, match="num_mini_batch") as info:
+        build_on_policy(name, env, num_mini_batch=33)
+    assert "\n" not in str(info.value)
+    build_on_policy(name, env, num_mini_batch=32)
+
+
+def test_recurrent_rollout_must_split_into_chunks():
+    with pytest.raises(ConfigError, match="data_chunk_length"):
+        build_on_policy("happo", toy_env(), use_recurrent_policy=True, data_chunk_length=3)
+
+
+# -- determinism and resume ------------------------------------------------------------------
+@pytest.mark.parametrize("name", ON_POLICY)
+@pytest.mark.parametrize("recurrent", [False, True], ids=["mlp", "gru"])
+def test_resume_mid_rollout_gives_identical_actions_and_updates(name, recurrent):
+    fields = dict(use_recurrent_policy=recurrent, data_chunk_length=4)
+    env = masked_env(seed=1)
+    algo = build_on_policy(name, env, seed=1, **fields)
+    step, total, _ = run_loop(algo, env, 8 * 4 + 5 * 4, seed=1)  # 1 update, then 5 steps into a rollout
+    assert algo.buffer.pos == 5
+    saved, env_state = copy.deepcopy(algo.state_dict()), env.get_state()
+
+    def continue_run(learner, state):
+        run_env = masked_env(seed=1)
+        run_env.set_state(state)
+        s, actions_seen, metrics_seen = step, [], []
+        for _ in range(20):
+            actions = learner.act(s)
+            actions_seen.append([a.copy() for a in actions])
+            nxt = run_env.step(actions)
+            learner.observe(s, actions, nxt)
+            if learner.ready(0):
+                metrics_seen.append(learner.update())
+            s = nxt
+        return actions_seen, metrics_seen
+
+    first = continue_run(algo, env_state)
+    resumed = build_on_policy(name, masked_env(), seed=99, **fields)  # everything must come from the state
+    resumed.load_state_dict(saved)
+    second = continue_run(resumed, env_state)
+    assert len(first[1]) == 3 and first[1] == second[1]
+    assert all(np.array_equal(a, b) for xs, ys in zip(first[0], second[0]) for a, b in zip(xs, ys))
+    assert torch.equal(flat_params(algo.actors), flat_params(resumed.actors))
+    assert torch.equal(flat_params(algo.critic), flat_params(resumed.critic))
+
+
+@pytest.mark.parametrize("name", ON_POLICY)
+def test_same_seed_same_run(name):
+    runs = []
+    for _ in range(2):
+        env = toy_env(seed=3)
+        algo = build_on_policy(name, env, seed=3)
+        run_loop(algo, env, 64, seed=3)
+        runs.append(torch.cat([flat_params(algo.actors), flat_params(algo.critic)]))
+    assert torch.equal(*runs)
+
+
+# -- learning (slow) -------------------------------------------------------------------------
+def learn_simple_spread(name: str, continuous: bool) -> tuple[float, float]:
+    """(random, learned) evaluation return on simple_spread after 100k steps: the official
+    MPE values are the defaults; 10 envs × 100-step rollouts (1000 samples per update)."""
+    return learn(algorithm_class(name), "mpe", "simple_spread", 100_000, n_envs=10, eval_episodes=20,
+                 env_options=dict(continuous_actions=continuous), episode_length=100)
+
+
+def learn_halfcheetah(name: str) -> tuple[float, float]:
+    """The same on HalfCheetah-2x3 with its official values (hidden [128]×3, clip 0.05, 15
+    epochs: conf/tuned) on 5 envs × 200-step rollouts."""
+    tuned = dict(hidden_sizes=[128, 128, 128], clip_param=0.05, ppo_epoch=15, critic_epoch=15, episode_length=200)
+    return learn(algorithm_class(name), "mamujoco", "HalfCheetah-2x3", 100_000, n_envs=5, eval_episodes=5, **tuned)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured: HAPPO −67.9 vs random −73.5 after 100k steps (needs > −62.5); "
+                   "the untrained mean policy (no move) already scores ≈ −68. On-policy learning on continuous "
+                   "MPE needs far more than 100k steps (HARL trains 10M); an XPASS means it now learns here")
+@pytest.mark.parametrize("name", ON_POLICY)
+def test_learns_continuous_simple_spread(name):
+    random_return, learned = learn_simple_spread(name, continuous=True)
+    assert learned > random_return + 0.15 * abs(random_return)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ON_POLICY)
+def test_learns_discrete_simple_spread(name):
+    # HAPPO measured −67.8 after 100k steps (random −85.6, untrained argmax policy −118.6)
+    random_return, learned = learn_simple_spread(name, continuous=False)
+    assert learned > random_return + 0.15 * abs(random_return)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ON_POLICY)
+def test_learns_halfcheetah_2x3(name):
+    # HAPPO measured ≈ 600 after 80k steps (random ≈ −240; the untrained mean policy ≈ 0)
+    random_return, learned = learn_halfcheetah(name)
+    assert learned > random_return + 500
