@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 import envs
+from envs.errors import ConfigError
 from algos.common.registry import config_class
 from algos.common.spaces import uniform_actions
 from harness.records import RunRecord
@@ -91,8 +92,25 @@ def raw_mamujoco(task: str, seconds: float) -> float:
 RAW = {"mpe": raw_mpe, "mamujoco": raw_mamujoco}
 
 
-def vec_rate(family: str, task: str, n_envs: int, seconds: float, vectorization: str | None) -> float:
-    fields = {} if vectorization is None else {"vectorization": vectorization}
+def split_name(name: str) -> tuple[str, str, list[str]]:
+    """'family/task[@env.k=v@...]' → (family, task, overrides): e.g.
+    mpe/simple_spread@env.continuous_actions=false for the discrete variant."""
+    head, *overrides = name.split("@")
+    family, task = head.split("/", 1)
+    return family, task, overrides
+
+
+def env_fields(overrides: list[str]) -> dict:
+    """The `env.` overrides as envs.make keyword arguments (YAML-typed values)."""
+    import yaml
+
+    return {k.removeprefix("env."): yaml.safe_load(v) for k, v in (o.split("=", 1) for o in overrides)
+            if k.startswith("env.")}
+
+
+def vec_rate(family: str, task: str, n_envs: int, seconds: float, vectorization: str | None,
+             fields: dict | None = None) -> float:
+    fields = dict(fields or {}) | ({} if vectorization is None else {"vectorization": vectorization})
     env = envs.make(family, task, n_envs=n_envs, seed=0, **fields)
     step = env.reset()
     rng = np.random.default_rng(0)
@@ -151,8 +169,8 @@ def algo_rates(name: str, algo: str, device: str, seconds: float, train_seconds:
     timed on its own for off-policy algorithms, whose update() can be repeated freely."""
     from harness.run import load_settings
 
-    family, task = name.split("/", 1)
-    settings, _ = load_settings([f"env={family}", f"task={task}", f"algo={algo}", f"device={device}"])
+    family, task, overrides = split_name(name)
+    settings, _ = load_settings([f"env={family}", f"task={task}", f"algo={algo}", f"device={device}", *overrides])
     prepared = prepare(settings)
     algo_obj, env, config = prepared.algo, prepared.env, settings.algo_config
     try:
@@ -186,12 +204,22 @@ def algo_rates(name: str, algo: str, device: str, seconds: float, train_seconds:
 
 
 def bench_algos(names: list[str], algos: list[str], device: str, seconds: float, train_seconds: float) -> list[dict]:
+    from algos.common.registry import check_compatible
+
     rows = []
     for name in names:
-        family, task = name.split("/", 1)
+        family, task, overrides = split_name(name)
+        fields = env_fields(overrides)
+        probe = envs.make(family, task, n_envs=1, seed=0, **fields)
+        spec = probe.spec
+        probe.close()
         for algo in algos:
+            try:
+                check_compatible(algo, spec)
+            except ConfigError:
+                continue  # e.g. QMIX on Box actions: no row rather than an error
             rates = algo_rates(name, algo, device, seconds, train_seconds)
-            vec = vec_rate(family, task, rates["n_envs"], seconds, None)
+            vec = vec_rate(family, task, rates["n_envs"], seconds, None, fields)
             rows.append({"task": name, "algo": algo, "device": device, **rates,
                          "ratio to VecEnv": rates["train steps/s"] / vec})
     return rows
