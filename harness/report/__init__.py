@@ -151,6 +151,9 @@ def write_report(roots: list[Path], out: Path | None, reps: int, seed: int, norm
     paper = paper_numbers()
     table = task_table(runs, paper, reps, seed)
     norm = normalise(runs, normalisation)
+    for note in norm.notes:
+        if "no normalisation bounds" in note:
+            print(f"warning: {note}", file=sys.stderr)
     aggregates = aggregate_table(norm, reps, seed)
     improvement = _improvement_table(norm, reps, seed)
     out.mkdir(parents=True, exist_ok=True)
