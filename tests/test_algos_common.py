@@ -27,7 +27,24 @@ HA_OFF_POLICY = ["hasac", "hatd3"]
 
 
 # -- a tiny heterogeneous continuous game ------------------------------------------------
-class ToyTracking(SingleEnv):
+class SeededToyEnv(SingleEnv):
+    """Base of the toy games in these tests: a reset that reseeds the copy's generator
+    and restarts the step counter; subclasses give `_view` and `step`."""
+
+    rng: np.random.Generator
+    t: int = 0
+
+    def _view(self) -> AgentView:
+        raise NotImplementedError
+
+    def reset(self, seed):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.t = 0
+        return self._view()
+
+
+class ToyTracking(SeededToyEnv):
     """Two heterogeneous Box agents (Box(0,1)^2 and Box(-2,2)^1) track targets shown in
     their observations; episodes end by time limit after 4 steps (truncated) or, when the
     team misses badly, by termination — so both end kinds reach the buffer."""
@@ -45,12 +62,6 @@ class ToyTracking(SingleEnv):
     def _view(self) -> AgentView:
         self.target = self.rng.uniform(-1, 1, 3).astype(np.float32)
         return AgentView(obs=[self.target, self.target[1:]], state=self.target.copy())
-
-    def reset(self, seed):
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
-        self.t = 0
-        return self._view()
 
     def step(self, actions):
         a0, a1 = np.asarray(actions[0], np.float32), np.asarray(actions[1], np.float32)

@@ -19,10 +19,10 @@ from envs.base import AgentView, EnvSpec, SingleEnv, Step, VecEnv
 from envs.errors import ConfigError
 
 try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import flat_params, run_loop, toy_env
+    from test_algos_common import SeededToyEnv, flat_params, run_loop, toy_env
     from test_hasac import learn
 except ImportError:
-    from tests.test_algos_common import flat_params, run_loop, toy_env
+    from tests.test_algos_common import SeededToyEnv, flat_params, run_loop, toy_env
     from tests.test_hasac import learn
 
 torch.set_num_threads(1)
@@ -31,7 +31,7 @@ ON_POLICY = ["happo", "mappo"]
 
 
 # -- a tiny discrete game with availability masks and deaths ---------------------------------
-class ToyMasked(SingleEnv):
+class ToyMasked(SeededToyEnv):
     """Two agents with Discrete(3): action 2 pays 1 when available, availability changes
     every step (action 0 always available), agent 1 dies at t = 2 (then only action 0 is
     available), random termination after t = 2, truncation at t = 5."""
@@ -51,12 +51,6 @@ class ToyMasked(SingleEnv):
         if not alive[1]:
             self.avail[1] = np.array([1, 0, 0], bool)
         return AgentView(obs=[obs, obs.copy()], state=obs.copy(), avail_actions=[a.astype(np.float32) for a in self.avail], alive=alive)
-
-    def reset(self, seed):
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
-        self.t = 0
-        return self._view()
 
     def step(self, actions):
         reward = sum(float(int(a) == 2 and avail[2]) for a, avail in zip(actions, self.avail))

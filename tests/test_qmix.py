@@ -21,17 +21,17 @@ from envs.base import AgentView, EnvSpec, SingleEnv, VecEnv
 from envs.errors import ConfigError
 
 try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import run_loop
+    from test_algos_common import SeededToyEnv, run_loop
     from test_hasac import learn
 except ImportError:
-    from tests.test_algos_common import run_loop
+    from tests.test_algos_common import SeededToyEnv, run_loop
     from tests.test_hasac import learn
 
 torch.set_num_threads(1)
 
 
 # -- a tiny discrete game with everything QMIX must handle --------------------------------
-class ToyDiscrete(SingleEnv):
+class ToyDiscrete(SeededToyEnv):
     """Two heterogeneous Discrete agents (3 and 2 actions, obs widths 3 and 2), limit 5 steps.
     Agent 0's action 2 is unavailable on odd steps; agent 1 dies at step 3 (then only its
     no-op 0 is available); the episode terminates early when both pick action 1, otherwise
@@ -52,12 +52,6 @@ class ToyDiscrete(SingleEnv):
         alive = np.array([True, self.t < 3])
         avail = [np.array([True, True, self.t % 2 == 0]), np.array([True, bool(alive[1])])]
         return AgentView(obs=[x[:3], x[2:]], state=x, avail_actions=avail, alive=alive)
-
-    def reset(self, seed):
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
-        self.t = 0
-        return self._view()
 
     def step(self, actions):
         a0, a1 = int(actions[0]), int(actions[1])
