@@ -19,6 +19,7 @@ FAMILIES: dict[str, str] = {
     "matrix": "envs.matrix",
     "mpe": "envs.mpe",
     "mamujoco": "envs.mamujoco",
+    "dexhands": "envs.dexhands",
 }
 
 __all__ = [
@@ -51,5 +52,11 @@ def make(family: str, task: str, n_envs: int = 1, seed: int | None = None, **fie
     names or bad fields and EnvUnavailable when the family's simulator is missing."""
     module = family_module(family)
     config = make_config(family, **fields)
+    # Optional hook: a natively batched simulator (SMAX under jax.vmap) builds its own
+    # VecEnv-compatible batch; None falls back to per-copy env_factory.
+    if hasattr(module, "make_vec"):
+        vec = module.make_vec(task, config, n_envs, seed)
+        if vec is not None:
+            return vec
     factory = module.env_factory(task, config)
     return VecEnv(factory, n_envs, config.vectorization, config.n_workers, seed=seed)

@@ -255,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; user errors are one line on stderr and exit status 2."""
     argv = sys.argv[1:] if argv is None else argv
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if any("dexhands" in a for a in argv) or "suite=full" in argv:
+        from envs.dexhands import preload
+
+        preload()  # Isaac Gym must be imported before torch, which the rest imports
     try:
         return run_sweep(argv)
     except UserError as exc:

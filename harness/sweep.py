@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from omegaconf import OmegaConf
 
-from envs.errors import ConfigError
+from envs.errors import ConfigError, EnvUnavailable
 from harness.records import heartbeat_age_seconds, read_meta
 
 SUITE_DIR = Path(__file__).resolve().parent / "conf" / "suite"
@@ -164,7 +164,14 @@ def prepare_jobs(argv: list[str]) -> tuple[Any, list[Job]]:
         job = Job(overrides=overrides, label=f"{settings.family}/{settings.task}{variant} {settings.algo} s{settings.seed}",
                   run_dir=run_dir, budget=settings.budget, family=settings.family, task=settings.task,
                   algo=settings.algo, config_yaml=OmegaConf.to_yaml(cfg))
-        spec = env_spec(specs, settings)
+        try:
+            spec = env_spec(specs, settings)
+        except EnvUnavailable as exc:
+            if not base.dry_run:
+                raise
+            job.compatible, job.state, job.reason = False, "no sim", f"simulator missing: {exc}"
+            jobs.append(job)
+            continue
         try:
             check_compatible(settings.algo, spec)
             settings.algo_config.validate(spec)
@@ -177,7 +184,7 @@ def prepare_jobs(argv: list[str]) -> tuple[Any, list[Job]]:
         if job.state == "resume":
             check_checkpoint_intact(run_dir / "checkpoints" / "latest.pt")
         jobs.append(job)
-    if jobs and not any(j.compatible for j in jobs):
+    if jobs and not any(j.compatible for j in jobs) and not base.dry_run:
         raise ConfigError(f"no job of this sweep can run: {jobs[0].reason}")
     return base, jobs
 
@@ -281,6 +288,9 @@ def dry_run_table(jobs: list[Job], results_dir: Path) -> str:
     lines = [f"{'job':<48} {'budget':>11} {'state':>7} {'est. hours':>10}"]
     total, unknown = 0.0, 0
     for job in jobs:
+        if job.state == "no sim":
+            lines.append(f"{job.label:<48} {job.budget:>11,} {'no sim':>7} {'':>10}  (needs the {job.family} simulator, below)")
+            continue
         if not job.compatible:
             lines.append(f"{job.label:<48} {job.budget:>11,} {'n/a':>7} {'':>10}  ({job.reason})")
             continue
@@ -293,10 +303,13 @@ def dry_run_table(jobs: list[Job], results_dir: Path) -> str:
         shown = f"{hours:.2f}" if rate else "?"
         lines.append(f"{job.label:<48} {job.budget:>11,} {job.state:>7} {shown:>10}")
     runnable = [j for j in jobs if j.compatible]
-    lines.append(f"{len(runnable)} jobs to run or skip ({len(jobs) - len(runnable)} n/a), "
+    missing_sim = sum(j.state == "no sim" for j in jobs)
+    lines.append(f"{len(runnable)} jobs to run or skip ({len(jobs) - len(runnable) - missing_sim} n/a, "
+                 f"{missing_sim} need a simulator not installed here), "
                  f"{sum(j.state == 'skip' for j in runnable)} already done; estimated {total:.1f} device-hours"
                  + (f" plus {unknown} jobs without a measured rate (run them small once, e.g. the smoke suite)"
                     if unknown else ""))
+    lines += sorted({f"no sim: {job.reason}" for job in jobs if job.state == "no sim"})
     return "\n".join(lines)
 
 

@@ -271,3 +271,14 @@ def test_foreign_checkpoint_is_refused_with_exit_2(tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 2
     assert "not written by hasac-bench" in capsys.readouterr().err
+
+
+def test_dry_run_lists_jobs_whose_simulator_is_missing(tmp_path, capsys):
+    """Without Isaac Gym the dexhands jobs are listed as needing it (exit 0); a real run
+    of the same suite refuses in one line."""
+    assert main(["suite=paper_dexhands", "algo=hasac", "dry_run=true", f"results_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" no sim ") == 9 and "9 need a simulator not installed here" in out
+    assert "no sim: simulator missing: env=dexhands needs NVIDIA Isaac Gym" in out
+    assert main(["suite=paper_dexhands", "algo=hasac", f"results_dir={tmp_path}"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
