@@ -19,7 +19,10 @@ FAMILIES: dict[str, str] = {
     "matrix": "envs.matrix",
     "mpe": "envs.mpe",
     "mamujoco": "envs.mamujoco",
+    "lag": "envs.lag",
     "dexhands": "envs.dexhands",
+    "smac": "envs.smac",
+    "smacv2": "envs.smacv2",
 }
 
 __all__ = [

@@ -89,7 +89,65 @@ def raw_mamujoco(task: str, seconds: float) -> float:
     return timed_rate(step_once, seconds)
 
 
-RAW = {"mpe": raw_mpe, "mamujoco": raw_mamujoco}
+def raw_smac(task: str, seconds: float, n_envs: int = 32) -> float:
+    """JaxMARL's own rate: HeuristicEnemySMAX.step (its auto-reset) jitted and vmapped over
+    `n_envs` copies, driven from Python with pre-drawn available actions, as a torch
+    harness drives it. Env steps/s (n_envs per call)."""
+    import jax
+    import jax.numpy as jnp
+
+    from envs.smac import MAPS, _smax_env
+
+    info = MAPS[task]
+    env = _smax_env(task, info, info.limit)
+    keys = jax.random.split(jax.random.PRNGKey(0), n_envs)
+    obs, state = jax.vmap(env.reset)(keys)
+    avail = jax.vmap(env.get_avail_actions)(state)
+    rng = np.random.default_rng(0)
+    actions = [{a: jnp.asarray(np.array([rng.choice(np.flatnonzero(r)) for r in np.asarray(avail[a])]), jnp.int32)
+                for a in env.agents} for _ in range(16)]
+
+    @jax.jit
+    def advance(keys, state, actions):
+        keys, step_keys = jnp.split(jax.vmap(jax.random.split)(keys), 2, axis=1)
+        _, state, reward, _, _ = jax.vmap(env.step)(step_keys[:, 0], state, actions)
+        return keys[:, 0], state, reward
+
+    counter = iter(range(10**12))
+
+    def step_once() -> int:
+        nonlocal keys, state
+        keys, state, reward = advance(keys, state, actions[next(counter) % 16])
+        jax.block_until_ready(reward)
+        return n_envs
+
+    for _ in range(3):  # compile, and recompile once for the state's weak types after the first step
+        step_once()
+    return timed_rate(step_once, seconds)
+
+
+def raw_lag(task: str, seconds: float) -> float:
+    """The FDM floor under one LAG env step: the task's trimmed JSBSim F-16s (4, or 1 for
+    1-Heading) × 12 sub-steps at 60 Hz, controls held, no autopilot, obs or rewards."""
+    from envs.lag import HEADING_TASK, START, START_ALT, START_U, SUBSTEPS
+    from envs.lag_sim import Aircraft
+
+    starts = START[:1] if task == HEADING_TASK else START
+    fleet = [Aircraft(n, lat, lon, START_ALT, hdg, START_U) for n, lat, lon, hdg in starts]
+
+    def step_once() -> int:
+        for ac in fleet:
+            for _ in range(SUBSTEPS):
+                ac.run()
+        return 1
+
+    return timed_rate(step_once, seconds)
+
+
+RAW = {"mpe": raw_mpe, "mamujoco": raw_mamujoco, "smac": raw_smac, "lag": raw_lag}
+# What a family's raw rate measures (default: "raw simulator, 1 env").
+RAW_LABEL = {"smac": "raw jaxmarl SMAX, vmap 32 envs", "lag": "raw JSBSim F-16s x 12 sub-steps"}
+FAMILY_VEC_SIZES = {"smac": (1, 32, 128)}
 
 
 def split_name(name: str) -> tuple[str, str, list[str]]:
@@ -152,8 +210,9 @@ def loop_rate(family: str, task: str, n_envs: int, seconds: float, base_rate: fl
 def bench_task(name: str, seconds: float) -> list[dict]:
     family, task = name.split("/", 1)
     raw = RAW[family](task, seconds)
-    rows = [{"task": name, "what": "raw simulator, 1 env", "steps/s": raw, "ratio": 1.0, "ratio_to": "raw"}]
-    for n_envs in VEC_SIZES:
+    rows = [{"task": name, "what": RAW_LABEL.get(family, "raw simulator, 1 env"), "steps/s": raw, "ratio": 1.0,
+             "ratio_to": "raw"}]
+    for n_envs in FAMILY_VEC_SIZES.get(family, VEC_SIZES):
         vec = vec_rate(family, task, n_envs, seconds, None)
         rows.append({"task": name, "what": f"VecEnv n_envs={n_envs}", "steps/s": vec, "ratio": vec / raw, "ratio_to": "raw"})
         loop = loop_rate(family, task, n_envs, seconds, vec)

@@ -174,6 +174,9 @@ def load_settings(overrides: list[str]):
 
 def run_dir_for(cfg: DictConfig, settings) -> Path:
     task = f"{settings.task}-{cfg.variant}" if cfg.get("variant") else settings.task
+    backend = settings.env_fields.get("backend")
+    if backend not in (None, "sc2"):  # a substitute simulator (SMAX) is never filed as the real one
+        task = f"{task}@{backend}"
     return Path(cfg.results_dir) / str(cfg.suite) / settings.family / task / settings.algo / f"seed_{settings.seed}"
 
 

@@ -143,3 +143,13 @@ def test_task_without_bounds_is_named_and_left_out_of_aggregates(tmp_path, capsy
     assert capsys.readouterr().err.startswith("warning: mpe/simple_spread: no normalisation bounds")
     report = (out / "report.md").read_text()
     assert "mpe/simple_spread: no normalisation bounds" in report and "no aggregates" in report
+
+
+def test_substitute_backend_is_never_compared_with_published_numbers(tmp_path):
+    suite = tmp_path / "paper_smac"
+    for k in range(3):
+        write_run(suite / "smac" / "8m_vs_9m@smax" / "happo" / f"seed_{k}", STEPS, np.array([0.0, 0.5, 0.84]),
+                  success="win_rate")
+    out = write_report([suite], tmp_path / "report", reps=100, seed=0, normalisation="paper", figures=False)
+    row = pd.read_csv(out / "table.csv").iloc[0]
+    assert row["verdict"] == "not comparable: smax backend" and np.isnan(row["published"])

@@ -1,0 +1,129 @@
+"""Debug view for env=lag: fly one episode and draw what every aircraft and missile did.
+
+    python -m envs.lag_view RUN_DIR [--out traj.png]      # greedy policy of a saved run
+    python -m envs.lag_view --policy hold --task 2v2-ShootMissile-vsBaseline
+
+RUN_DIR is a harness run directory (config.yaml + checkpoints/latest.pt). `--policy hold`
+needs no run: Red keeps altitude, heading and speed (and fires when it can), which shows
+the opponent's behaviour. The PNG has a top-down track (east, north in km; a dot at each
+start; dotted missile tracks end in a cross) and altitude against time.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from envs.base import Step
+from envs.lag import WEAPONS, Config, LagEnv, decode
+
+HOLD = 22  # (Δalt 0, Δheading 0, Δspeed 0): index 1·15 + 2·3 + 1
+COLOURS = {"A0100": "tab:red", "A0200": "salmon", "B0100": "tab:blue", "B0200": "lightblue"}
+
+
+def load_policy(run_dir: Path, env: LagEnv):
+    """The run's algorithm with its checkpointed weights, acting greedily."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from algos.common.registry import algorithm_class
+    from harness.checkpoint import load_checkpoint
+
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    name = cfg.choices.algo
+    cls = algorithm_class(name)
+    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Config), cfg.algo))
+    algo = cls(env.spec, config, int(cfg.n_envs), torch.device("cpu"), int(cfg.seed))
+    algo.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "latest.pt")["algo"])
+    return lambda step: [int(np.asarray(a).reshape(-1)[0]) for a in algo.act(step, explore=False)]
+
+
+def as_step(view) -> Step:
+    """One env's AgentView as the batch of one that algorithms act on."""
+    zero = np.zeros(1, bool)
+    return Step([o[None] for o in view.obs], view.state[None], np.zeros(1, np.float32), zero, zero,
+                None, view.alive[None], {})
+
+
+def fly(env: LagEnv, policy, seed: int) -> tuple[dict, dict, dict]:
+    """Positions (NEU, m) per aircraft and missile per decision, and the episode info."""
+    view = env.reset(seed)
+    tracks = {ac.name: [ac.pos] for ac in env.aircraft}
+    missiles: dict[int, list] = {}
+    info: dict = {}
+    while not info:
+        acts = policy(as_step(view))
+        view, _, terminated, truncated, info = env.step(acts)
+        for ac in env.aircraft:
+            if ac.alive or tracks[ac.name][-1] != ac.pos:
+                tracks[ac.name].append(ac.pos)
+        for m in env.missiles:
+            missiles.setdefault(id(m), [m.pos]).append(m.pos)
+        if terminated or truncated:
+            break
+    return tracks, missiles, info
+
+
+def plot(tracks: dict, missiles: dict, info: dict, title: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, side) = plt.subplots(1, 2, figsize=(12, 5.5))
+    for name, pts in tracks.items():
+        p = np.asarray(pts) / 1000.0
+        top.plot(p[:, 1], p[:, 0], color=COLOURS[name], label=name)
+        top.plot(p[0, 1], p[0, 0], "o", color=COLOURS[name])
+        side.plot(np.arange(len(p)) * 0.2, p[:, 2], color=COLOURS[name], label=name)
+    for pts in missiles.values():
+        p = np.asarray(pts) / 1000.0
+        top.plot(p[:, 1], p[:, 0], ":", color="k", lw=0.8)
+        top.plot(p[-1, 1], p[-1, 0], "x", color="k")
+    top.set(xlabel="east (km)", ylabel="north (km)", aspect="equal", title="top-down (dotted: missiles)")
+    side.set(xlabel="time (s)", ylabel="altitude (km)", title="altitude")
+    side.axhline(2.5, color="grey", ls="--", lw=0.8)
+    top.legend(loc="best", fontsize=8)
+    summary = ", ".join(f"{k}={v}" for k, v in info.items())
+    fig.suptitle(f"{title}\n{summary}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", nargs="?", type=Path, help="harness run directory (omit with --policy hold)")
+    parser.add_argument("--policy", choices=["run", "hold"], default="run")
+    parser.add_argument("--task", choices=list(WEAPONS), default=None, help="default: the run's task, else NoWeapon")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("lag_trajectory.png"))
+    args = parser.parse_args(argv)
+    task = args.task
+    if args.policy == "run":
+        if args.run_dir is None:
+            parser.error("give a RUN_DIR or --policy hold")
+        from omegaconf import OmegaConf
+
+        task = task or str(OmegaConf.load(args.run_dir / "config.yaml").task)
+    task = task or next(iter(WEAPONS))
+    if task not in WEAPONS:
+        parser.error(f"the view draws the 2v2 tasks only, not {task}")
+    env = LagEnv(task, Config())
+    if args.policy == "run":
+        policy = load_policy(args.run_dir, env)
+    else:
+        fire = env.weapons
+        hold = HOLD * 2 + 1 if fire else HOLD  # same move, fire bit set
+        assert decode(hold, fire)[:3] == (1, 2, 1)
+        policy = lambda step: [hold, hold]  # noqa: E731
+    tracks, missiles, info = fly(env, policy, args.seed)
+    plot(tracks, missiles, info, f"lag/{task} — {args.run_dir or 'hold policy'}", args.out)
+    print(f"wrote {args.out}: {info}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

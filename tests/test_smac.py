@@ -1,0 +1,306 @@
+"""The smac family: SMAX (JaxMARL, CPU JAX) through our Step interface on one map shape
+(3m; each SMAX shape compiles for seconds), the sc2 backend's conversion against a test
+double of smacv2's env API, and the one-line errors for missing StarCraft II and for
+maps SMAX cannot represent."""
+
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+import envs
+from envs import smac
+from envs.errors import ConfigError, EnvUnavailable
+
+N_ENVS = 4
+
+
+def smax_env(seed=0):
+    pytest.importorskip("jaxmarl")
+    return envs.make("smac", "3m", n_envs=N_ENVS, seed=seed, backend="smax")
+
+
+def masked_random(avail: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """One uniformly random available action per agent and copy (the `random` baseline)."""
+    return [np.array([rng.choice(np.flatnonzero(row)) for row in a]) for a in avail]
+
+
+def play(env, n_steps: int, seed: int = 0, first=None):
+    rng = np.random.default_rng(seed)
+    step = first if first is not None else env.reset()
+    steps = [step]
+    for _ in range(n_steps):
+        step = env.step(masked_random(step.avail_actions, rng))
+        steps.append(step)
+    return steps
+
+
+@pytest.fixture(scope="module")
+def played():
+    env = smax_env()
+    steps = play(env, 70)  # > 3m's limit of 60: every copy ends at least once
+    yield env, steps
+    env.close()
+
+
+# -- SMAX ------------------------------------------------------------------------------------
+def test_smax_spec_is_labelled_and_uses_smacs_action_layout(played):
+    env, _ = played
+    spec = env.spec
+    assert (spec.family, spec.task, spec.n_agents) == ("smac", "3m[smax]", 3)
+    assert spec.episode_limit == 60 and spec.has_avail_actions and spec.success_metric == "win_rate"
+    assert [s.n for s in spec.action_spaces] == [9, 9, 9]  # SMAC's 6 + n_enemies, no-op included
+    assert spec.obs_spaces[0].shape == (75,) and spec.state_space.shape == (72,)
+
+
+def test_smax_random_episode_respects_masks_shapes_and_ends_with_a_flag(played):
+    env, steps = played
+    spec = env.spec
+    rng = np.random.default_rng(0)  # play() drew these same actions; re-draw them to check the masks
+    for prev, step in zip(steps, steps[1:]):
+        actions = masked_random(prev.avail_actions, rng)
+        for i in range(spec.n_agents):
+            assert prev.avail_actions[i][np.arange(N_ENVS), actions[i]].all()
+            assert step.obs[i].shape == (N_ENVS, *spec.obs_spaces[i].shape) and step.obs[i].dtype == np.float32
+            assert step.avail_actions[i].shape == (N_ENVS, spec.action_spaces[i].n)
+            # no-op exactly for the dead; the living may always stop
+            dead = ~step.info["final_alive"][:, i]
+            final_avail = step.info["final_avail_actions"][i]
+            assert (final_avail[:, 0] == dead).all() and (final_avail[:, 1] == ~dead).all()
+            assert not final_avail[dead, 1:].any()
+        assert step.state.shape == (N_ENVS, *spec.state_space.shape)
+        assert step.alive.shape == (N_ENVS, 3) and step.reward.shape == (N_ENVS,)
+        assert not (step.terminated & step.truncated).any()
+    episodes = [e for s in steps for e in s.info["episodes"]]
+    assert {e["env_index"] for e in episodes} == set(range(N_ENVS))
+    for e in episodes:
+        assert isinstance(e["win"], bool) and 1 <= e["length"] <= 60
+    ended = np.array([s.done for s in steps[1:]])
+    assert ended.sum() == len(episodes)
+    # a terminated episode was decided (someone's side is wiped out); a timeout is not a win
+    for s in steps[1:]:
+        for e in s.info["episodes"]:
+            k = e["env_index"]
+            if s.truncated[k]:
+                assert e["length"] == 60 and not e["win"]
+            else:
+                alive = s.info["final_alive"][k]
+                assert e["win"] == bool(alive.any()) or not alive.any()
+
+
+def test_smax_auto_reset_rows_show_a_fresh_episode(played):
+    _, steps = played
+    for s in steps[1:]:
+        for k in np.flatnonzero(s.done):
+            assert s.alive[k].all()  # the new episode starts with everyone alive
+            assert not np.array_equal(s.obs[0][k], s.info["final_obs"][0][k])
+
+
+def trajectory(steps):
+    return [np.concatenate([*s.obs, s.state, s.reward[:, None], s.done[:, None]], axis=1) for s in steps]
+
+
+def test_smax_same_seed_same_trajectory_other_seed_differs(played):
+    _, steps = played
+    env = smax_env(seed=0)
+    again = play(env, 70)
+    assert all(np.array_equal(a, b) for a, b in zip(trajectory(steps), trajectory(again)))
+    other = play(env, 5, first=env.reset(seed=123))
+    assert not all(np.array_equal(a, b) for a, b in zip(trajectory(steps[:6]), trajectory(other)))
+
+
+def test_smax_get_state_set_state_replays_exactly():
+    env = smax_env(seed=7)
+    start = play(env, 15, seed=1)[-1]
+    snapshot = env.get_state()
+    first = play(env, 30, seed=2, first=start)
+    env.set_state(snapshot)
+    second = play(env, 30, seed=2, first=start)
+    assert all(np.array_equal(a, b) for a, b in zip(trajectory(first), trajectory(second)))
+    assert [s.info["episodes"] for s in first] == [s.info["episodes"] for s in second]
+    with pytest.raises(ValueError, match="env states for"):
+        env.set_state(snapshot[:1])
+
+
+def test_smax_cannot_represent_mmm2_or_corridor():
+    for task in ("MMM2", "corridor"):
+        with pytest.raises(ConfigError, match="env.backend=sc2") as info:
+            envs.make("smac", task, backend="smax")
+        assert "\n" not in str(info.value)
+
+
+def test_missing_jaxmarl_is_one_line_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "jaxmarl.environments.smax", None)
+    with pytest.raises(EnvUnavailable, match=r"pip install 'hasac-bench\[smax\]'") as info:
+        envs.make("smac", "8m", backend="smax")
+    assert "\n" not in str(info.value)
+
+
+def test_bad_backend_and_task_are_config_errors():
+    with pytest.raises(ConfigError, match="env.backend must be one of"):
+        envs.make("smac", "3m", backend="sc3")
+    with pytest.raises(ConfigError, match="valid tasks: 3m"):
+        envs.make("smac", "4m", backend="smax")
+    # v1 maps and SMACv2 scenarios are two families over one module
+    with pytest.raises(ConfigError, match="unknown smac task 'protoss_5_vs_5'"):
+        envs.make("smac", "protoss_5_vs_5", backend="smax")
+    with pytest.raises(ConfigError, match="valid tasks: smacv2_5_units"):
+        envs.make("smacv2", "3m", backend="smax")
+    with pytest.raises(ConfigError, match="SMAX scenario; use env.backend=smax"):
+        envs.make("smacv2", "smacv2_5_units", backend="sc2")
+
+
+def test_action_and_mask_conversion_to_smax():
+    # SMAC: 0 no-op, 1 stop, 2 N, 3 S, 4 E, 5 W, 6+k attack k; SMAX: 0 N, 1 E, 2 S, 3 W, 4 stop, 5+k
+    assert smac.smac_actions_to_smax(np.arange(9)).tolist() == [4, 4, 0, 2, 1, 3, 5, 6, 7]
+    smax_avail = np.array([[1, 0, 1, 0, 1, 1, 0], [0, 0, 0, 0, 1, 0, 0]], np.uint8)  # alive, dead
+    out = smac.smax_avail_to_smac(smax_avail, np.array([True, False]))
+    assert out.astype(int).tolist() == [[0, 1, 1, 1, 0, 0, 1, 0], [1, 0, 0, 0, 0, 0, 0, 0]]
+
+
+# -- sc2 backend against a test double ---------------------------------------------------------
+class FakeStarCraft2Env:
+    """TEST DOUBLE of smacv2's StarCraft2Env API (get_env_info/reset/step/get_obs/get_state/
+    get_avail_actions/close), not StarCraft II: 2 agents, 1 enemy, scripted outcome."""
+
+    def __init__(self, map_name="3m", difficulty="7", launch_error=None, outcome="win", **kwargs):
+        self.map_name, self.kwargs = map_name, kwargs
+        self.episode_limit, self._seed, self.t = 3, None, 0
+        self.launch_error, self.outcome = launch_error, outcome
+        self.dead = np.zeros(2, bool)
+
+    def get_env_info(self):
+        return {"n_agents": 2, "n_actions": 7, "obs_shape": 5, "state_shape": 6, "episode_limit": self.episode_limit}
+
+    def reset(self):
+        if self.launch_error:
+            raise self.launch_error
+        self.t, self.dead[:] = 0, False
+        return self.get_obs(), self.get_state()
+
+    def step(self, actions):
+        assert all(isinstance(a, int) for a in actions)
+        self.t += 1
+        self.dead[1] = self.t >= 2
+        if self.outcome == "win" and self.t == 2:
+            return 1.5, True, {"battle_won": True}
+        if self.t >= self.episode_limit:
+            return 0.5, True, {"battle_won": False, "episode_limit": True}
+        return 0.5, False, {"battle_won": False}
+
+    def get_obs(self):
+        return [np.full(5, self.t + i, np.float64) for i in range(2)]
+
+    def get_state(self):
+        return np.arange(6) + self.t
+
+    def get_avail_actions(self):
+        return [[1, 0, 0, 0, 0, 0, 0] if d else [0, 1, 1, 1, 1, 1, 1] for d in self.dead]
+
+    def close(self):
+        pass
+
+
+class FakeCapabilityWrapper(FakeStarCraft2Env):
+    """TEST DOUBLE of smacv2's StarCraftCapabilityEnvWrapper: records its kwargs, keeps `.env`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.env = self
+
+
+def fake_smacv2(**env_kwargs):
+    return types.SimpleNamespace(
+        StarCraft2Env=lambda **kw: FakeStarCraft2Env(**kw, **env_kwargs),
+        StarCraftCapabilityEnvWrapper=lambda **kw: FakeCapabilityWrapper(**kw, **env_kwargs),
+    )
+
+
+def test_sc2_conversion_of_a_won_episode():
+    env = smac.Sc2Env("3m", smac.MAPS["3m"], None, "7", smacv2=fake_smacv2())
+    spec = env.spec
+    assert (spec.task, spec.n_agents, spec.state_space.shape, spec.episode_limit) == ("3m", 2, (6,), 3)
+    assert [s.n for s in spec.action_spaces] == [7, 7] and spec.obs_spaces[0].shape == (5,)
+    view = env.reset(seed=3)
+    assert env._env._seed == 3 and view.alive.tolist() == [True, True]
+    assert view.avail_actions[0].dtype == bool and view.obs[0].dtype == np.float32
+    view, reward, terminated, truncated, info = env.step([np.array(1), np.array([2])])
+    assert (reward, terminated, truncated, info) == (0.5, False, False, {})
+    view, reward, terminated, truncated, info = env.step([np.array(1), np.array(0)])
+    assert (reward, terminated, truncated, info) == (1.5, True, False, {"win": True})
+    assert view.alive.tolist() == [True, False]  # death mask from the no-op rule
+    assert view.state.tolist() == list(range(2, 8))
+
+
+def test_sc2_timeout_is_truncation_not_termination():
+    env = smac.Sc2Env("3m", smac.MAPS["3m"], None, "7", smacv2=fake_smacv2(outcome="timeout"))
+    env.reset(None)
+    results = [env.step([np.array(1), np.array(1)]) for _ in range(3)]
+    assert [(r[2], r[3]) for r in results] == [(False, False), (False, False), (False, True)]
+    assert results[-1][4] == {"win": False}
+
+
+def test_sc2_smacv2_scenarios_use_the_capability_wrapper_with_our_map_config():
+    env = smac.Sc2Env("zerg_10_vs_11", smac.MAPS["zerg_10_vs_11"], 50, "7", smacv2=fake_smacv2(), family="smacv2")
+    assert (env.spec.family, env.spec.task) == ("smacv2", "zerg_10_vs_11")
+    kwargs = env._env.kwargs
+    assert env._env.map_name == "10gen_zerg" and env._env.episode_limit == 50
+    cap = kwargs["capability_config"]
+    assert (cap["n_units"], cap["n_enemies"]) == (10, 11)
+    assert cap["team_gen"]["unit_types"] == ["zergling", "hydralisk", "baneling"]
+    assert cap["start_positions"]["dist_type"] == "surrounded_and_reflect"
+
+
+def test_sc2_launch_failure_is_one_line_naming_what_to_install():
+    error = FileNotFoundError(2, "No such file or directory", "/root/StarCraftII/Versions")
+    env = smac.Sc2Env("3m", smac.MAPS["3m"], None, "7", smacv2=fake_smacv2(launch_error=error))
+    with pytest.raises(EnvUnavailable, match="StarCraft II 4.10.*SC2PATH.*SMAC maps") as info:
+        env.reset(0)
+    assert "\n" not in str(info.value)
+
+
+def test_sc2_without_starcraft_is_env_unavailable(monkeypatch, tmp_path):
+    monkeypatch.setenv("SC2PATH", str(tmp_path))  # no Versions/ inside
+    monkeypatch.setitem(sys.modules, "smacv2.env", fake_smacv2())
+    with pytest.raises(EnvUnavailable, match="found no StarCraft II: install StarCraft II 4.10"):
+        envs.make("smac", "3m", backend="sc2")
+    assert smac.Config().backend == smac.resolve_backend(smac.Config(backend="auto")) == "smax"
+    (tmp_path / "Versions").mkdir()
+    assert smac.Config().backend == smac.resolve_backend(smac.Config(backend="auto")) == "sc2"
+
+
+def test_missing_sc2_through_the_harness_exits_2_with_one_line(tmp_path):
+    env = {"SC2PATH": str(tmp_path), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.run", "env=smac", "task=3m", "env.backend=sc2", "algo=mappo",
+         "budget=100", "eval_every=100", f"results_dir={tmp_path / 'results'}", "progress=false"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "StarCraft II 4.10" in lines[0] and "SC2PATH" in lines[0]
+    assert not (tmp_path / "results").exists()
+
+
+# -- learning (slow; not part of the default run) -------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("algo, budget", [("hasac", 100_000), ("mappo", 200_000)])
+def test_learning_on_smax_3m_beats_random(tmp_path, algo, budget):
+    """HASAC and MAPPO reach a win rate clearly above the masked-random policy's (about 0
+    on SMAX 3m against the heuristic enemy) within a CPU budget (not yet run: HASAC's
+    per-step updates make this hours on 2 cores)."""
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-m", "harness.run", "env=smac", "task=3m", "env.backend=smax", f"algo={algo}",
+         f"budget={budget}", "eval_every=20000", "eval_episodes=32", f"results_dir={tmp_path}", "progress=false"],
+        capture_output=True, text=True, timeout=6 * 3600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(next(tmp_path.rglob("summary.json")).read_text())
+    env = smax_env(seed=1000)
+    steps = play(env, 600)
+    random_wins = [e["win"] for s in steps for e in s.info["episodes"]]
+    assert summary["win_rate"] >= np.mean(random_wins) + 0.3, (summary, np.mean(random_wins))
