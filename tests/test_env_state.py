@@ -13,7 +13,10 @@ from algos.common.spaces import uniform_actions
 from envs.base import EnvSpec, SingleEnv, VecEnv
 from envs.matrix import CLIMBING, MatrixGame
 
-SIMULATOR = {"mpe": "mpe2", "mamujoco": "gymnasium_robotics"}  # family -> import to skip on
+try:  # tests/ on sys.path (pytest's default) or the repo root
+    from test_envs import skip_without_simulator
+except ImportError:
+    from tests.test_envs import skip_without_simulator
 
 
 @dataclass(frozen=True)
@@ -29,8 +32,7 @@ class Case:
         return "-".join([self.family, self.task, *(f"{k}={v}" for k, v in self.fields.items())])
 
     def make(self, vectorization: str, seed: int) -> VecEnv:
-        if self.family in SIMULATOR:
-            pytest.importorskip(SIMULATOR[self.family])
+        skip_without_simulator(self.family)
         fields = dict(self.fields, vectorization=vectorization)
         if vectorization == "subproc":
             fields["n_workers"] = 2  # chunks of 2 and 1 copies: slicing by chunk is exercised

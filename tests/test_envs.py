@@ -17,6 +17,12 @@ from envs.errors import ConfigError, EnvUnavailable
 SIMULATOR = {"mpe": "mpe2", "mamujoco": "gymnasium_robotics"}  # family -> import to skip on
 
 
+def skip_without_simulator(family: str) -> None:
+    """Skip the calling test when the family's simulator is not installed."""
+    if family in SIMULATOR:
+        pytest.importorskip(SIMULATOR[family])
+
+
 @dataclass(frozen=True)
 class Case:
     family: str
@@ -28,8 +34,7 @@ class Case:
         return "-".join([self.family, self.task, *(f"{k}={v}" for k, v in self.fields.items())])
 
     def make(self, n_envs: int = 3, seed: int | None = 0, **extra) -> envs.VecEnv:
-        if self.family in SIMULATOR:
-            pytest.importorskip(SIMULATOR[self.family])
+        skip_without_simulator(self.family)
         return envs.make(self.family, self.task, n_envs=n_envs, seed=seed, **self.fields, **extra)
 
 
@@ -323,8 +328,7 @@ def test_unknown_family_lists_the_families():
                                             ("mpe", "simple_spread, simple_speaker_listener"),
                                             ("mamujoco", "HalfCheetah-2x3")])
 def test_unknown_task_lists_the_valid_tasks(family, listed):
-    if family in SIMULATOR:
-        pytest.importorskip(SIMULATOR[family])
+    skip_without_simulator(family)
     one_line_config_error(f"valid tasks: .*{listed}", family, "Nope-3x3")
 
 
@@ -346,8 +350,7 @@ def test_mamujoco_unsupported_split_is_a_config_error(task):
     ],
 )
 def test_bad_env_fields_are_one_line_config_errors(family, task, fields, fragment):
-    if family in SIMULATOR:
-        pytest.importorskip(SIMULATOR[family])
+    skip_without_simulator(family)
     one_line_config_error(fragment, family, task, **fields)
 
 
