@@ -85,6 +85,9 @@ def normalise(runs: list[Run], mode: str) -> Normalised:
     finals, curves, seeds_used = {}, {}, {}
     last_steps = [r.env_steps for r in finished if r.key in tasks]
     curve_steps = np.linspace(0, min(last_steps) if last_steps else 0, CURVE_POINTS)
+    by_task = bounds.set_index(["family", "task"])
+    scale = [(float(by_task.loc[tuple(k.split("/", 1)), "floor"]), float(by_task.loc[tuple(k.split("/", 1)), "ceiling"]))
+             for k in tasks]  # (floor, ceiling) per aggregated task, the same for every algorithm
     for algo in algos:
         per_task = [sorted((r for r in finished if r.key == k and r.algo == algo), key=lambda r: r.seed) for k in tasks]
         if not per_task:
@@ -94,8 +97,6 @@ def normalise(runs: list[Run], mode: str) -> Normalised:
         if n < most:
             notes.append(f"{algo}: aggregated over the first {n} seeds of every task (some tasks have up to {most})")
         seeds_used[algo] = n
-        scale = [(float(b.floor), float(b.ceiling)) for b in bounds.set_index(["family", "task"]).loc[
-            [tuple(k.split("/", 1)) for k in tasks]].itertuples()]
         finals[algo] = np.array([[(g[i].final - lo) / (hi - lo) for g, (lo, hi) in zip(per_task, scale)] for i in range(n)])
         curves[algo] = np.array([[(np.interp(curve_steps, g[i].steps, g[i].scores) - lo) / (hi - lo)
                                   for g, (lo, hi) in zip(per_task, scale)] for i in range(n)])
