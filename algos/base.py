@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -73,3 +73,21 @@ class Algorithm(ABC):
         """Each agent's action probabilities at the first row of `step` (Discrete only);
         single-state tasks record them in summary.json. None when not defined."""
         return None
+
+    def sample_policy(self, step: Step, generator: torch.Generator) -> PolicySample | None:
+        """Actions drawn from the learned stochastic policy π itself (no warm-up, ε or added
+        exploration noise), with the caller's generator and without touching any training
+        state, plus each agent's entropy H(πⁱ(·|oⁱ)) at every row: what the soft objective
+        J(π) = E[R] + α Σᵢ H(πⁱ) is estimated from (harness/evaluate.py). None: π is
+        deterministic or its entropy is not defined here (HATD3, QMIX's greedy policy)."""
+        return None
+
+
+class PolicySample(NamedTuple):
+    """One draw from π at every row of a Step (Algorithm.sample_policy)."""
+
+    actions: list[np.ndarray]
+    """N × [E, act_dim_i] float32 (Box) or N × [E] int64 (Discrete), as `act` returns."""
+    entropy: np.ndarray
+    """[N, E] nats: H(πⁱ(·|oⁱ)) per agent and row (a Monte-Carlo estimate where there is
+    no closed form, e.g. the tanh-squashed Gaussian)."""

@@ -36,6 +36,7 @@ from torch import nn
 from algos.common.distributions import gumbel_softmax_hard, masked_argmax_onehot, masked_logits, scale_action, squashed_gaussian_sample
 from algos.common.networks import plain_mlp
 from algos.common.off_policy import HaOffPolicy, OffPolicyConfig, masked_mean
+from algos.common.policy_sample import PolicySample, sample_stochastic_actors
 from algos.common.replay import Batch
 from envs.base import EnvSpec, Step
 from envs.errors import ConfigError
@@ -217,10 +218,20 @@ class Hasac(HaOffPolicy):
             action, log_prob = actor(obs, avail, self.generator)
             q1, q2 = self.critic(batch.state, [action if j == i else a for j, a in enumerate(actions)])
             loss, metrics = actor_loss(torch.min(q1, q2), log_prob, alpha, valid)
+        loss = loss + self.drift_penalty(i, batch)
         self.actor_optimizers[i].zero_grad()
         loss.backward()
         self.actor_optimizers[i].step()
         return log_prob.detach(), {f"{k}/agent_{i}": v for k, v in metrics.items()}
+
+    def drift_penalty(self, i: int, batch: Batch) -> torch.Tensor | float:
+        """MEHAML drift D added to agent i's loss; HASAC is the instance with D ≡ 0
+        (algos/mehaml_kl.py adds a KL drift)."""
+        return 0.0
+
+    def sample_policy(self, step: Step, generator: torch.Generator) -> PolicySample:
+        inputs = [self.step_inputs(step, i) for i in range(self.spec.n_agents)]
+        return sample_stochastic_actors(self.actors, inputs, [b is None for b in self.bounds], generator)
 
     def q_per_own_action(self, state: torch.Tensor, actions: list[torch.Tensor], i: int) -> torch.Tensor:
         """min_j Q_j(s, a, a₋ᵢ) for each of agent i's actions a, others fixed: [B, n_i]."""

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from algos.base import AlgoConfig, Algorithm
+from algos.base import AlgoConfig, Algorithm, PolicySample
 from algos.common.distributions import masked_logits
 from algos.common.recurrent import ResettingGru
 from envs.base import EnvSpec, Step
@@ -619,3 +619,23 @@ class OnPolicyLearner(Algorithm):
                 x, _ = actor.features(obs[None], h, torch.ones(1, 1, dtype=torch.bool, device=self.device))
                 probs.append(actor.distribution(x[0], avail).probs[0].cpu().numpy())
         return probs
+
+    def sample_policy(self, step: Step, generator: torch.Generator) -> PolicySample | None:
+        """a ~ πⁱ with the caller's generator and the exact entropy of each agent's
+        distribution: categorical, or the Gaussian before clipping to the Box (the entropy
+        the PPO bonus uses). GRU actors: None (their state along an episode is not tracked
+        outside `act`)."""
+        if self.hidden_shape is not None:
+            return None
+        actions, entropies = [], []
+        with torch.no_grad():
+            for i in range(self.spec.n_agents):
+                obs, avail = self.actor_inputs(step.obs[i], step.avail_actions, i)
+                actor = self.actors[self.group_of[i]]
+                x, _ = actor.features(obs[None], None, torch.ones(1, obs.shape[0], dtype=torch.bool, device=self.device))
+                dist = actor.distribution(x[0], avail)
+                a = sample(dist, generator).cpu().numpy()
+                entropy = dist.entropy() if self.bounds[i] is None else dist.entropy().sum(-1)
+                actions.append(a.astype(np.int64) if self.bounds[i] is None else np.clip(a, *self.bounds[i]).astype(np.float32))
+                entropies.append(entropy.cpu().numpy())
+        return PolicySample(actions, np.stack(entropies).astype(np.float64))
