@@ -153,3 +153,23 @@ def test_substitute_backend_is_never_compared_with_published_numbers(tmp_path):
     out = write_report([suite], tmp_path / "report", reps=100, seed=0, normalisation="paper", figures=False)
     row = pd.read_csv(out / "table.csv").iloc[0]
     assert row["verdict"] == "not comparable: smax backend" and np.isnan(row["published"])
+
+
+def test_mixed_action_spaces_aggregate_every_task_in_its_own_group(tmp_path):
+    # QMIX ran only on the Discrete task and HATD3 only on the Box one: neither task may drop
+    # out of the aggregates; each is compared among the algorithms that ran it
+    synthetic_tree(tmp_path, ["hasac", "qmix", "random"], ["mpe/simple_spread_discrete"], seeds=3, points=4)
+    root = synthetic_tree(tmp_path, ["hasac", "hatd3", "random"], ["mpe/simple_spread"], seeds=3, points=4, seed=1)
+    out = write_report([root], tmp_path / "out", reps=100, seed=0, normalisation="observed")
+    aggregates = pd.read_csv(out / "aggregates.csv")
+    assert sorted(aggregates["group"].unique()) == ["hasac+hatd3", "hasac+qmix"]
+    by_group = aggregates.groupby("group")["algo"].unique()
+    assert sorted(by_group["hasac+qmix"]) == ["hasac", "qmix"] and sorted(by_group["hasac+hatd3"]) == ["hasac", "hatd3"]
+    assert (aggregates["tasks"] == 1).all()
+    improvement = pd.read_csv(out / "probability_of_improvement.csv")
+    assert sorted(improvement["pair"]) == ["hasac > hatd3", "hasac > qmix"]
+    report = (out / "report.md").read_text()
+    assert "### Group hasac+hatd3" in report and "### Group hasac+qmix" in report and "left out" not in report
+    second = [name for name in ("hasac+hatd3", "hasac+qmix") if (out / "figures" / name).is_dir()]
+    assert len(second) == 1 and (out / "figures" / second[0] / "aggregates.png").stat().st_size > 1000
+    assert (out / "figures" / "aggregates.png").stat().st_size > 1000

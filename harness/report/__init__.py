@@ -32,9 +32,11 @@ CURVE_POINTS = 21
 
 @dataclass
 class Normalised:
-    """Final and curve scores mapped to [floor → 0, ceiling → 1] for the aggregated tasks."""
+    """Final and curve scores mapped to [floor → 0, ceiling → 1] for the aggregated tasks of
+    one comparison group (the tasks run by the same set of algorithms)."""
 
     tasks: list[str]
+    algos: list[str]
     bounds: pd.DataFrame
     finals: dict[str, np.ndarray]
     """{algo: [runs, tasks]}"""
@@ -72,36 +74,49 @@ def task_bounds(runs: list[Run], mode: str) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows, columns=["family", "task", "floor", "ceiling", "floor_source", "ceiling_source"]), notes
 
 
-def normalise(runs: list[Run], mode: str) -> Normalised:
-    """Normalised scores of every non-random algorithm on the tasks all of them finished."""
+def normalise(runs: list[Run], mode: str) -> list[Normalised]:
+    """Normalised scores per comparison group: tasks are grouped by the set of (non-random)
+    algorithms that have runs there, so that a suite mixing action spaces (QMIX only on
+    Discrete tasks, HATD3 only on Box) still aggregates every task, each group over the
+    algorithms that can run all of its tasks. A task where one of its algorithms has no
+    finished run is left out, with a note."""
     bounds, notes = task_bounds(runs, mode)
     finished = [r for r in runs if r.finished and r.algo != FLOOR_ALGO]
-    algos = sorted({r.algo for r in finished})
     bounded = [f"{f}/{t}" for f, t in zip(bounds["family"], bounds["task"])]
-    tasks = [k for k in bounded if all(any(r.key == k and r.algo == a for r in finished) for a in algos)]
-    for key in sorted(set(bounded) - set(tasks)):
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for key in bounded:
+        expected = sorted({r.algo for r in runs if r.key == key and r.algo != FLOOR_ALGO})
         have = {r.algo for r in finished if r.key == key}
-        notes.append(f"{key}: left out of the aggregates, no finished run of {', '.join(sorted(set(algos) - have))}")
+        if set(expected) - have:
+            notes.append(f"{key}: left out of the aggregates, no finished run of {', '.join(sorted(set(expected) - have))}")
+        elif expected:
+            groups.setdefault(tuple(expected), []).append(key)
+    # the largest group first: it is "the" comparison when there is one
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[0]), -len(item[1]), item[0]))
+    by_task = bounds.set_index(["family", "task"])
+    return [_normalise_group(finished, list(algos), tasks, bounds, by_task, notes if k == 0 else [])
+            for k, (algos, tasks) in enumerate(ordered)] or [Normalised([], [], bounds.iloc[:0], {}, {}, np.zeros(0), {}, notes)]
+
+
+def _normalise_group(finished: list[Run], algos: list[str], tasks: list[str], bounds: pd.DataFrame,
+                     by_task: pd.DataFrame, notes: list[str]) -> Normalised:
     finals, curves, seeds_used = {}, {}, {}
     last_steps = [r.env_steps for r in finished if r.key in tasks]
     curve_steps = np.linspace(0, min(last_steps) if last_steps else 0, CURVE_POINTS)
-    by_task = bounds.set_index(["family", "task"])
     scale = [(float(by_task.loc[tuple(k.split("/", 1)), "floor"]), float(by_task.loc[tuple(k.split("/", 1)), "ceiling"]))
              for k in tasks]  # (floor, ceiling) per aggregated task, the same for every algorithm
     for algo in algos:
         per_task = [sorted((r for r in finished if r.key == k and r.algo == algo), key=lambda r: r.seed) for k in tasks]
-        if not per_task:
-            continue
         n = min(len(group) for group in per_task)
         most = max(len(group) for group in per_task)
         if n < most:
-            notes.append(f"{algo}: aggregated over the first {n} seeds of every task (some tasks have up to {most})")
+            notes.append(f"{algo}: aggregated over the first {n} seeds of every task of its group (some tasks have up to {most})")
         seeds_used[algo] = n
         finals[algo] = np.array([[(g[i].final - lo) / (hi - lo) for g, (lo, hi) in zip(per_task, scale)] for i in range(n)])
         curves[algo] = np.array([[(np.interp(curve_steps, g[i].steps, g[i].scores) - lo) / (hi - lo)
                                   for g, (lo, hi) in zip(per_task, scale)] for i in range(n)])
     used = bounds[[f"{f}/{t}" in tasks for f, t in zip(bounds["family"], bounds["task"])]]
-    return Normalised(tasks, used.reset_index(drop=True), finals, curves, curve_steps, seeds_used, notes)
+    return Normalised(tasks, algos, used.reset_index(drop=True), finals, curves, curve_steps, seeds_used, notes)
 
 
 def run_inventory(runs: list[Run]) -> list[str]:
@@ -131,10 +146,15 @@ def aggregate_table(norm: Normalised, reps: int, seed: int) -> pd.DataFrame:
     rows = []
     for algo in norm.finals:
         for k, name in enumerate(AGGREGATES):
-            rows.append({"algo": algo, "aggregate": name, "value": points[algo][k],
+            rows.append({"group": group_label(norm), "algo": algo, "aggregate": name, "value": points[algo][k],
                          "ci_low": cis[algo][0, k], "ci_high": cis[algo][1, k], "seeds": norm.seeds_used[algo],
                          "tasks": len(norm.tasks)})
     return pd.DataFrame(rows)
+
+
+def group_label(norm: Normalised) -> str:
+    """A comparison group's name: its algorithms, e.g. 'hasac+happo+mappo'."""
+    return "+".join(norm.algos)
 
 
 def write_report(roots: list[Path], out: Path | None, reps: int, seed: int, normalisation: str,
@@ -151,41 +171,46 @@ def write_report(roots: list[Path], out: Path | None, reps: int, seed: int, norm
             print(f"warning: {run.path}: {run.reason}; reported without that run", file=sys.stderr)
     paper = paper_numbers()
     table = task_table(runs, paper, reps, seed)
-    norm = normalise(runs, normalisation)
-    for note in norm.notes:
+    groups = normalise(runs, normalisation)
+    for note in groups[0].notes:
         if "no normalisation bounds" in note:
             print(f"warning: {note}", file=sys.stderr)
-    aggregates = aggregate_table(norm, reps, seed)
-    improvement = _improvement_table(norm, reps, seed)
+    aggregates = [aggregate_table(norm, reps, seed) for norm in groups]
+    improvement = [_improvement_table(norm, reps, seed) for norm in groups]
     out.mkdir(parents=True, exist_ok=True)
     shown = display_table(table)
     atomic_write_text(out / "table.csv", table.to_csv(index=False))
     atomic_write_text(out / "table.md", to_markdown(shown) + "\n\n" + VERDICT_RULE + "\n")
     atomic_write_text(out / "table.tex", to_latex(shown))
-    atomic_write_text(out / "aggregates.csv", aggregates.to_csv(index=False))
-    atomic_write_text(out / "probability_of_improvement.csv", improvement.to_csv(index=False))
+    atomic_write_text(out / "aggregates.csv", pd.concat(aggregates).to_csv(index=False))
+    atomic_write_text(out / "probability_of_improvement.csv", pd.concat(improvement).to_csv(index=False))
     figure_files = []
     if figures:
-        from harness.report.figures import draw_all
+        from harness.report.figures import draw_group, learning_curves
 
-        profiles = performance_profiles(norm.finals, PROFILE_TAUS, reps, seed) if norm.finals else None
-        efficiency = sample_efficiency(norm.curves, reps, seed) if norm.curves else None
-        figure_files = draw_all(out / "figures", runs, table, norm, aggregates, improvement, profiles, efficiency)
-    atomic_write_text(out / "report.md", _report_markdown(suite, roots, runs, shown, norm, aggregates, improvement,
+        figure_files = learning_curves(out / "figures", runs, table)
+        for k, (norm, agg, imp) in enumerate(zip(groups, aggregates, improvement)):
+            profiles = performance_profiles(norm.finals, PROFILE_TAUS, reps, seed) if norm.finals else None
+            efficiency = sample_efficiency(norm.curves, reps, seed) if norm.curves else None
+            # the first (largest) group's figures keep the plain names; others get a folder each
+            directory = out / "figures" if k == 0 else out / "figures" / group_label(norm)
+            figure_files += draw_group(directory, norm, agg, imp, profiles, efficiency)
+    atomic_write_text(out / "report.md", _report_markdown(suite, roots, runs, shown, groups, aggregates, improvement,
                                                            reps, seed, normalisation, figure_files, out))
     return out
 
 
 def _improvement_table(norm: Normalised, reps: int, seed: int) -> pd.DataFrame:
     if TARGET not in norm.finals or len(norm.finals) < 2:
-        return pd.DataFrame(columns=["pair", "probability", "ci_low", "ci_high"])
+        return pd.DataFrame(columns=["group", "pair", "probability", "ci_low", "ci_high"])
     points, cis = probability_of_improvement(norm.finals, TARGET, reps, seed)
-    return pd.DataFrame([{"pair": pair.replace(",", " > "), "probability": float(np.ravel(points[pair])[0]),
+    return pd.DataFrame([{"group": group_label(norm), "pair": pair.replace(",", " > "),
+                          "probability": float(np.ravel(points[pair])[0]),
                           "ci_low": float(np.ravel(cis[pair][0])[0]), "ci_high": float(np.ravel(cis[pair][1])[0])}
                          for pair in points])
 
 
-def _report_markdown(suite, roots, runs, shown, norm, aggregates, improvement, reps, seed, normalisation,
+def _report_markdown(suite, roots, runs, shown, groups, aggregates, improvement, reps, seed, normalisation,
                      figure_files, out: Path) -> str:
     finished = [r for r in runs if r.finished]
     parts = [
@@ -199,18 +224,26 @@ def _report_markdown(suite, roots, runs, shown, norm, aggregates, improvement, r
         "score, ceiling = the best published score"
         + (" (`observed`: gaps filled from this tree, as each source says)." if normalisation == "observed" else "."),
     ]
-    if len(norm.bounds):
-        parts.append(to_markdown(norm.bounds.round({"floor": 4, "ceiling": 4})))
-    if len(aggregates):
-        agg = aggregates.assign(**{"value [95 % CI]": [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in
-                                                       zip(aggregates["value"], aggregates["ci_low"], aggregates["ci_high"])]})
-        parts.append(to_markdown(agg.pivot(index="algo", columns="aggregate", values="value [95 % CI]").reset_index()))
-        parts.append(f"Over {len(norm.tasks)} tasks: {', '.join(norm.tasks)}.")
-    else:
-        parts.append("No task has normalisation bounds and finished runs of every algorithm: no aggregates.")
-    if len(improvement):
-        parts += ["### Probability of improvement", to_markdown(improvement.round(3))]
-    parts += ["## What did not count", "\n".join(f"- {line}" for line in run_inventory(runs) + norm.notes) or "Nothing: every run finished and counted."]
+    if len(groups) > 1:
+        parts.append(f"The tasks fall into {len(groups)} comparison groups by the algorithms run on them (an "
+                     "algorithm is compared only on tasks it can run, e.g. QMIX on Discrete ones); each group "
+                     "is aggregated on its own.")
+    for norm, agg, imp in zip(groups, aggregates, improvement):
+        if len(groups) > 1:
+            parts.append(f"### Group {group_label(norm)}")
+        if len(norm.bounds):
+            parts.append(to_markdown(norm.bounds.round({"floor": 4, "ceiling": 4})))
+        if len(agg):
+            agg = agg.assign(**{"value [95 % CI]": [f"{v:.3f} [{lo:.3f}, {hi:.3f}]" for v, lo, hi in
+                                                   zip(agg["value"], agg["ci_low"], agg["ci_high"])]})
+            parts.append(to_markdown(agg.pivot(index="algo", columns="aggregate", values="value [95 % CI]").reset_index()))
+            parts.append(f"Over {len(norm.tasks)} tasks: {', '.join(norm.tasks)}.")
+        else:
+            parts.append("No task has normalisation bounds and finished runs of every algorithm: no aggregates.")
+        if len(imp):
+            parts += ["Probability of improvement:", to_markdown(imp.drop(columns="group").round(3))]
+    notes = [note for norm in groups for note in norm.notes]
+    parts += ["## What did not count", "\n".join(f"- {line}" for line in run_inventory(runs) + notes) or "Nothing: every run finished and counted."]
     if figure_files:
         parts += ["## Figures", "\n".join(f"- [{p.relative_to(out)}]({p.relative_to(out)})" for p in figure_files)]
     return "\n\n".join(parts) + "\n"

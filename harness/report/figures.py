@@ -133,9 +133,9 @@ def efficiency_plot(directory: Path, steps: np.ndarray, efficiency) -> list[Path
     return save(fig, directory, "sample_efficiency")
 
 
-def draw_all(directory: Path, runs, table, norm, aggregates, improvement, profiles, efficiency) -> list[Path]:
-    """Every figure the data supports; returns the files written."""
-    files = learning_curves(directory, runs, table)
+def draw_group(directory: Path, norm, aggregates, improvement, profiles, efficiency) -> list[Path]:
+    """Every aggregate figure one comparison group's data supports; returns the files written."""
+    files = []
     if len(aggregates):
         files += aggregate_intervals(directory, aggregates)
     if profiles is not None:
