@@ -23,6 +23,7 @@ FAMILIES: dict[str, str] = {
     "dexhands": "envs.dexhands",
     "smac": "envs.smac",
     "smacv2": "envs.smacv2",
+    "football": "envs.football",
 }
 
 __all__ = [
