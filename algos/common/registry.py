@@ -12,6 +12,7 @@ from envs.errors import ConfigError
 ALGORITHMS: dict[str, str] = {
     "random": "algos.random_policy:RandomPolicy",
     "hasac": "algos.hasac:Hasac",
+    "mehaml_kl": "algos.mehaml_kl:MehamlKl",
     "hatd3": "algos.hatd3:Hatd3",
     "qmix": "algos.qmix:Qmix",
     "happo": "algos.happo:Happo",
