@@ -129,8 +129,9 @@ def raw_smac(task: str, seconds: float, n_envs: int = 32) -> float:
 def raw_lag(task: str, seconds: float) -> float:
     """The FDM floor under one LAG env step: the task's trimmed JSBSim F-16s (4, or 1 for
     1-Heading) × 12 sub-steps at 60 Hz, controls held, no autopilot, obs or rewards."""
-    from envs.lag import HEADING_TASK, START, START_ALT, START_U, SUBSTEPS
-    from envs.lag_sim import Aircraft
+    from envs.lag import HEADING_TASK
+    from envs.lag.combat import START, START_ALT, START_U
+    from envs.lag.sim import SUBSTEPS, Aircraft
 
     starts = START[:1] if task == HEADING_TASK else START
     fleet = [Aircraft(n, lat, lon, START_ALT, hdg, START_U) for n, lat, lon, hdg in starts]

@@ -1,6 +1,7 @@
-"""The LAG reimplementation (envs/lag.py, envs/lag_sim.py): spaces of the spec, autopilot
+"""The LAG reimplementation (envs/lag/): spaces of the spec, autopilot
 tolerances, hand-computed geometry, a missile hit, every termination condition, reward
-signs and bounds, determinism and replay snapshots, and the one-line missing-jsbsim error.
+signs and bounds, determinism, aircraft reuse and replay snapshots, and the one-line
+missing-jsbsim error.
 Everything that flies needs jsbsim and is skipped without it."""
 
 import importlib.util
@@ -14,7 +15,8 @@ import pytest
 
 import envs
 from envs import lag
-from envs import lag_sim as sim
+from envs.lag import combat, heading
+from envs.lag import sim
 from envs.errors import EnvUnavailable
 
 NO_WEAPON, SHOOT, HEADING = lag.TASKS
@@ -23,17 +25,17 @@ needs_jsbsim = pytest.mark.skipif(
 )
 
 
-def fly(ac, autopilot, alt, heading, speed, seconds, every=12):
+def fly(ac, autopilot, alt, psi, speed, seconds, every=12):
     for k in range(int(seconds * 60)):
         if k % every == 0:
             ac.sense()
-            autopilot.control(ac, alt, heading, speed, every / 60)
+            autopilot.control(ac, alt, psi, speed, every / 60)
         ac.run()
     ac.sense()
 
 
 def level_f16(**kw):
-    args = dict(name="t", lat=60.0, lon=120.0, alt_m=lag.START_ALT, heading_deg=0.0, u_mps=lag.START_U) | kw
+    args = dict(name="t", lat=60.0, lon=120.0, alt_m=combat.START_ALT, heading_deg=0.0, u_mps=combat.START_U) | kw
     return sim.Aircraft(**args)
 
 
@@ -54,11 +56,12 @@ def test_spaces_match_the_spec(task, obs, n_actions):
 
 
 def test_flat_actions_decode_row_major_like_multidiscrete():
-    assert lag.decode(0, False) == (0, 0, 0, 0)
-    assert [lag.decode(i, False) for i in range(45)] == [(*np.unravel_index(i, (3, 5, 3)), 0) for i in range(45)]
-    assert [lag.decode(i, True) for i in range(90)] == [tuple(np.unravel_index(i, (3, 5, 3, 2))) for i in range(90)]
+    assert combat.decode(0, False) == (0, 0, 0, 0)
+    assert [combat.decode(i, False) for i in range(45)] == [(*np.unravel_index(i, (3, 5, 3)), 0) for i in range(45)]
+    assert [combat.decode(i, True) for i in range(90)] == [tuple(np.unravel_index(i, (3, 5, 3, 2))) for i in range(90)]
+    assert combat.decode(combat.HOLD, False) == (1, 2, 1, 0)  # Δ = 0 on every axis
     with pytest.raises(ValueError):
-        lag.decode(45, False)
+        combat.decode(45, False)
 
 
 @needs_jsbsim
@@ -93,7 +96,7 @@ def test_no_weapon_truncates_at_the_episode_limit():
 @needs_jsbsim
 def test_same_actions_same_trajectory_and_replay_snapshot_is_exact():
     cfg = lag.Config()
-    a, b = lag.LagEnv(SHOOT, cfg), lag.LagEnv(SHOOT, cfg)
+    a, b = combat.LagEnv(SHOOT, cfg), combat.LagEnv(SHOOT, cfg)
     rng = np.random.default_rng(1)
     acts = [(rng.integers(90), rng.integers(90)) for _ in range(30)]
     a.reset(0), b.reset(5)
@@ -115,7 +118,7 @@ def test_trimmed_level_flight_holds_altitude_for_60_s():
     for _ in range(60 * 60):
         ac.run()
     ac.sense()
-    assert abs(ac.alt - lag.START_ALT) < 15.0 and abs(math.degrees(ac.psi)) < 1.0
+    assert abs(ac.alt - combat.START_ALT) < 15.0 and abs(math.degrees(ac.psi)) < 1.0
 
 
 @needs_jsbsim
@@ -127,6 +130,29 @@ def test_autopilot_reaches_heading_altitude_and_speed_changes():
     assert abs(ac.alt - alt0) < 60.0
     fly(ac, ap, alt0 + 500.0, math.radians(90.0), v0 + 17.0, 30)
     assert abs(ac.alt - (alt0 + 500.0)) < 30.0 and abs(ac.vt - (v0 + 17.0)) < 5.0
+
+
+@needs_jsbsim
+def test_a_reset_aircraft_flies_exactly_like_a_new_one():
+    """Envs keep their four FDMs and re-trim them on reset: that must not leak anything
+    from the last episode (FCS integrators, engine, a wild attitude) into the next."""
+
+    def wild_then_straight(ac):
+        ac.set_controls(1.0, -1.0, 0.5, 0.9)  # full roll and pull: a tumbling F-16
+        ac.run(300)
+        ac.reset()
+        return straight(ac)
+
+    def straight(ac):
+        out = []
+        for k in range(120):
+            ac.set_controls(0.2 * math.sin(k / 10), -0.1, 0.0, ac.trim_throttle)
+            ac.run(12)
+            ac.sense()
+            out.append((ac.pos, ac.vel, ac.roll, ac.pitch, ac.psi, ac.nz, ac.time))
+        return out
+
+    assert wild_then_straight(level_f16()) == straight(level_f16())
 
 
 # -- geometry --------------------------------------------------------------------------------
@@ -146,6 +172,16 @@ def test_geometry_against_hand_computed_cases():
     assert sim.relative_features(own, other) == pytest.approx(expected)
 
 
+def test_pair_geometry_is_geometry_seen_from_both_ends_to_the_bit():
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        a = sim.Kinematics(tuple(rng.normal(0, 5000, 3)), tuple(rng.normal(0, 250, 3)), 250.0)
+        b = sim.Kinematics(tuple(rng.normal(0, 5000, 3)), tuple(rng.normal(0, 250, 3)), 230.0)
+        from_a, from_b = sim.pair_geometry(a, b)
+        assert from_a == sim.geometry(a.pos, a.vel, b.pos, b.vel)
+        assert from_b == sim.geometry(b.pos, b.vel, a.pos, a.vel)
+
+
 def test_geodetic_frame_is_centred_and_metric():
     assert sim.geodetic_to_neu(60.0, 120.0, 0.0) == pytest.approx((0.0, 0.0, 0.0), abs=1e-6)
     n, e, u = sim.geodetic_to_neu(60.1, 120.0, 0.0)  # 0.1° of latitude ≈ 11.1 km north
@@ -160,7 +196,7 @@ def test_missile_hits_a_non_manoeuvring_target_in_range():
     for _ in range(60 * 40):
         target.run()
         target.sense()
-        missile.step(1 / 60)
+        missile.step(1 / 60, target.pos, target.vel)
         if not missile.alive:
             break
     assert missile.state == "hit", (missile.state, missile.t, missile.speed)
@@ -171,7 +207,7 @@ def test_missile_fails_when_it_has_no_energy():
     far = SimpleNamespace(pos=(50_000.0, 0.0, 6000.0), vel=(300.0, 0.0, 0.0), alive=True)
     missile = sim.Missile(still, far, sim.MissileModel(thrust=0.0))  # launched at 0 m/s, no motor
     for _ in range(60 * 5):
-        missile.step(1 / 60)
+        missile.step(1 / 60, far.pos, far.vel)
     assert missile.state == "miss"
 
 
@@ -182,7 +218,7 @@ def _state(**kw):
 
 
 def test_crash_conditions():
-    crashed = lag.LagEnv._crashed
+    crashed = sim.crashed
     assert not crashed(_state())
     assert crashed(_state(alt=2400.0))  # below 2,500 m
     assert crashed(_state(nz=-12.0))  # overload after 10 s
@@ -194,8 +230,8 @@ def test_crash_conditions():
 
 @needs_jsbsim
 def test_low_start_crashes_everyone_and_loses(monkeypatch):
-    monkeypatch.setattr(lag, "START_ALT", 2400.0)
-    env = lag.LagEnv(NO_WEAPON, lag.Config())
+    monkeypatch.setattr(combat, "START_ALT", 2400.0)
+    env = combat.LagEnv(NO_WEAPON, lag.Config())
     env.reset(0)
     view, reward, terminated, truncated, info = env.step((22, 22))
     assert terminated and not truncated and info["loss"] and not info["win"] and info["crash"] == 2
@@ -204,7 +240,7 @@ def test_low_start_crashes_everyone_and_loses(monkeypatch):
 
 @needs_jsbsim
 def test_all_enemies_down_is_a_win_and_dead_agents_get_zero():
-    env = lag.LagEnv(NO_WEAPON, lag.Config())
+    env = combat.LagEnv(NO_WEAPON, lag.Config())
     env.reset(0)
     for ac in env.aircraft[2:]:
         ac.alive, ac.shot_down = False, True
@@ -218,7 +254,7 @@ def test_all_enemies_down_is_a_win_and_dead_agents_get_zero():
 
 @needs_jsbsim
 def test_missile_hit_is_plus_200_for_the_shooter_and_minus_200_for_the_target():
-    env = lag.LagEnv(SHOOT, lag.Config())
+    env = combat.LagEnv(SHOOT, lag.Config())
     env.reset(0)
     red, blue = env.aircraft[0], env.aircraft[2]
     m = sim.Missile(red, blue, env.missile_model)
@@ -283,10 +319,10 @@ def test_missing_jsbsim_exits_2_from_the_harness(tmp_path):
 
 @needs_jsbsim
 def test_debug_view_writes_a_trajectory_png(tmp_path):
-    from envs import lag_view
+    from envs.lag import view
 
     out = tmp_path / "traj.png"
-    assert lag_view.main(["--policy", "hold", "--task", SHOOT, "--out", str(out)]) == 0
+    assert view.main(["--policy", "hold", "--task", SHOOT, "--out", str(out)]) == 0
     assert out.stat().st_size > 10_000
 
 
@@ -317,7 +353,7 @@ def test_heading_task_spaces_and_the_pid_bar():
     env.close()
 
     def score(policy, steps=150):
-        env, ap, total = lag.HeadingEnv(lag.Config(episode_limit=steps)), sim.Autopilot(), 0.0
+        env, ap, total = heading.HeadingEnv(lag.Config(episode_limit=steps)), sim.Autopilot(), 0.0
         env.reset(0)
         for _ in range(steps):
             _, r, terminated, truncated, _ = env.step([policy(env, ap)])
@@ -326,7 +362,7 @@ def test_heading_task_spaces_and_the_pid_bar():
                 break
         return total
 
-    pid = score(lag.pid_heading_action)
+    pid = score(heading.pid_heading_action)
     assert pid > 0.4 * 150  # the bar a learned controller has to beat (mean reward per step in [0, 1])
     assert score(lambda env, ap: np.zeros(4, np.float32)) < pid
 
@@ -334,7 +370,7 @@ def test_heading_task_spaces_and_the_pid_bar():
 @needs_jsbsim
 def test_heading_task_snapshot_replays_targets_and_flight():
     cfg = lag.Config(episode_limit=400)
-    a, b = lag.HeadingEnv(cfg), lag.HeadingEnv(cfg)
+    a, b = heading.HeadingEnv(cfg), heading.HeadingEnv(cfg)
     a.reset(7), b.reset(1)
     rng = np.random.default_rng(0)
     acts = [rng.uniform(-0.2, 0.2, 4).astype(np.float32) for _ in range(170)]  # crosses a target change

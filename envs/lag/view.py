@@ -1,7 +1,7 @@
 """Debug view for env=lag: fly one episode and draw what every aircraft and missile did.
 
-    python -m envs.lag_view RUN_DIR [--out traj.png]      # greedy policy of a saved run
-    python -m envs.lag_view --policy hold --task 2v2-ShootMissile-vsBaseline
+    python -m envs.lag.view RUN_DIR [--out traj.png]      # greedy policy of a saved run
+    python -m envs.lag.view --policy hold --task 2v2-ShootMissile-vsBaseline
 
 RUN_DIR is a harness run directory (config.yaml + checkpoints/latest.pt). `--policy hold`
 needs no run: Red keeps altitude, heading and speed (and fires when it can), which shows
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from envs.base import Step
-from envs.lag import WEAPONS, Config, LagEnv, decode
+from envs.lag import Config
+from envs.lag.combat import HOLD, WEAPONS, LagEnv, decode
 
-HOLD = 22  # (Δalt 0, Δheading 0, Δspeed 0): index 1·15 + 2·3 + 1
 COLOURS = {"A0100": "tab:red", "A0200": "salmon", "B0100": "tab:blue", "B0200": "lightblue"}
 
 

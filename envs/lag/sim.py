@@ -1,4 +1,4 @@
-"""Air-combat physics for the Light Aircraft Game tasks (envs/lag.py): JSBSim F-16s, our own
+"""Air-combat physics for the Light Aircraft Game tasks (envs/lag): JSBSim F-16s, our own
 PID autopilot, a point-mass missile, the relative geometry and the reward terms.
 
 Written from the task description in ../shared/reference/hard_families.md §3 and textbook
@@ -68,15 +68,28 @@ def _scale(a, k: float) -> tuple[float, float, float]:
     return (a[0] * k, a[1] * k, a[2] * k)
 
 
+def _dot(a, b) -> float:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
 def _norm(a) -> float:
     return math.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
 
 
-def _angle(a, b) -> float:
-    na, nb = _norm(a), _norm(b)
+def _acos_ratio(dot: float, na: float, nb: float) -> float:
+    """The angle whose cosine is dot/(na·nb); 0 when either vector is (nearly) zero."""
     if na < 1e-9 or nb < 1e-9:
         return 0.0
-    return math.acos(max(-1.0, min(1.0, (a[0] * b[0] + a[1] * b[1] + a[2] * b[2]) / (na * nb))))
+    return math.acos(max(-1.0, min(1.0, dot / (na * nb))))
+
+
+def _angle(a, b) -> float:
+    return _acos_ratio(_dot(a, b), _norm(a), _norm(b))
+
+
+def _side(vel, los) -> float:
+    cross = vel[0] * los[1] - vel[1] * los[0]  # north x east: > 0 means to the right
+    return 1.0 if cross > 0 else (-1.0 if cross < 0 else 0.0)
 
 
 def geometry(own_pos, own_vel, other_pos, other_vel) -> tuple[float, float, float, float]:
@@ -85,16 +98,38 @@ def geometry(own_pos, own_vel, other_pos, other_vel) -> tuple[float, float, floa
     on its tail, pi = it flies straight at us); side: +1 when the other is to the right of
     own horizontal velocity, -1 left, 0 dead ahead/behind."""
     los = _sub(other_pos, own_pos)
-    cross = own_vel[0] * los[1] - own_vel[1] * los[0]  # north x east: > 0 means to the right
-    side = 1.0 if cross > 0 else (-1.0 if cross < 0 else 0.0)
-    return _angle(own_vel, los), _angle(other_vel, los), _norm(los), side
+    return _angle(own_vel, los), _angle(other_vel, los), _norm(los), _side(own_vel, los)
+
+
+def pair_geometry(a: "Kinematics", b: "Kinematics") -> tuple[tuple, tuple]:
+    """`geometry` seen from a and from b, from one line of sight: bit-identical to two
+    `geometry` calls (negating a float is exact), at about half the cost."""
+    los = _sub(b.pos, a.pos)
+    rng, na, nb = _norm(los), _norm(a.vel), _norm(b.vel)
+    dot_a, dot_b = _dot(a.vel, los), _dot(b.vel, los)
+    from_a = (_acos_ratio(dot_a, na, rng), _acos_ratio(dot_b, nb, rng), rng, _side(a.vel, los))
+    back = (-los[0], -los[1], -los[2])
+    from_b = (_acos_ratio(-dot_b, nb, rng), _acos_ratio(-dot_a, na, rng), rng, _side(b.vel, back))
+    return from_a, from_b
+
+
+def features_from(own: "Kinematics", other: "Kinematics", geo: tuple) -> list[float]:
+    """The 6 features the spec gives per other aircraft (or missile) from their `geometry`:
+    Δ body-u speed / 340, Δ altitude / 1 km (other minus own), AO, TA, range / 10 km, side."""
+    ao, ta, rng, side = geo
+    return [(other.u - own.u) / MACH, (other.pos[2] - own.pos[2]) / 1000.0, ao, ta, rng / 10000.0, side]
 
 
 def relative_features(own: "Kinematics", other: "Kinematics") -> list[float]:
-    """The 6 features the spec gives per other aircraft (or missile): Δ body-u speed / 340,
-    Δ altitude / 1 km (other minus own), AO, TA, range / 10 km, side flag."""
-    ao, ta, rng, side = geometry(own.pos, own.vel, other.pos, other.vel)
-    return [(other.u - own.u) / MACH, (other.pos[2] - own.pos[2]) / 1000.0, ao, ta, rng / 10000.0, side]
+    """`features_from` with the geometry computed here."""
+    return features_from(own, other, geometry(own.pos, own.vel, other.pos, other.vel))
+
+
+def ego_features(ac: "Aircraft") -> list[float]:
+    """The spec's 9 own-state features: altitude / 5 km, sin and cos of roll and pitch, body
+    u, v, w and calibrated airspeed / 340."""
+    return [ac.alt / 5000.0, math.sin(ac.roll), math.cos(ac.roll), math.sin(ac.pitch), math.cos(ac.pitch),
+            ac.u / MACH, ac.v / MACH, ac.w / MACH, ac.vc / MACH]
 
 
 @dataclass
@@ -109,73 +144,104 @@ class Kinematics:
 # --------------------------------------------------------------------------------------
 # Aircraft: one JSBSim F-16
 # --------------------------------------------------------------------------------------
-_READ = {  # attribute -> (JSBSim property, factor to SI)
-    "lat": ("position/lat-geod-deg", 1.0), "lon": ("position/long-gc-deg", 1.0),
-    "alt": ("position/h-sl-meters", 1.0),
-    "roll": ("attitude/phi-rad", 1.0), "pitch": ("attitude/theta-rad", 1.0), "psi": ("attitude/psi-rad", 1.0),
-    "u": ("velocities/u-fps", FT), "v": ("velocities/v-fps", FT), "w": ("velocities/w-fps", FT),
-    "vc": ("velocities/vc-fps", FT), "vt": ("velocities/vt-fps", FT),
-    "vn": ("velocities/v-north-fps", FT), "ve": ("velocities/v-east-fps", FT), "vd": ("velocities/v-down-fps", FT),
-    "p": ("velocities/p-rad_sec", 1.0), "q": ("velocities/q-rad_sec", 1.0), "r": ("velocities/r-rad_sec", 1.0),
-    "nx": ("accelerations/n-pilot-x-norm", 1.0), "ny": ("accelerations/n-pilot-y-norm", 1.0),
-    "nz": ("accelerations/n-pilot-z-norm", 1.0),
-}
+SUBSTEPS = 12  # 60 Hz FDM, one agent decision every 0.2 s
+DT = 1.0 / 60.0
+# What `sense` reads, in this order: (JSBSim property, factor to SI).
+_READ = (
+    ("position/lat-geod-deg", 1.0), ("position/long-gc-deg", 1.0), ("position/h-sl-meters", 1.0),
+    ("attitude/phi-rad", 1.0), ("attitude/theta-rad", 1.0), ("attitude/psi-rad", 1.0),
+    ("velocities/u-fps", FT), ("velocities/v-fps", FT), ("velocities/w-fps", FT),
+    ("velocities/vc-fps", FT), ("velocities/vt-fps", FT),
+    ("velocities/v-north-fps", FT), ("velocities/v-east-fps", FT), ("velocities/v-down-fps", FT),
+    ("velocities/p-rad_sec", 1.0), ("velocities/q-rad_sec", 1.0), ("velocities/r-rad_sec", 1.0),
+    ("accelerations/n-pilot-x-norm", 1.0), ("accelerations/n-pilot-y-norm", 1.0),
+    ("accelerations/n-pilot-z-norm", 1.0),
+)
 _CONTROLS = ("fcs/aileron-cmd-norm", "fcs/elevator-cmd-norm", "fcs/rudder-cmd-norm", "fcs/throttle-cmd-norm")
 
 
 class Aircraft:
-    """One trimmed JSBSim F-16 plus the state the task layer reads (refreshed by `sense`)."""
+    """One JSBSim F-16 with a fixed start point, plus the state the task layer reads
+    (refreshed by `sense`). The FDM is built once and re-trimmed at its start by `reset`.
+
+    Reuse is exact: `reset` re-initialises every JSBSim model and trims from the same state
+    each time, so every episode flies bit-identically to a new aircraft's first (tested).
+    The one trap: re-initialising an FDM whose initial conditions were never set lands in a
+    slightly different state (about 0.06 m off within 20 s), so `__init__` sets them first.
+    Reuse skips loading the model; the trim, about 15 ms of CPU per aircraft, remains."""
 
     def __init__(self, name: str, lat: float, lon: float, alt_m: float, heading_deg: float, u_mps: float):
-        import jsbsim  # lazy: envs/lag.py checks availability first
+        import jsbsim  # lazy: envs/lag checks availability first
 
         jsbsim.FGJSBBase().debug_lvl = 0  # silences the start-up banner of every FGFDMExec
         self.name = name
+        self._initial = (("ic/lat-geod-deg", lat), ("ic/long-gc-deg", lon), ("ic/h-sl-ft", alt_m / FT),
+                         ("ic/psi-true-deg", heading_deg), ("ic/u-fps", u_mps / FT))
         fdm = jsbsim.FGFDMExec(jsbsim.get_default_root_dir())
         fdm.set_debug_level(0)
         fdm.load_model("f16")
-        for prop, value in (("ic/lat-geod-deg", lat), ("ic/long-gc-deg", lon), ("ic/h-sl-ft", alt_m / FT),
-                            ("ic/psi-true-deg", heading_deg), ("ic/u-fps", u_mps / FT)):
-            fdm[prop] = value
-        fdm.set_dt(1.0 / 60.0)
+        fdm.set_dt(DT)
+        self.fdm = fdm
+        self._load_initial()  # before the first reset: see the class docstring
+        manager = fdm.get_property_manager()
+        self._nodes = [manager.get_node(p) for p, _ in _READ]
+        self._factors = [f for _, f in _READ]
+        self._controls = [manager.get_node(p) for p in _CONTROLS]
+        self.reset()
+
+    def _load_initial(self) -> None:
+        for prop, value in self._initial:
+            self.fdm[prop] = value
+
+    def reset(self) -> None:
+        """Back to the start point, engine running, trimmed for level flight."""
+        fdm = self.fdm
+        fdm.reset_to_initial_conditions(0)
+        self._load_initial()
         fdm.run_ic()
         fdm.get_propulsion().init_running(-1)
         fdm.get_propulsion().get_steady_state()
         fdm["simulation/do_simple_trim"] = 1  # level flight: without it the F-16 dives
-        self.fdm = fdm
-        manager = fdm.get_property_manager()
-        self._nodes = {k: (manager.get_node(p), f) for k, (p, f) in _READ.items()}
-        self._controls = [manager.get_node(p) for p in _CONTROLS]
         self.trim_throttle = float(fdm["fcs/throttle-cmd-norm"])
         self.alive, self.crashed, self.shot_down = True, False, False
-        self.time = 0.0
+        self.frames = 0
         self.missiles_left, self.kills = 0, 0
         self.last_launch_step = -10**9
         self.sense()
 
+    @property
+    def time(self) -> float:
+        """Seconds flown since the last reset."""
+        return self.frames * DT
+
     def sense(self) -> None:
         """Copy JSBSim's properties into attributes (SI units) and the NEU kinematics."""
-        for key, (node, factor) in self._nodes.items():
-            setattr(self, key, node.get_double_value() * factor)
+        (self.lat, self.lon, self.alt, self.roll, self.pitch, self.psi, self.u, self.v, self.w, self.vc, self.vt,
+         self.vn, self.ve, self.vd, self.p, self.q, self.r, self.nx, self.ny, self.nz) = [
+            node.get_double_value() * f for node, f in zip(self._nodes, self._factors)]
         self.pos = geodetic_to_neu(self.lat, self.lon, self.alt)
         self.vel = (self.vn, self.ve, -self.vd)
         self.kin = Kinematics(self.pos, self.vel, self.u)
 
-    def track(self) -> None:
-        """Refresh only position and velocity (what a missile chasing us needs each sub-step)."""
+    def position_velocity(self) -> tuple[tuple, tuple]:
+        """NEU position and velocity read now (what a missile chasing us needs each sub-step);
+        the same arithmetic as `sense`, so both agree to the bit."""
         nodes = self._nodes
-        self.pos = geodetic_to_neu(nodes["lat"][0].get_double_value(), nodes["lon"][0].get_double_value(),
-                                   nodes["alt"][0].get_double_value())
-        self.vel = (nodes["vn"][0].get_double_value() * FT, nodes["ve"][0].get_double_value() * FT,
-                    -nodes["vd"][0].get_double_value() * FT)
+        pos = geodetic_to_neu(nodes[0].get_double_value(), nodes[1].get_double_value(), nodes[2].get_double_value())
+        vel = (nodes[11].get_double_value() * FT, nodes[12].get_double_value() * FT,
+               -(nodes[13].get_double_value() * FT))
+        return pos, vel
 
     def set_controls(self, aileron: float, elevator: float, rudder: float, throttle: float) -> None:
         for node, value in zip(self._controls, (aileron, elevator, rudder, throttle)):
             node.set_double_value(value)
 
-    def run(self) -> None:
-        self.fdm.run()
-        self.time += 1.0 / 60.0
+    def run(self, frames: int = 1) -> None:
+        """Advance the FDM `frames` sub-steps with the controls held."""
+        run = self.fdm.run
+        for _ in range(frames):
+            run()
+        self.frames += frames
 
 
 @dataclass
@@ -277,16 +343,18 @@ class Missile:
     def kin(self) -> Kinematics:
         return Kinematics(self.pos, self.vel, self.speed)
 
-    def step(self, dt: float) -> None:
-        m, tgt = self.model, self.target
+    def step(self, dt: float, target_pos, target_vel) -> None:
+        """One sub-step toward a target now at `target_pos` moving at `target_vel` (the env
+        records the target's track while it flies, then steps the missiles along it)."""
+        m = self.model
         if not self.alive:
             return
-        if not tgt.alive:
+        if not self.target.alive:
             self.state = "miss"
             return
         v = self.vel
         speed = _norm(v)
-        r, w = _sub(tgt.pos, self.pos), _sub(tgt.vel, v)
+        r, w = _sub(target_pos, self.pos), _sub(target_vel, v)
         rng2 = max(r[0] * r[0] + r[1] * r[1] + r[2] * r[2], 1.0)
         # PN: a = N·(ω × v_m), ω = (r × v_rel)/|r|², gain fading linearly over the life
         om = _scale(_cross(r, w), 1.0 / rng2)
@@ -304,10 +372,28 @@ class Missile:
         self.t += dt
         if self.t < m.burn_time:
             self.mass -= m.mass_rate * dt
-        if _norm(_sub(tgt.pos, self.pos)) <= m.kill_radius:
+        if _norm(_sub(target_pos, self.pos)) <= m.kill_radius:
             self.state = "hit"
         elif self.t >= m.life or (self.t > m.burn_time and self.speed < m.min_speed) or self.pos[2] <= 0.0:
             self.state = "miss"
+
+
+# --------------------------------------------------------------------------------------
+# Termination (the spec's crash rules, shared by every task)
+# --------------------------------------------------------------------------------------
+CRASH_ALT, OVERLOAD_G, OVERLOAD_AFTER = 2500.0, 10.0, 10.0
+
+
+def crashed(ac) -> bool:
+    """Below 2,500 m; an extreme state; or overload once 10 s have been flown."""
+    if ac.alt <= CRASH_ALT:
+        return True
+    speed = math.sqrt(ac.vn**2 + ac.ve**2 + ac.vd**2)
+    rates = math.sqrt(ac.p**2 + ac.q**2 + ac.r**2)
+    loads = (abs(ac.nx), abs(ac.ny), abs(ac.nz + 1.0))  # n_z is -1 g in level flight
+    if not math.isfinite(speed) or speed >= 1e10 or rates >= 1000.0 or max(loads) > 10 * OVERLOAD_G:
+        return True
+    return ac.time > OVERLOAD_AFTER and max(loads) > OVERLOAD_G
 
 
 # --------------------------------------------------------------------------------------
