@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from algos.common.distributions import gumbel_softmax_hard, masked_argmax_onehot, masked_logits, scale_action, squashed_gaussian_sample
+from algos.common.distributions import gumbel_noise, gumbel_softmax_hard, masked_argmax_onehot, masked_logits, scale_action, squashed_gaussian_sample
 from algos.common.networks import plain_mlp
-from algos.common.off_policy import HaOffPolicy, OffPolicyConfig, masked_mean
+from algos.common.off_policy import HaOffPolicy, OffPolicyConfig, masked_mean, read_metrics
 from algos.common.policy_sample import PolicySample, sample_stochastic_actors
 from algos.common.replay import Batch
 from envs.base import EnvSpec, Step
@@ -88,10 +88,16 @@ class SquashedGaussianActor(nn.Module):
         self.register_buffer("high", high.clone())
 
     def forward(self, obs: torch.Tensor, avail: torch.Tensor | None, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised sample: (action [B, A] in [low, high], log_prob [B, 1])."""
+        """Reparameterised sample: (action [B, A] in [low, high], log_prob [B, 1]); the
+        distribution's arithmetic stays float32 under bf16 autocast."""
         h = self.trunk(obs)
-        log_std = self.log_std(h).clamp(-20.0, 2.0)
-        return squashed_gaussian_sample(self.mu(h), log_std, self.low, self.high, generator)
+        log_std = self.log_std(h).float().clamp(-20.0, 2.0)
+        return squashed_gaussian_sample(self.mu(h).float(), log_std, self.low, self.high, generator)
+
+    def draw_noise(self, batch_size: int, generator: torch.Generator) -> None:
+        """Advance `generator` exactly as forward() on `batch_size` rows would, without the
+        network: for a sample update() never reads, so the random stream stays the same."""
+        torch.randn((batch_size, self.low.numel()), generator=generator, device=self.low.device)
 
     def mode(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
         """Deterministic action scale(tanh(μ)) [B, A]."""
@@ -111,7 +117,13 @@ class CategoricalActor(nn.Module):
 
     def forward(self, obs: torch.Tensor, avail: torch.Tensor | None, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Straight-through Gumbel-Softmax sample: (one-hot [B, n], log_prob [B, 1])."""
-        return gumbel_softmax_hard(self.body(obs), avail, generator)
+        return gumbel_softmax_hard(self.body(obs).float(), avail, generator)
+
+    def draw_noise(self, batch_size: int, generator: torch.Generator) -> None:
+        """Advance `generator` exactly as forward() on `batch_size` rows would (see
+        SquashedGaussianActor.draw_noise)."""
+        head = self.body[-1].weight
+        gumbel_noise(torch.Size((batch_size, head.shape[0])), generator, head.device, torch.float32)
 
     def mode(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
         """One-hot of the most likely available action [B, n]."""
@@ -119,7 +131,7 @@ class CategoricalActor(nn.Module):
 
     def log_probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
         """log πⁱ(·|o) over all actions [B, n]; unavailable ones get probability 0."""
-        return F.log_softmax(masked_logits(self.body(obs), avail), dim=-1)
+        return F.log_softmax(masked_logits(self.body(obs).float(), avail), dim=-1)
 
 
 def orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
@@ -161,21 +173,26 @@ class Hasac(HaOffPolicy):
         return [actor.mode(obs, avail) for actor, (obs, avail) in zip(self.actors, inputs)]
 
     def update(self) -> dict[str, float]:
-        batch = self.buffer.sample(self.config.batch_size, self.rng, self.device)
-        metrics = self.critic_step(batch, self.soft_next_value(batch))
-        self.critic.requires_grad_(False)  # actor losses need dQ/da only
-        with torch.no_grad():
-            actions, log_probs = self.sample_joint(batch.obs, batch.avail)  # pre-update samples
-        for i in self.rng.permutation(self.spec.n_agents):
-            log_prob, actor_metrics = self.actor_step(i, batch, actions)
-            metrics |= actor_metrics | self.temperature_step(i, log_prob, batch.valid[:, i])
-            with torch.no_grad():  # agents after i see agent i's new policy
-                actions[i], log_probs[i] = self.actors[i](batch.obs[i], batch.avail[i], self.generator)
-        self.critic.requires_grad_(True)
-        metrics |= self.temperature_step(self.spec.n_agents, sum(log_probs), torch.ones_like(batch.reward))
+        batch = self.buffer.sample(self.config.batch_size, self.rng)
+        with self.autocast():
+            metrics = self.critic_step(batch, self.soft_next_value(batch))
+            self.critic.requires_grad_(False)  # actor losses need dQ/da only
+            order = self.rng.permutation(self.spec.n_agents)
+            with torch.no_grad():  # pre-update samples; the first agent replaces its own before anyone reads it
+                actions, log_probs = self.sample_joint(batch.obs, batch.avail, skip=order[0])
+            for m, i in enumerate(order):
+                log_prob, actor_metrics = self.actor_step(i, batch, actions)
+                metrics |= actor_metrics | self.temperature_step(i, log_prob, batch.valid[:, i])
+                with torch.no_grad():  # agents after i see agent i's new policy, α_c the last one's log π
+                    if m + 1 < len(order) or self.config.auto_alpha:
+                        actions[i], log_probs[i] = self.actors[i](batch.obs[i], batch.avail[i], self.generator)
+                    else:  # nobody reads the last agent's new sample
+                        self.actors[i].draw_noise(self.config.batch_size, self.generator)
+            self.critic.requires_grad_(True)
+            metrics |= self.temperature_step(self.spec.n_agents, sum(log_probs), torch.ones_like(batch.reward))
         self.soft_update([(self.critic_target, self.critic)])
         self.updates += 1
-        return metrics
+        return read_metrics(metrics)
 
     def checkpointed(self) -> dict:
         objects = super().checkpointed() | {"log_alpha": self.log_alpha}
@@ -192,10 +209,21 @@ class Hasac(HaOffPolicy):
         return probs
 
     # -- steps of update() -------------------------------------------------------------------
-    def sample_joint(self, obs: list[torch.Tensor], avail: list[torch.Tensor | None]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """aⁱ ~ πⁱ(·|oⁱ) for every agent: (N × [B, A_i] critic encoding, N × [B, 1] log π)."""
-        samples = [actor(o, m, self.generator) for actor, o, m in zip(self.actors, obs, avail)]
-        return [a for a, _ in samples], [lp for _, lp in samples]
+    def sample_joint(self, obs: list[torch.Tensor], avail: list[torch.Tensor | None],
+                     skip: int | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """aⁱ ~ πⁱ(·|oⁱ) for every agent: (N × [B, A_i] critic encoding, N × [B, 1] log π).
+        Agent `skip` only draws its noise (same random stream) and gets zeros."""
+        actions, log_probs = [], []
+        for i, (actor, o, m) in enumerate(zip(self.actors, obs, avail)):
+            if i == skip:
+                actor.draw_noise(o.shape[0], self.generator)
+                width = self.spec.action_spaces[i].n if self.bounds[i] is None else self.bounds[i][0].numel()
+                action, log_prob = o.new_zeros((o.shape[0], width)), o.new_zeros((o.shape[0], 1))
+            else:
+                action, log_prob = actor(o, m, self.generator)
+            actions.append(action)
+            log_probs.append(log_prob)
+        return actions, log_probs
 
     @torch.no_grad()
     def soft_next_value(self, batch: Batch) -> torch.Tensor:
@@ -203,9 +231,9 @@ class Hasac(HaOffPolicy):
         next-step availability masks [B, 1]."""
         next_actions, next_log_probs = self.sample_joint(batch.next_obs, batch.next_avail)
         q1, q2 = self.critic_target(batch.next_state, next_actions)
-        return torch.min(q1, q2) - self.log_alpha[-1].exp() * sum(next_log_probs)
+        return torch.min(q1, q2).float() - self.log_alpha[-1].exp() * sum(next_log_probs)
 
-    def actor_step(self, i: int, batch: Batch, actions: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def actor_step(self, i: int, batch: Batch, actions: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One Adam step on agent i's loss against the current joint `actions`; returns the
         log π used (for the temperature step) and the metrics."""
         actor, obs, avail, valid = self.actors[i], batch.obs[i], batch.avail[i], batch.valid[:, i]
@@ -217,7 +245,7 @@ class Hasac(HaOffPolicy):
         else:
             action, log_prob = actor(obs, avail, self.generator)
             q1, q2 = self.critic(batch.state, [action if j == i else a for j, a in enumerate(actions)])
-            loss, metrics = actor_loss(torch.min(q1, q2), log_prob, alpha, valid)
+            loss, metrics = actor_loss(torch.min(q1, q2).float(), log_prob, alpha, valid)
         loss = loss + self.drift_penalty(i, batch)
         self.actor_optimizers[i].zero_grad()
         loss.backward()
@@ -239,9 +267,9 @@ class Hasac(HaOffPolicy):
         joint = [a.repeat(n, 1) for a in actions]
         joint[i] = torch.eye(n, device=state.device).repeat_interleave(B, dim=0)
         q1, q2 = self.critic(state.repeat(n, 1), joint)
-        return torch.min(q1, q2).view(n, B).T
+        return torch.min(q1, q2).float().view(n, B).T
 
-    def temperature_step(self, k: int, log_prob: torch.Tensor, valid: torch.Tensor) -> dict[str, float]:
+    def temperature_step(self, k: int, log_prob: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
         """Adam step on log α_k (k = N is the critic's α_c) when auto_alpha; metrics always."""
         name = "critic" if k == self.spec.n_agents else f"agent_{k}"
         metrics = {}
@@ -251,7 +279,7 @@ class Hasac(HaOffPolicy):
             self.alpha_optimizers[k].zero_grad()
             loss.backward()
             self.alpha_optimizers[k].step()
-        return {f"{key}/{name}": v for key, v in metrics.items()} | {f"alpha/{name}": self.log_alpha[k].exp().item()}
+        return {f"{key}/{name}": v for key, v in metrics.items()} | {f"alpha/{name}": self.log_alpha[k].detach().exp()}
 
 
 def target_entropy(space: spaces.Space, discrete_mode: str) -> float:
@@ -262,25 +290,25 @@ def target_entropy(space: spaces.Space, discrete_mode: str) -> float:
     return -float(np.prod(space.shape))
 
 
-def actor_loss(q: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def actor_loss(q: torch.Tensor, log_prob: torch.Tensor, alpha: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """SAC actor loss of one agent on a reparameterised sample (Box rsample, Discrete
     straight-through Gumbel-Softmax): −E_valid[min_j Q_j(s, a) − α log πⁱ(aⁱ)].
     q, log_prob: [B, 1]; valid [B] (agent alive, HARL use_policy_active_masks)."""
     loss = masked_mean(alpha * log_prob - q, valid)
-    return loss, {"loss/actor": loss.item(), "entropy": -masked_mean(log_prob, valid).item()}
+    return loss, {"loss/actor": loss.detach(), "entropy": -masked_mean(log_prob.detach(), valid)}
 
 
-def expected_actor_loss(q_all: torch.Tensor, log_pi: torch.Tensor, alpha: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def expected_actor_loss(q_all: torch.Tensor, log_pi: torch.Tensor, alpha: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Exact discrete actor loss, the expectation over the agent's own actions:
     −E_valid[Σ_a πⁱ(a)(min_j Q_j(s, a, a₋ᵢ) − α log πⁱ(a))]. q_all, log_pi: [B, n]."""
     pi = log_pi.exp()
     loss = masked_mean((pi * (alpha * log_pi - q_all)).sum(dim=-1, keepdim=True), valid)
     entropy = -(pi * log_pi).sum(dim=-1, keepdim=True)
-    return loss, {"loss/actor": loss.item(), "entropy": masked_mean(entropy, valid).item()}
+    return loss, {"loss/actor": loss.detach(), "entropy": masked_mean(entropy.detach(), valid)}
 
 
-def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Temperature loss on log α, as in HARL/SB3 (not on α as in CleanRL):
     −E_valid[log α · (log π + H̄)], with log π detached. log_prob [B, 1], valid [B]."""
     loss = -masked_mean(log_alpha * (log_prob.detach() + target_entropy), valid)
-    return loss, {"loss/alpha": loss.item()}
+    return loss, {"loss/alpha": loss.detach()}

@@ -26,7 +26,7 @@ from torch import nn
 
 from algos.common.distributions import scale_action
 from algos.common.networks import plain_mlp
-from algos.common.off_policy import HaOffPolicy, OffPolicyConfig, masked_mean
+from algos.common.off_policy import HaOffPolicy, OffPolicyConfig, masked_mean, read_metrics
 from algos.common.replay import Batch
 from envs.base import EnvSpec, Step
 from envs.errors import ConfigError
@@ -76,8 +76,8 @@ class DeterministicActor(nn.Module):
         self.register_buffer("high", high.clone())
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """μ(o) [B, A] in [low, high]."""
-        return scale_action(self.net(obs), self.low, self.high)
+        """μ(o) [B, A] in [low, high] (float32 under bf16 autocast too)."""
+        return scale_action(self.net(obs).float(), self.low, self.high)
 
     def perturb(self, action: torch.Tensor, std: float, clip: float | None, generator: torch.Generator) -> torch.Tensor:
         """clip(a + clip(ε, ±clip·s), low, high), ε ~ N(0, (std·s)²), s = (high − low)/2."""
@@ -112,20 +112,24 @@ class Hatd3(HaOffPolicy):
         return actions
 
     def update(self) -> dict[str, float]:
-        batch = self.buffer.sample(self.config.batch_size, self.rng, self.device)
-        metrics = self.critic_step(batch, self.target_next_value(batch))
-        self.updates += 1
-        if self.updates % self.config.policy_freq == 0:
-            self.critic.requires_grad_(False)  # actor losses need dQ/da only
-            with torch.no_grad():
+        batch = self.buffer.sample(self.config.batch_size, self.rng)
+        with self.autocast():
+            metrics = self.critic_step(batch, self.target_next_value(batch))
+            self.updates += 1
+            if self.updates % self.config.policy_freq == 0:
+                self.critic.requires_grad_(False)  # actor losses need dQ/da only
+                # μⁱ(oⁱ) with its graph: the others read it detached, agent i's own step
+                # differentiates it, so no agent runs its pre-update forward twice
                 actions = [actor(obs) for actor, obs in zip(self.actors, batch.obs)]
-            for i in self.rng.permutation(self.spec.n_agents):
-                metrics |= self.actor_step(i, batch, actions)
-                with torch.no_grad():  # agents after i see agent i's new action
-                    actions[i] = self.actors[i](batch.obs[i])
-            self.critic.requires_grad_(True)
-            self.soft_update([(self.critic_target, self.critic), (self.actors_target, self.actors)])
-        return metrics
+                order = self.rng.permutation(self.spec.n_agents)
+                for m, i in enumerate(order):
+                    metrics |= self.actor_step(i, batch, actions)
+                    if m + 1 < len(order):  # agents after i see agent i's new action
+                        with torch.no_grad():
+                            actions[i] = self.actors[i](batch.obs[i])
+                self.critic.requires_grad_(True)
+                self.soft_update([(self.critic_target, self.critic), (self.actors_target, self.actors)])
+        return read_metrics(metrics)
 
     def checkpointed(self) -> dict:
         return super().checkpointed() | {"actors_target": self.actors_target}
@@ -141,18 +145,20 @@ class Hatd3(HaOffPolicy):
         ]
         return torch.min(*self.critic_target(batch.next_state, next_actions))
 
-    def actor_step(self, i: int, batch: Batch, actions: list[torch.Tensor]) -> dict[str, float]:
-        """One Adam step on agent i's deterministic policy-gradient loss."""
-        joint = [self.actors[i](batch.obs[i]) if j == i else a for j, a in enumerate(actions)]
-        loss, metrics = actor_loss(self.critic(batch.state, joint)[0], batch.valid[:, i])
+    def actor_step(self, i: int, batch: Batch, actions: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One Adam step on agent i's deterministic policy-gradient loss. actions[i] is
+        μⁱ(oⁱ) with its graph when update() made it; without one it is recomputed."""
+        own = actions[i] if actions[i].requires_grad else self.actors[i](batch.obs[i])
+        joint = [own if j == i else a.detach() for j, a in enumerate(actions)]
+        loss, metrics = actor_loss(self.critic(batch.state, joint)[0].float(), batch.valid[:, i])
         self.actor_optimizers[i].zero_grad()
         loss.backward()
         self.actor_optimizers[i].step()
         return {f"{k}/agent_{i}": v for k, v in metrics.items()}
 
 
-def actor_loss(q1: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+def actor_loss(q1: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Deterministic policy-gradient loss of one agent (TD3 uses Q1 only): −E_valid[Q1(s, a)].
     q1 [B, 1]; valid [B] (agent alive, HARL use_policy_active_masks)."""
     loss = -masked_mean(q1, valid)
-    return loss, {"loss/actor": loss.item()}
+    return loss, {"loss/actor": loss.detach()}

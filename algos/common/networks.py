@@ -6,6 +6,7 @@ Shapes: B batch, S state dim, A joint-action width (sum of the agents' critic en
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -21,24 +22,51 @@ def plain_mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU, final_act
 
 class TwinQ(nn.Module):
     """Centralised twin Q critic on concat(state, joint action): Q1, Q2 [B, 1] each
-    (HARL twin_continuous_q_critic.py; Discrete actions enter as one-hot)."""
+    (HARL twin_continuous_q_critic.py; Discrete actions enter as one-hot).
 
-    def __init__(self, state_dim: int, joint_action_dim: int, hidden_sizes: list[int]):
+    Both heads' parameters are stacked on a leading head axis (`weights[l]` [2, out, in],
+    `biases[l]` [2, out]), initialised head by head exactly as two PlainMLPs. `batched`
+    runs both heads as one pass: the first layer as a single [B, D] × [D, 2H] product (both
+    heads read the same input) and the others as batched [2, B, H] products, which halves
+    the kernel launches on a GPU; on a CPU two ordinary products are faster (measured in
+    harness/bench.py), so the default (None) batches on CUDA only. Same values either way."""
+
+    def __init__(self, state_dim: int, joint_action_dim: int, hidden_sizes: list[int], batched: bool | None = None):
         super().__init__()
         sizes = [state_dim + joint_action_dim, *hidden_sizes, 1]
-        self.q1 = plain_mlp(sizes)
-        self.q2 = plain_mlp(sizes)
+        heads = [[m for m in plain_mlp(sizes) if isinstance(m, nn.Linear)] for _ in range(2)]
+        self.weights = nn.ParameterList(nn.Parameter(torch.stack([a.weight.detach(), b.weight.detach()])) for a, b in zip(*heads))
+        self.biases = nn.ParameterList(nn.Parameter(torch.stack([a.bias.detach(), b.bias.detach()])) for a, b in zip(*heads))
+        self.batched = batched
 
     def forward(self, state: torch.Tensor, joint_action: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """state [B, S], joint_action N × [B, A_i] in agent-id order -> (q1, q2), each [B, 1]."""
         x = torch.cat([state, *joint_action], dim=-1)
-        return self.q1(x), self.q2(x)
+        batched = x.is_cuda if self.batched is None else self.batched
+        return self.both_heads(x) if batched else (self.head(x, 0), self.head(x, 1))
+
+    def head(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """Q_k(x) [B, 1]: PlainMLP with ReLU between layers (views of the stacked weights)."""
+        last = len(self.weights) - 1
+        for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            x = F.linear(x, weight[k], bias[k])
+            x = x if layer == last else F.relu(x)
+        return x
+
+    def both_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Q1(x), Q2(x)) from one pass: [B, D] → [2, B, H] → … → [2, B, 1]."""
+        weight, bias = self.weights[0], self.biases[0]
+        h = F.relu(F.linear(x, weight.flatten(0, 1), bias.flatten()).view(x.shape[0], 2, -1).transpose(0, 1))
+        last = len(self.weights) - 1
+        for layer in range(1, last + 1):
+            h = torch.baddbmm(self.biases[layer].unsqueeze(1), h, self.weights[layer].transpose(1, 2))
+            h = h if layer == last else F.relu(h)
+        return h[0], h[1]
 
 
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """θ' ← (1 − τ)·θ' + τ·θ for every parameter (buffers are copied)."""
-    for t, s in zip(target.parameters(), source.parameters()):
-        t.lerp_(s, tau)
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)  # one fused op, same values as per-tensor lerp_
     for t, s in zip(target.buffers(), source.buffers()):
         t.copy_(s)

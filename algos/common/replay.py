@@ -1,6 +1,6 @@
 """Replay buffer with n-step returns for the off-policy HA algorithms.
 
-Storage is a ring over vectorised steps, `[T, E, ...]` (T = ceil(capacity / E)), so the
+Storage is a ring over vectorised steps, `[T, E, W]` (T = ceil(capacity / E)), so the
 successor of transition (t, e) is (t + 1, e): the same layout as HARL's interleaved
 threads (off_policy_buffer_base.py). n-step returns are formed at sampling time
 (HARL `next_n`): follow up to n successors, stopping after an episode end (terminated
@@ -11,7 +11,13 @@ or truncated) or at the newest transition of that copy.
 with k ≤ n the number of steps actually taken. Truncation stops the sum but bootstraps
 (terminated stays False), termination does not.
 
-The buffer also builds the critic's input: Box actions raw, Discrete actions one-hot.
+Why one float32 table on the update device: every field of a transition is a column slice
+of one preallocated `[T, E, W]` tensor (`Layout`), so `add` is one host→device copy per
+env step, and `sample` is two row gathers (the start rows and the window-end rows) plus
+one `[B, n]` gather for the n-step window, with no Python loop over fields or steps and
+no transfer back to the host. Flags, availability masks and Discrete action indices are
+stored as exact 0/1 or small-integer floats. The buffer also builds the critic's input:
+Box actions raw, Discrete actions one-hot.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from gymnasium import spaces
 
 from envs.base import EnvSpec, Step
@@ -41,32 +48,45 @@ class Batch(NamedTuple):
     next_avail: list[torch.Tensor | None]  # N × [B, n_i] bool, None for Box
 
 
-class ReplayBuffer:
-    """Ring buffer of `capacity` transitions from `n_envs` lock-step copies."""
+class Layout:
+    """Column slices of the transition table: field name → slice of the W columns."""
 
-    def __init__(self, spec: EnvSpec, capacity: int, n_envs: int, gamma: float, n_step: int):
+    def __init__(self, spec: EnvSpec):
+        widths = {"state": spec.state_space.shape[0], "next_state": spec.state_space.shape[0],
+                  "alive": spec.n_agents, "reward": 1, "terminated": 1, "done": 1}
+        for i, (obs_space, act_space) in enumerate(zip(spec.obs_spaces, spec.action_spaces)):
+            widths[f"obs_{i}"] = widths[f"next_obs_{i}"] = obs_space.shape[0]
+            if isinstance(act_space, spaces.Discrete):
+                widths[f"action_{i}"] = 1  # the index; one-hot at sampling time
+                widths[f"avail_{i}"] = widths[f"next_avail_{i}"] = int(act_space.n)
+            else:
+                widths[f"action_{i}"] = int(np.prod(act_space.shape))
+        self.columns: dict[str, slice] = {}
+        start = 0
+        for name, width in widths.items():
+            self.columns[name] = slice(start, start + width)
+            start += width
+        self.width = start
+
+    def bytes_per_transition(self) -> int:
+        return 4 * self.width
+
+
+class ReplayBuffer:
+    """Ring buffer of `capacity` transitions from `n_envs` lock-step copies, preallocated
+    as one float32 table on `device` (where the updates run)."""
+
+    def __init__(self, spec: EnvSpec, capacity: int, n_envs: int, gamma: float, n_step: int,
+                 device: torch.device | str = "cpu"):
         self.spec, self.n_envs, self.gamma, self.n_step = spec, n_envs, gamma, n_step
+        self.device = torch.device(device)
         self.T = -(-capacity // n_envs)
         self.pos = 0  # next row to write
         self.filled = 0  # rows written, at most T
-        T, E = self.T, n_envs
-        self.data: dict[str, np.ndarray] = {
-            "state": np.zeros((T, E, *spec.state_space.shape), np.float32),
-            "next_state": np.zeros((T, E, *spec.state_space.shape), np.float32),
-            "alive": np.zeros((T, E, spec.n_agents), bool),
-            "reward": np.zeros((T, E), np.float32),
-            "terminated": np.zeros((T, E), bool),
-            "done": np.zeros((T, E), bool),
-        }
-        for i, (obs_space, act_space) in enumerate(zip(spec.obs_spaces, spec.action_spaces)):
-            self.data[f"obs_{i}"] = np.zeros((T, E, *obs_space.shape), np.float32)
-            self.data[f"next_obs_{i}"] = np.zeros((T, E, *obs_space.shape), np.float32)
-            if isinstance(act_space, spaces.Discrete):
-                self.data[f"action_{i}"] = np.zeros((T, E), np.int64)
-                self.data[f"avail_{i}"] = np.zeros((T, E, act_space.n), bool)
-                self.data[f"next_avail_{i}"] = np.zeros((T, E, act_space.n), bool)
-            else:
-                self.data[f"action_{i}"] = np.zeros((T, E, *act_space.shape), np.float32)
+        self.layout = Layout(spec)
+        self.table = torch.zeros((self.T, n_envs, self.layout.width), dtype=torch.float32, device=self.device)
+        self.discount_powers = torch.tensor([gamma**j for j in range(n_step + 1)], dtype=torch.float64, device=self.device)
+        self.row = np.zeros((n_envs, self.layout.width), np.float32)  # host staging of one add()
 
     def __len__(self) -> int:
         return self.filled * self.n_envs
@@ -81,80 +101,92 @@ class ReplayBuffer:
             "terminated": nxt.terminated,
             "done": nxt.terminated | nxt.truncated,
         }
+        final_avail = nxt.info.get("final_avail_actions")
         for i, space in enumerate(self.spec.action_spaces):
             row[f"obs_{i}"] = step.obs[i]
             row[f"next_obs_{i}"] = nxt.info["final_obs"][i]
             row[f"action_{i}"] = actions[i]
             if isinstance(space, spaces.Discrete):
                 row[f"avail_{i}"] = True if step.avail_actions is None else step.avail_actions[i]
-                final_avail = nxt.info.get("final_avail_actions")
                 row[f"next_avail_{i}"] = True if final_avail is None else final_avail[i]
         for key, value in row.items():
-            self.data[key][self.pos] = value
+            value = np.asarray(value)
+            self.row[:, self.layout.columns[key]] = value[:, None] if value.ndim == 1 else value
+        self.table[self.pos].copy_(torch.from_numpy(self.row))
         self.pos = (self.pos + 1) % self.T
         self.filled = min(self.filled + 1, self.T)
 
-    def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device) -> Batch:
-        """`batch_size` transitions drawn uniformly without replacement, with n-step returns."""
-        flat = rng.choice(len(self), size=batch_size, replace=False)
+    def sample(self, batch_size: int, rng: np.random.Generator, device: torch.device | None = None) -> Batch:
+        """`batch_size` transitions drawn uniformly without replacement, with n-step returns.
+        The batch is built on the buffer's device and moved to `device` only if that differs."""
+        if device is not None and torch.device(device) != self.device:
+            return Batch(*(move(field, torch.device(device)) for field in self.sample(batch_size, rng)))
+        flat = torch.as_tensor(rng.choice(len(self), size=batch_size, replace=False), device=self.device)
         t, e = flat // self.n_envs, flat % self.n_envs
         last, reward, discount = self.n_step_window(t, e)
-        d = self.data
-
-        def tensor(array: np.ndarray, dtype=torch.float32) -> torch.Tensor:
-            return torch.as_tensor(array, device=device).to(dtype)
-
-        def column(x: np.ndarray) -> torch.Tensor:
-            return tensor(x).unsqueeze(-1)
-
+        rows = self.table.view(-1, self.layout.width)
+        start, end = rows[flat], rows[last * self.n_envs + e]  # [B, W] each
+        col = self.layout.columns
         actions, avail, next_avail = [], [], []
         for i, space in enumerate(self.spec.action_spaces):
             if isinstance(space, spaces.Discrete):
-                actions.append(tensor(np.eye(space.n, dtype=np.float32)[d[f"action_{i}"][t, e]]))
-                avail.append(tensor(d[f"avail_{i}"][t, e], torch.bool))
-                next_avail.append(tensor(d[f"next_avail_{i}"][last, e], torch.bool))
+                actions.append(F.one_hot(start[:, col[f"action_{i}"]].squeeze(-1).long(), int(space.n)).float())
+                avail.append(start[:, col[f"avail_{i}"]].bool())
+                next_avail.append(end[:, col[f"next_avail_{i}"]].bool())
             else:
-                actions.append(tensor(d[f"action_{i}"][t, e]))
+                actions.append(start[:, col[f"action_{i}"]])
                 avail.append(None)
                 next_avail.append(None)
         n = self.spec.n_agents
         return Batch(
-            state=tensor(d["state"][t, e]),
-            obs=[tensor(d[f"obs_{i}"][t, e]) for i in range(n)],
+            state=start[:, col["state"]],
+            obs=[start[:, col[f"obs_{i}"]] for i in range(n)],
             actions=actions,
             avail=avail,
-            valid=tensor(d["alive"][t, e]),
-            reward=column(reward),
-            discount=column(discount),
-            terminated=column(d["terminated"][last, e]),
-            next_state=tensor(d["next_state"][last, e]),
-            next_obs=[tensor(d[f"next_obs_{i}"][last, e]) for i in range(n)],
+            valid=start[:, col["alive"]],
+            reward=reward.unsqueeze(-1),
+            discount=discount.unsqueeze(-1),
+            terminated=end[:, col["terminated"]],
+            next_state=end[:, col["next_state"]],
+            next_obs=[end[:, col[f"next_obs_{i}"]] for i in range(n)],
             next_avail=next_avail,
         )
 
-    def n_step_window(self, t: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def n_step_window(self, t: torch.Tensor | np.ndarray, e: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For rows (t, e) [B]: the last row index of the n-step window [B], the n-step
-        return R⁽ⁿ⁾ [B] and the bootstrap discount γᵏ [B]."""
+        return R⁽ⁿ⁾ [B] and the bootstrap discount γᵏ [B], all on the buffer's device.
+
+        Step j of the window is open when j ≤ age (successors of t already written) and no
+        episode ended at steps < j; k = number of open steps ≥ 1."""
+        t, e = (torch.as_tensor(x, device=self.device).long() for x in (t, e))
+        j = torch.arange(self.n_step, device=self.device)
         newest = (self.pos - 1) % self.T
-        age = (newest - t) % self.T  # successors of t already written
-        reward = np.zeros(t.shape, np.float64)
-        going = np.ones(t.shape, bool)  # window still open before step j
-        last = t.copy()
-        k = np.zeros(t.shape, np.int64)
-        for j in range(self.n_step):
-            going &= j <= age
-            row = (t + j) % self.T
-            reward += np.where(going, self.gamma**j * self.data["reward"][row, e], 0.0)
-            last = np.where(going, row, last)
-            k += going
-            going &= ~self.data["done"][row, e]
-        return last, reward.astype(np.float32), (self.gamma**k).astype(np.float32)
+        age = (newest - t) % self.T
+        rows = (t.unsqueeze(-1) + j) % self.T  # [B, n]
+        col = self.layout.columns
+        flags = self.table[:, :, col["reward"].start:col["done"].stop]  # reward, terminated, done: adjacent
+        window = flags[rows, e.unsqueeze(-1)]  # [B, n, 3]
+        reward, done = window[..., 0], window[..., 2]
+        ended_before = (done.cumsum(-1) - done) > 0
+        open_ = (j <= age.unsqueeze(-1)) & ~ended_before
+        k = open_.sum(-1)
+        n_step_return = (open_ * self.discount_powers[:-1] * reward.double()).sum(-1)
+        return (t + k - 1) % self.T, n_step_return.float(), self.discount_powers[k].float()
 
     def state_dict(self) -> dict[str, Any]:
-        """The written rows only, so a small run's checkpoint stays small."""
-        return {"pos": self.pos, "filled": self.filled, "data": {k: v[: self.filled].copy() for k, v in self.data.items()}}
+        """The written rows only (on the CPU), so a small run's checkpoint stays small."""
+        return {"pos": self.pos, "filled": self.filled, "columns": dict(self.layout.columns),
+                "table": self.table[: self.filled].cpu().clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("columns") != self.layout.columns:
+            raise ValueError("replay layout differs from this task's (checkpoint of another task or version)")
         self.pos, self.filled = state["pos"], state["filled"]
-        for key, value in state["data"].items():
-            self.data[key][: self.filled] = value
+        self.table[: self.filled] = state["table"].to(self.device)
+
+
+def move(field: torch.Tensor | list | None, device: torch.device):
+    """A Batch field (tensor, per-agent list, or None) on `device`."""
+    if isinstance(field, list):
+        return [move(x, device) for x in field]
+    return None if field is None else field.to(device)
