@@ -16,6 +16,7 @@ from torch import nn
 import envs
 from algos.common.networks import TwinQ, plain_mlp, polyak_update
 from algos.common.off_policy import read_metrics
+from algos.common.on_policy import sample
 from algos.common.registry import algorithm_class
 from algos.common.replay import Batch, ReplayBuffer
 from envs.base import EnvSpec, Step
@@ -316,3 +317,63 @@ def test_bf16_update_runs_and_stays_near_fp32(name):
         assert all(np.isfinite(v) for v in metrics.values())
         losses.append(metrics["loss/critic"])
     assert losses[1] == pytest.approx(losses[0], rel=0.05)
+
+
+def plain_on_policy_act(algo, step: Step) -> list[np.ndarray]:
+    """OnPolicyLearner.act(explore=True) before the speed-up: validated distributions and
+    two device→host copies per agent."""
+    E, starts = step.n_envs, np.asarray(step.done, bool).copy()
+    hidden = algo.hidden
+    if algo.hidden_shape is not None and (hidden is None or hidden[0].shape[0] != E):
+        hidden, starts[:] = [torch.zeros(E, *algo.hidden_shape) for _ in range(algo.spec.n_agents)], True
+    actions, raw, log_probs, hidden_in, hidden_out = [], [], [], [], []
+    with torch.no_grad():
+        for i in range(algo.spec.n_agents):
+            actor = algo.actors[algo.group_of[i]]
+            obs, avail = algo.actor_inputs(step.obs[i], step.avail_actions, i)
+            h = None if hidden is None else hidden[i] * torch.as_tensor(~starts).view(-1, 1, 1).float()
+            x, h_next = actor.features(obs[None], h, torch.as_tensor(starts)[None])
+            out = actor.head(x[0])
+            if algo.bounds[i] is None:
+                dist = torch.distributions.Categorical(logits=out if avail is None else out.masked_fill(~avail, -1e10))
+            else:
+                dist = torch.distributions.Normal(out, (torch.sigmoid(actor.log_std / actor.x_coef) * actor.y_coef).expand_as(out))
+            a = sample(dist, algo.generator)
+            log_probs.append((dist.log_prob(a) if algo.bounds[i] is None else dist.log_prob(a).sum(-1)).cpu().numpy())
+            raw.append(a.cpu().numpy())
+            hidden_in.append(h)
+            hidden_out.append(h_next)
+            actions.append(raw[-1].astype(np.int64) if algo.bounds[i] is None else np.clip(raw[-1], *algo.bounds[i]).astype(np.float32))
+    if hidden is not None:
+        algo.hidden = hidden_out
+    algo.pending = {"raw": raw, "log_prob": log_probs, "starts": starts,
+                    "hidden": None if hidden is None else [h.cpu().numpy() for h in hidden_in]}
+    return actions
+
+
+@pytest.mark.parametrize("name,make_env,recurrent", [("happo", toy_env, False), ("mappo", matrix_env, False), ("happo", matrix_env, True)])
+def test_on_policy_act_with_one_copy_equals_the_plain_act(name, make_env, recurrent):
+    runs = []
+    for fast in (True, False):
+        env = make_env()
+        fields = dict(hidden_sizes=[16], episode_length=4, ppo_epoch=1, critic_epoch=1, use_recurrent_policy=recurrent,
+                      data_chunk_length=2)
+        if name == "mappo":
+            fields["share_params"] = True
+        algo = algorithm_class(name)(env.spec, algorithm_class(name).Config(**fields), env.n_envs, torch.device("cpu"), 2)
+        step, seen, metrics = env.reset(2), [], []
+        for _ in range(9):
+            actions = algo.act(step) if fast else plain_on_policy_act(algo, step)
+            seen.append([a.copy() for a in actions] + [np.asarray(lp).copy() for lp in algo.pending["log_prob"]])
+            nxt = env.step(actions)
+            algo.observe(step, actions, nxt)
+            if algo.ready(0):
+                metrics.append(algo.update())
+            step = nxt
+        runs.append((seen, metrics))
+    (fast_seen, fast_metrics), (plain_seen, plain_metrics) = runs
+    for a, b in zip(fast_seen, plain_seen):
+        for x, y in zip(a, b):
+            assert x.dtype == y.dtype
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)
+    assert len(fast_metrics) == 2 and fast_metrics == plain_metrics

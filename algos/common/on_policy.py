@@ -265,9 +265,9 @@ class Policy(nn.Module):
     def distribution(self, x: torch.Tensor, avail: torch.Tensor | None) -> torch.distributions.Distribution:
         out = self.head(x)
         if self.discrete:
-            return torch.distributions.Categorical(logits=masked_logits(out, avail))
+            return torch.distributions.Categorical(logits=masked_logits(out, avail), validate_args=False)
         std = torch.sigmoid(self.log_std / self.x_coef) * self.y_coef
-        return torch.distributions.Normal(out, std.expand_as(out))
+        return torch.distributions.Normal(out, std.expand_as(out), validate_args=False)  # no per-call argument checks
 
     def evaluate(self, obs, hidden, starts, actions, avail) -> tuple[torch.Tensor, torch.Tensor]:
         """(log π(a|o) [L, B], entropy [L, B]) of stored actions; Box dims are summed
@@ -410,23 +410,27 @@ class OnPolicyLearner(Algorithm):
             self.eval_hidden = None  # the next evaluation starts fresh episodes
         if self.hidden_shape is not None and (hidden is None or hidden[0].shape[0] != E):
             hidden, starts[:] = [torch.zeros(E, *self.hidden_shape, device=self.device) for _ in range(self.spec.n_agents)], True
-        actions, raw, log_probs, hidden_in, hidden_out = [], [], [], [], []
+        drawn, hidden_in, hidden_out = [], [], []  # drawn: per agent, action [E, A_i or 1] and log π [E, 1]
         with torch.no_grad():
+            starts_t = torch.as_tensor(starts, device=self.device)
             for i in range(self.spec.n_agents):
                 obs, avail = self.actor_inputs(step.obs[i], step.avail_actions, i)
-                h = None if hidden is None else hidden[i] * torch.as_tensor(~starts, device=self.device).view(-1, 1, 1).float()
-                x, h_next = self.actors[self.group_of[i]].features(obs[None], h, torch.as_tensor(starts, device=self.device)[None])
+                h = None if hidden is None else hidden[i] * (~starts_t).view(-1, 1, 1).float()
+                x, h_next = self.actors[self.group_of[i]].features(obs[None], h, starts_t[None])
                 dist = self.actors[self.group_of[i]].distribution(x[0], avail)
                 if explore:
                     a = sample(dist, self.generator)
-                    log_probs.append((dist.log_prob(a) if self.bounds[i] is None else dist.log_prob(a).sum(-1)).cpu().numpy())
+                    log_prob = dist.log_prob(a) if self.bounds[i] is None else dist.log_prob(a).sum(-1)
                 else:
-                    a = dist.probs.argmax(-1) if self.bounds[i] is None else dist.mean
-                raw.append(a.cpu().numpy())
+                    a, log_prob = (dist.probs.argmax(-1) if self.bounds[i] is None else dist.mean), torch.zeros(E, device=self.device)
+                drawn += [a.float().reshape(E, -1), log_prob.reshape(E, 1)]
                 hidden_in.append(h)
                 hidden_out.append(h_next)
-                actions.append(raw[-1].astype(np.int64) if self.bounds[i] is None
-                               else np.clip(raw[-1], *self.bounds[i]).astype(np.float32))  # HARL clips to the Box
+            joint = torch.cat(drawn, dim=-1).cpu().numpy()  # one device→host copy per step
+        host = np.split(joint, np.cumsum([d.shape[-1] for d in drawn])[:-1], axis=-1)
+        raw = [a[:, 0].astype(np.int64) if b is None else a for a, b in zip(host[0::2], self.bounds)]
+        log_probs = [lp[:, 0] for lp in host[1::2]]
+        actions = [a if b is None else np.clip(a, *b).astype(np.float32) for a, b in zip(raw, self.bounds)]  # HARL clips to the Box
         if hidden is not None:
             if explore:
                 self.hidden = hidden_out
