@@ -122,6 +122,20 @@ def test_trimmed_level_flight_holds_altitude_for_60_s():
 
 
 @needs_jsbsim
+def test_autopilot_holds_altitude_heading_and_speed_for_60_s():
+    ac, ap = level_f16(), sim.Autopilot()
+    alt0, psi0, v0 = ac.alt, ac.psi, ac.vt
+    worst = [0.0, 0.0, 0.0]
+    for _ in range(300):  # 300 decisions of 0.2 s, the autopilot once per decision as in the tasks
+        ap.control(ac, alt0, psi0, v0, 0.2)
+        ac.run(12)
+        ac.sense()
+        errors = (abs(ac.alt - alt0), abs(math.degrees(sim.wrap(ac.psi - psi0))), abs(ac.vt - v0))
+        worst = [max(w, e) for w, e in zip(worst, errors)]
+    assert worst[0] < 5.0 and worst[1] < 0.5 and worst[2] < 1.0, worst  # m, degrees, m/s
+
+
+@needs_jsbsim
 def test_autopilot_reaches_heading_altitude_and_speed_changes():
     ac, ap = level_f16(), sim.Autopilot()
     alt0, v0 = ac.alt, ac.vt
@@ -180,6 +194,24 @@ def test_pair_geometry_is_geometry_seen_from_both_ends_to_the_bit():
         from_a, from_b = sim.pair_geometry(a, b)
         assert from_a == sim.geometry(a.pos, a.vel, b.pos, b.vel)
         assert from_b == sim.geometry(b.pos, b.vel, a.pos, a.vel)
+
+
+@needs_jsbsim
+def test_start_observation_matches_hand_computed_geometry():
+    """A0100 at the origin flying north at 800 ft/s; its partner 0.01° of longitude east
+    (N(60°)·cos 60°·0.01° = 558 m, abeam right); B0200 0.1° north and 0.01° east, head-on."""
+    env = combat.LagEnv(NO_WEAPON, lag.Config())
+    obs = env.reset(0).obs[0]
+    ego, partner, enemy2 = obs[:9], obs[9:15], obs[21:27]
+    assert ego[0] == pytest.approx(6096.0 / 5000.0) and ego[5] == pytest.approx(800 * 0.3048 / 340, rel=1e-3)
+    abeam = 6_394_209.0 * 0.5 * math.radians(0.01)  # prime-vertical radius at 60° × cos(lat) × Δlon
+    assert partner == pytest.approx([0.0, 0.0, math.pi / 2, math.pi / 2, abeam / 1e4, 1.0], abs=2e-3)
+    north = 11_152.0  # 0.1° of latitude at 60° (meridian arc), checked in the NEU test below
+    rng = math.hypot(north, abeam)
+    drop = rng**2 / (2 * 6.38e6)  # the tangent plane: B sits below A's horizon by d²/2R
+    assert enemy2[1] == pytest.approx(-drop / 1000.0, abs=5e-4)
+    assert enemy2 == pytest.approx([0.0, enemy2[1], math.atan2(abeam, north), math.pi - math.atan2(abeam, north),
+                                    rng / 1e4, 1.0], abs=2e-3)
 
 
 def test_geodetic_frame_is_centred_and_metric():
@@ -250,6 +282,22 @@ def test_all_enemies_down_is_a_win_and_dead_agents_get_zero():
     env.reset(0)
     env.aircraft[0].alive = False
     assert env._reward(0, False, {}) == 0.0
+
+
+@needs_jsbsim
+def test_win_waits_until_no_missile_is_inbound_on_red():
+    env = combat.LagEnv(SHOOT, lag.Config())
+    env.reset(0)
+    red, blues = env.aircraft[0], env.aircraft[2:]
+    inbound = sim.Missile(blues[0], red, env.missile_model)
+    env.missiles.append(inbound)
+    for ac in blues:
+        ac.alive, ac.shot_down = False, True
+    _, _, terminated, _, _ = env.step((44, 44))  # hold course, no fire
+    assert inbound.state == "flying" and not terminated  # Blue is down, but a missile still chases Red
+    inbound.state = "miss"
+    _, _, terminated, _, info = env.step((44, 44))
+    assert terminated and info["win"]
 
 
 @needs_jsbsim
