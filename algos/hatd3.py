@@ -150,7 +150,7 @@ class Hatd3(HaOffPolicy):
         μⁱ(oⁱ) with its graph when update() made it; without one it is recomputed."""
         own = actions[i] if actions[i].requires_grad else self.actors[i](batch.obs[i])
         joint = [own if j == i else a.detach() for j, a in enumerate(actions)]
-        loss, metrics = actor_loss(self.critic(batch.state, joint)[0].float(), batch.valid[:, i])
+        loss, metrics = actor_loss(self.critic.q1(batch.state, joint).float(), batch.valid[:, i])
         self.actor_optimizers[i].zero_grad()
         loss.backward()
         self.actor_optimizers[i].step()

@@ -1,24 +1,34 @@
-"""Speed, measured as ratios: `python -m harness.bench [--seconds S] [--tasks mpe/simple_spread ...]`.
+"""Speed, measured side by side: `python -m harness.bench [--tiny] [--name NAME]` prints
+tables and writes reports/bench/<NAME>.json (docs/speed.md). Rates are env steps per
+second (one step of one copy = one env step) unless said otherwise.
 
-For each task it prints
+Environments, per task:
 - raw: the simulator's own step rate (one env, its native API, pre-drawn random actions);
-- vec E: our VecEnv at n_envs = E, with the same pre-drawn actions, as a ratio to raw;
-- loop E: the whole training loop (harness/train.py) driving `random`, as a ratio to vec E —
-  the loop's own overhead (act, observe, bookkeeping) on top of the env.
-Rates are env steps per second (one step of one copy = one env step).
+- VecEnv at n_envs = E with the same pre-drawn actions, as a ratio to raw;
+- train loop (random) at E: the whole training loop (harness/train.py) driving `random`,
+  as a ratio to VecEnv at E — the loop's own overhead (target ≥ 0.9). Measured alternately
+  with VecEnv so that a load change on a shared machine hits both.
 
-With `--algos hasac hatd3 [--device cuda]` it also prints, per algorithm and task, with the
-task's tuned config (conf/tuned) and the default n_envs:
-- update/s: full updates (every agent, default batch) per second on a warmed-up buffer
-  (off-policy algorithms; an on-policy update is one whole PPO iteration, seen in the next);
-- train steps/s: env steps per second of the loop after warm-up at the default
-  update-to-data ratio (train_every, updates_per_train), as a ratio to vec E for the same E:
-  how much of the simulator's speed the learning leaves.
+Algorithms (harness/bench_algos.py), per task, algorithm and device, at the official
+settings (tuned config, --n-envs 20): update/s, the floor of the network passes an update
+must do and update/floor, training env-steps/s over whole rounds at the official
+update-to-data ratio and its ratio to VecEnv, bf16/fp32, CPU vs GPU where a GPU is present.
+Memory: bytes per transition of a 1M replay buffer (HalfCheetah-2x3, SMAX 3m), checked
+against the measured resident-set growth. Targets: issue 13's, each with met / not met.
+The JSON records the load average at the start and the end: on a shared machine read the
+ratios, which are measured within one run, rather than the absolute figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib.util
+import json
+import math
+import os
+import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +46,11 @@ from harness.records import RunRecord
 from harness.train import Settings, prepare, train
 
 DEFAULT_TASKS = ("mpe/simple_spread", "mamujoco/HalfCheetah-2x3")
-VEC_SIZES = (1, 8, 32)
+SMAX_TASK = "smac/3m@env.backend=smax"
+"""Benched where jaxmarl is installed (the smax extra)."""
+DEFAULT_ALGOS = ("hasac", "hatd3", "happo", "mappo")
+MEMORY_TASKS = ("mamujoco/HalfCheetah-2x3", SMAX_TASK)
+VEC_SIZES = (1, 20)  # one copy, and the official 20
 
 
 def timed_rate(step_once: Callable[[], int], seconds: float) -> float:
@@ -186,13 +200,13 @@ def vec_rate(family: str, task: str, n_envs: int, seconds: float, vectorization:
         env.close()
 
 
-def loop_rate(family: str, task: str, n_envs: int, seconds: float, base_rate: float) -> float:
+def loop_rate(family: str, task: str, n_envs: int, seconds: float, base_rate: float, fields: dict | None = None) -> float:
     """The real train() with `random`; the rate comes from train.csv rows after the first."""
     budget = max(int(base_rate * seconds), 8 * n_envs)
     budget -= budget % n_envs
     algo_config = config_class("random")()
     settings = Settings(
-        family=family, task=task, algo="random", algo_config=algo_config, env_fields={},
+        family=family, task=task, algo="random", algo_config=algo_config, env_fields=dict(fields or {}),
         budget=budget, n_envs=n_envs, eval_every=budget, eval_episodes=1, eval_n_envs=1,
         log_every=max(budget // 5 - (budget // 5) % n_envs, n_envs), progress=False,
     )
@@ -208,69 +222,36 @@ def loop_rate(family: str, task: str, n_envs: int, seconds: float, base_rate: fl
     return float(rows["perf/sps"].iloc[1:].mean()) if len(rows) > 1 else float(rows["perf/sps"].iloc[0])
 
 
-def bench_task(name: str, seconds: float) -> list[dict]:
-    family, task = name.split("/", 1)
+def bench_task(name: str, seconds: float, sizes: tuple[int, ...] | None = None) -> list[dict]:
+    """raw, then per n_envs the VecEnv and the loop with `random`, measured alternately (twice
+    each, seconds/2 a time; means) so that the loop/VecEnv ratio survives a load change."""
+    family, task, overrides = split_name(name)
+    fields = env_fields(overrides)
     raw = RAW[family](task, seconds)
-    rows = [{"task": name, "what": RAW_LABEL.get(family, "raw simulator, 1 env"), "steps/s": raw, "ratio": 1.0,
-             "ratio_to": "raw"}]
-    for n_envs in FAMILY_VEC_SIZES.get(family, VEC_SIZES):
-        vec = vec_rate(family, task, n_envs, seconds, None)
-        rows.append({"task": name, "what": f"VecEnv n_envs={n_envs}", "steps/s": vec, "ratio": vec / raw, "ratio_to": "raw"})
-        loop = loop_rate(family, task, n_envs, seconds, vec)
-        rows.append({"task": name, "what": f"train loop (random) n_envs={n_envs}", "steps/s": loop,
-                     "ratio": loop / vec, "ratio_to": f"VecEnv n_envs={n_envs}"})
+    rows = [{"task": name, "what": RAW_LABEL.get(family, "raw simulator, 1 env"), "n_envs": None, "steps/s": raw,
+             "ratio": 1.0, "ratio_to": "raw"}]
+    for n_envs in sizes or FAMILY_VEC_SIZES.get(family, VEC_SIZES):
+        vec, loop = [], []
+        for _ in range(2):
+            vec.append(vec_rate(family, task, n_envs, seconds / 2, None, fields))
+            loop.append(loop_rate(family, task, n_envs, seconds / 2, vec[-1], fields))
+        rows.append({"task": name, "what": "VecEnv", "n_envs": n_envs, "steps/s": np.mean(vec), "ratio": np.mean(vec) / raw,
+                     "ratio_to": "raw"})
+        rows.append({"task": name, "what": "train loop (random)", "n_envs": n_envs, "steps/s": np.mean(loop),
+                     "ratio": np.mean(loop) / np.mean(vec), "ratio_to": "VecEnv"})
     return rows
 
 
-def algo_rates(name: str, algo: str, device: str, seconds: float, train_seconds: float) -> dict:
-    """(update/s, training env-steps/s) for `algo` on `name` with its tuned config. The
-    training rate is measured after warm-up over at least `train_seconds`, so it spans
-    several update rounds; update/s (one full update: every agent, default batch) is
-    timed on its own for off-policy algorithms, whose update() can be repeated freely."""
-    from harness.run import load_settings
-
-    family, task, overrides = split_name(name)
-    settings, _ = load_settings([f"env={family}", f"task={task}", f"algo={algo}", f"device={device}", *overrides])
-    prepared = prepare(settings)
-    algo_obj, env, config = prepared.algo, prepared.env, settings.algo_config
-    try:
-        step, total, updates = env.reset(settings.seed), 0, 0
-
-        def advance(env_steps: int) -> int:
-            nonlocal step, total, updates
-            end = total + env_steps
-            while total < end:
-                actions = algo_obj.act(step, explore=True)
-                nxt = env.step(actions)
-                total += env.n_envs
-                algo_obj.observe(step, actions, nxt)
-                while algo_obj.ready(total):
-                    algo_obj.update()
-                    updates += 1
-                step = nxt
-            return env_steps
-
-        advance(getattr(config, "warmup_steps", 0) + env.n_envs)
-        while updates == 0:  # until the first update: buffers are full, lazy allocations done
-            advance(env.n_envs)
-        before, updates_before = total, updates
-        train_rate = timed_rate(lambda: advance(env.n_envs * 10), train_seconds)
-        update_rate = (timed_rate(lambda: (algo_obj.update(), 1)[1], seconds)
-                       if not config.on_policy else float("nan"))
-    finally:
-        prepared.close()
-    return {"n_envs": settings.n_envs, "update/s": update_rate, "train steps/s": train_rate,
-            "updates per 1k steps": 1000 * (updates - updates_before) / max(total - before, 1)}
-
-
-def bench_algos(names: list[str], algos: list[str], device: str, seconds: float, train_seconds: float) -> list[dict]:
+def bench_algos(names: list[str], algos: list[str], devices: list[str], n_envs: int, seconds: float, train_seconds: float,
+                batch_sizes: list[int], bf16: bool, tiny: bool) -> list[dict]:
+    """bench_algos.algo_rows for every compatible (task, algorithm, device)."""
     from algos.common.registry import check_compatible
+    from harness.bench_algos import algo_rows
 
     rows = []
     for name in names:
         family, task, overrides = split_name(name)
-        fields = env_fields(overrides)
-        probe = envs.make(family, task, n_envs=1, seed=0, **fields)
+        probe = envs.make(family, task, n_envs=1, seed=0, **env_fields(overrides))
         spec = probe.spec
         probe.close()
         for algo in algos:
@@ -278,11 +259,58 @@ def bench_algos(names: list[str], algos: list[str], device: str, seconds: float,
                 check_compatible(algo, spec)
             except ConfigError:
                 continue  # e.g. QMIX on Box actions: no row rather than an error
-            rates = algo_rates(name, algo, device, seconds, train_seconds)
-            vec = vec_rate(family, task, rates["n_envs"], seconds, None, fields)
-            rows.append({"task": name, "algo": algo, "device": device, **rates,
-                         "ratio to VecEnv": rates["train steps/s"] / vec})
+            for device in devices:
+                rows += algo_rows(name, algo, device, n_envs, seconds, train_seconds, batch_sizes, bf16, tiny)
     return rows
+
+
+def device_ratios(rows: list[dict]) -> list[dict]:
+    """GPU / CPU update and training rates for every (task, algorithm, batch) measured on both."""
+    by_key = {(r["task"], r["algo"], r["batch"], r["device"]): r for r in rows}
+    out = []
+    for (task, algo, batch, device), row in by_key.items():
+        cpu = by_key.get((task, algo, batch, "cpu"))
+        if device != "cpu" and cpu is not None:
+            out.append({"task": task, "algo": algo, "batch": batch, "device": device,
+                        "update/s vs cpu": row["update/s"] / cpu["update/s"],
+                        "train steps/s vs cpu": row["train steps/s"] / cpu["train steps/s"]})
+    return out
+
+
+def targets(env_rows: list[dict], algo_rows: list[dict]) -> list[dict]:
+    """Issue 13's targets, each with its figure and whether this run meets it."""
+    from harness.bench_algos import OFFICIAL_TRAIN_RATE
+
+    out = []
+    for row in env_rows:
+        if row["what"] == "train loop (random)":
+            out.append({"target": f"loop (random) >= 0.9 x VecEnv, {row['task']} n_envs={row['n_envs']}",
+                        "value": row["ratio"], "met": row["ratio"] >= 0.9})
+    for row in algo_rows:
+        where = f"{row['task']} {row['device']} batch={row['batch']}"
+        if row["algo"] == "hasac" and "update/floor" in row:
+            out.append({"target": f"HASAC update <= 1.2 x floor, {where}", "value": row["update/floor"], "met": row["update/floor"] <= 1.2})
+        official = OFFICIAL_TRAIN_RATE.get((row["algo"], row["task"]))
+        if official is not None:
+            value = row["train steps/s"] / official[1]
+            out.append({"target": f"HASAC train steps/s >= 1.5 x official {official[0]:g}-{official[1]:g} (ratio to {official[1]:g}), fp32, {where}",
+                        "value": value, "met": value >= 1.5})
+            if "bf16/fp32 update" in row:
+                projected = projected_train_rate(row, row["bf16 update/s"])
+                out.append({"target": f"HASAC train steps/s >= 2 x official with bf16 (projected from the bf16 update rate), {where}",
+                            "value": projected / official[1], "met": projected / official[1] >= 2.0})
+        if row["algo"] in ("happo", "mappo"):
+            out.append({"target": f"{row['algo'].upper()} train >= 0.9 x VecEnv, {where}", "value": row["train/vec"],
+                        "met": row["train/vec"] >= 0.9})
+    return out
+
+
+def projected_train_rate(row: dict, update_rate: float) -> float:
+    """The training rate with the measured loop but updates at `update_rate`: the loop's
+    time per env step minus its fp32 update time plus the new update time."""
+    per_step_updates = row["updates per 1k steps"] / 1000
+    seconds_per_step = 1 / row["train steps/s"] - per_step_updates / row["update/s"] + per_step_updates / update_rate
+    return 1 / seconds_per_step
 
 
 def bench_report(algos: int = 5, tasks: int = 50, seeds: int = 10, points: int = 50, reps: int = 2000) -> list[dict]:
@@ -304,26 +332,86 @@ def bench_report(algos: int = 5, tasks: int = 50, seeds: int = 10, points: int =
     return rows
 
 
-def main(argv: list[str] | None = None) -> None:
+def machine() -> dict:
+    """What the figures depend on: CPU, threads, torch, GPU, and the load average."""
+    return {"host": platform.node(), "cpu_count": os.cpu_count(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "loadavg_start": list(os.getloadavg())}
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Atomic: a temporary file in the same directory, then rename. NaN/inf become null."""
+    def clean(x):
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        if isinstance(x, (np.floating, np.integer, np.bool_)):
+            x = x.item()
+        return None if isinstance(x, float) and not math.isfinite(x) else x
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+        json.dump(clean(payload), f, indent=1, allow_nan=False)
+    os.replace(f.name, path)
+
+
+def default_tasks() -> list[str]:
+    return [*DEFAULT_TASKS, *([SMAX_TASK] if importlib.util.find_spec("jaxmarl") else [])]
+
+
+def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS), help="family/task names")
+    parser.add_argument("--tasks", nargs="+", default=None, help="family/task[@env.k=v] names (default: simple_spread, "
+                        "HalfCheetah-2x3, and SMAX 3m where jaxmarl is installed)")
+    parser.add_argument("--algos", nargs="*", default=list(DEFAULT_ALGOS), help="algorithms to time (none: env figures only)")
+    parser.add_argument("--devices", nargs="+", default=None, help="torch devices for the algorithms (default: cpu, and cuda if present)")
+    parser.add_argument("--n-envs", type=int, default=20, help="env copies of the algorithm rows (official: 20)")
+    parser.add_argument("--batch-sizes", nargs="*", type=int, default=[], help="off-policy batch sizes to time (default: the tuned one)")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 update figures")
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
-    parser.add_argument("--algos", nargs="*", default=[], help="also time these algorithms' updates and training loop")
-    parser.add_argument("--device", default="cpu", help="torch device for --algos (cpu, cuda)")
-    parser.add_argument("--train-seconds", type=float, default=30.0, help="time the training loop runs after warm-up")
-    parser.add_argument("--skip-env", action="store_true", help="only the --algos figures")
-    parser.add_argument("--report", action="store_true", help="time harness.report on a generated 5x50x10 tree")
+    parser.add_argument("--train-seconds", type=float, default=20.0, help="least time the training loop runs (whole rounds, at least one)")
+    parser.add_argument("--memory-capacity", type=int, default=1_000_000, help="transitions of the replay buffers whose memory is checked")
+    parser.add_argument("--memory-tasks", nargs="*", default=None, help="tasks of the memory check (default: HalfCheetah-2x3, SMAX 3m)")
+    parser.add_argument("--skip-env", action="store_true", help="no raw / VecEnv / loop figures")
+    parser.add_argument("--report", action="store_true", help="also time harness.report on a generated 5x50x10 tree")
+    parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run: simple_spread, tiny networks (tests)")
+    parser.add_argument("--name", default="latest", help="writes reports/bench/<name>.json")
+    parser.add_argument("--out-dir", default="reports/bench", help="directory of the JSON")
     args = parser.parse_args(argv)
+    if args.tiny:
+        args.tasks = args.tasks or ["mpe/simple_spread"]
+        args.seconds, args.train_seconds, args.n_envs = 0.05, 0.0, 4
+        args.memory_capacity, args.memory_tasks = 4000, args.memory_tasks if args.memory_tasks is not None else args.tasks
+    tasks = args.tasks or default_tasks()
+    devices = args.devices or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+    memory_tasks = args.memory_tasks if args.memory_tasks is not None else [t for t in MEMORY_TASKS if t in default_tasks()]
     torch.set_num_threads(1)
-    tables = []
-    if not args.skip_env:
-        tables.append(pd.DataFrame([row for name in args.tasks for row in bench_task(name, args.seconds)]))
-    if args.report:
-        tables.append(pd.DataFrame(bench_report()))
-    if args.algos:
-        tables.append(pd.DataFrame(bench_algos(args.tasks, args.algos, args.device, args.seconds, args.train_seconds)))
-    with pd.option_context("display.float_format", "{:,.2f}".format, "display.width", 160):
-        print("\n\n".join(table.to_string(index=False) for table in tables))
+    payload = {"name": args.name, "created": datetime.datetime.now().isoformat(timespec="seconds"), "argv": sys.argv[1:] if argv is None else argv,
+               "tiny": args.tiny, "machine": machine()}
+    env_rows = [] if args.skip_env else [row for name in tasks for row in bench_task(name, args.seconds, (args.n_envs,) if args.tiny else None)]
+    algo_rows = bench_algos(tasks, args.algos, devices, args.n_envs, args.seconds, args.train_seconds, args.batch_sizes,
+                            args.bf16, args.tiny) if args.algos else []
+    from harness.bench_algos import replay_memory
+
+    payload |= {"env": env_rows, "algos": algo_rows, "device_ratios": device_ratios(algo_rows),
+                "memory": [replay_memory(name, args.memory_capacity) for name in memory_tasks],
+                "report": bench_report() if args.report else [], "targets": targets(env_rows, algo_rows)}
+    payload["machine"]["loadavg_end"] = list(os.getloadavg())
+    path = Path(args.out_dir) / f"{args.name}.json"
+    write_json(path, payload)
+    print_tables(payload)
+    print(f"\nload average {payload['machine']['loadavg_start']} -> {payload['machine']['loadavg_end']} on "
+          f"{payload['machine']['cpu_count']} CPUs; written {path}")
+    return path
+
+
+def print_tables(payload: dict) -> None:
+    with pd.option_context("display.float_format", "{:,.3g}".format, "display.width", 200, "display.max_columns", 30):
+        for key in ("env", "algos", "device_ratios", "memory", "report", "targets"):
+            if payload[key]:
+                print(f"\n[{key}]\n" + pd.DataFrame(payload[key]).to_string(index=False))
 
 
 if __name__ == "__main__":

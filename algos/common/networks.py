@@ -45,6 +45,11 @@ class TwinQ(nn.Module):
         batched = x.is_cuda if self.batched is None else self.batched
         return self.both_heads(x) if batched else (self.head(x, 0), self.head(x, 1))
 
+    def q1(self, state: torch.Tensor, joint_action: list[torch.Tensor]) -> torch.Tensor:
+        """Q1 alone [B, 1], for losses that read only the first head (TD3's actor loss):
+        half the forward pass of forward()."""
+        return self.head(torch.cat([state, *joint_action], dim=-1), 0)
+
     def head(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """Q_k(x) [B, 1]: PlainMLP with ReLU between layers (views of the stacked weights)."""
         last = len(self.weights) - 1

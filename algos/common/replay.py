@@ -162,11 +162,9 @@ class ReplayBuffer:
         j = torch.arange(self.n_step, device=self.device)
         newest = (self.pos - 1) % self.T
         age = (newest - t) % self.T
-        rows = (t.unsqueeze(-1) + j) % self.T  # [B, n]
-        col = self.layout.columns
-        flags = self.table[:, :, col["reward"].start:col["done"].stop]  # reward, terminated, done: adjacent
-        window = flags[rows, e.unsqueeze(-1)]  # [B, n, 3]
-        reward, done = window[..., 0], window[..., 2]
+        window = ((t.unsqueeze(-1) + j) % self.T) * self.n_envs + e.unsqueeze(-1)  # flat rows [B, n]
+        table, col = self.table.view(-1, self.layout.width), self.layout.columns
+        reward, done = table[window, col["reward"].start], table[window, col["done"].start]  # one column each: cheap gathers
         ended_before = (done.cumsum(-1) - done) > 0
         open_ = (j <= age.unsqueeze(-1)) & ~ended_before
         k = open_.sum(-1)
