@@ -4,7 +4,8 @@ Kept free of torch so the entry point can set thread variables before torch load
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 
 @dataclass
@@ -29,3 +30,16 @@ class LoopConfig:
     """Torch intra-op threads per process; 1 is fastest for small MLPs on few cores."""
     progress: bool = True
     """Show a per-run progress bar."""
+    reward_scale: float = 1.0
+    """Training rewards are multiplied by this (envs/wrappers.py); evaluation returns are not."""
+    soft_eval: bool = False
+    """Also evaluate the stochastic policy: J(π) = E[R] + α Σᵢ H(πⁱ), its entropy, and on
+    single-state games the distance to the soft QRE (harness/evaluate.py, docs/studies.md)."""
+    eval_alpha: Optional[float] = None
+    """α of J(π) and of the soft QRE; None = the algorithm's own fixed α, if it has one."""
+    eval_obs_noise: List[float] = field(default_factory=list)
+    """Observation-noise levels σ, in units of each feature's std over the clean evaluation
+    episodes: one extra greedy evaluation per level (eval_return_obsnoise_<σ>)."""
+    eval_action_noise: List[float] = field(default_factory=list)
+    """Action-perturbation probabilities p: each agent's action is replaced by a uniform
+    random one with probability p; one extra greedy evaluation per level."""

@@ -25,7 +25,7 @@ from algos.common.registry import algorithm_class, check_compatible
 from envs.base import Step, VecEnv
 from envs.errors import ConfigError
 from harness.checkpoint import load_checkpoint, save_checkpoint, set_global_rng_state
-from harness.evaluate import EvalResult, evaluate
+from harness.evaluate import EvalResult, evaluate, study_envs
 from harness.records import RunRecord
 from harness.settings import LoopConfig
 
@@ -93,6 +93,7 @@ def prepare(settings: Settings) -> Prepared:
             settings.family, settings.task, n_envs=settings.eval_n_envs,
             seed=settings.seed + EVAL_SEED_OFFSET, **settings.env_fields,
         )
+        env, eval_env = study_envs(env, eval_env, settings)  # reward_scale, evaluation probes
     except BaseException:
         env.close()
         raise

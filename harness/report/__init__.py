@@ -21,6 +21,7 @@ import pandas as pd
 from envs.errors import UserError
 from harness.records import atomic_write_text
 from harness.report.load import Run, bounds_table, load_runs, paper_numbers
+from harness.report.studies import study_sections
 from harness.report.stats import (AGGREGATES, PROFILE_TAUS, aggregate_estimates, performance_profiles,
                                   probability_of_improvement, sample_efficiency)
 from harness.report.tables import VERDICT_RULE, display_table, task_table, to_latex, to_markdown
@@ -195,8 +196,9 @@ def write_report(roots: list[Path], out: Path | None, reps: int, seed: int, norm
             # the first (largest) group's figures keep the plain names; others get a folder each
             directory = out / "figures" if k == 0 else out / "figures" / group_label(norm)
             figure_files += draw_group(directory, norm, agg, imp, profiles, efficiency)
+    studies = study_sections(out, runs, reps, seed, figures)  # temperature, J(π) and QRE, robustness
     atomic_write_text(out / "report.md", _report_markdown(suite, roots, runs, shown, groups, aggregates, improvement,
-                                                           reps, seed, normalisation, figure_files, out))
+                                                           reps, seed, normalisation, figure_files, out) + studies)
     return out
 
 

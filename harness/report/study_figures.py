@@ -1,0 +1,135 @@
+"""Figures of the studies' report sections (harness/report/studies.py): final score vs α and
+entropy curves, J(π) and the QRE distance over training, degradation under perturbations,
+final score vs reward scale. Colours per algorithm as in every other figure (figures.color)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.report.figures import color, plt, save
+from harness.report.studies import StudyRun, alpha_order, alpha_value, curve
+
+
+def panels(n: int, width: float = 4.6, height: float = 3.4):
+    cols = min(3, n)
+    fig, axes = plt.subplots(-(-n // cols), cols, figsize=(width * cols, height * -(-n // cols)), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
+def temperature_figure(directory: Path, groups, table: pd.DataFrame) -> list[Path]:
+    """Final score vs α (log axis) per task; learned-α variants as horizontal bands."""
+    fig, axes = panels(len(groups))
+    for ax, (base, algo) in zip(axes, sorted(groups)):
+        rows = table[(table.task == base) & (table.algo == algo)]
+        fixed = rows[rows.temperature.map(lambda t: np.isfinite(alpha_value(t)))]
+        alphas = fixed.temperature.astype(float).to_numpy()
+        ax.errorbar(alphas, fixed.final_mean, yerr=[fixed.final_mean - fixed.ci_low, fixed.ci_high - fixed.final_mean],
+                    color=color(algo), marker="o", capsize=3, label=f"{algo}, fixed α")
+        span = [alphas.min(), alphas.max()] if len(alphas) else [1e-3, 1.0]
+        for k, row in enumerate(rows[~rows.index.isin(fixed.index)].itertuples()):
+            style = ["--", ":"][k % 2]
+            ax.plot(span, [row.final_mean] * 2, style, color="black", label=f"{row.temperature}")
+            ax.fill_between(span, row.ci_low, row.ci_high, color="gray", alpha=0.2, linewidth=0)
+        ax.set_xscale("log")
+        ax.set_title(f"{base} ({algo})", fontsize=10)
+        ax.set_xlabel("α")
+        ax.set_ylabel(f"final {rows.metric.iloc[0]}")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return save(fig, directory, "temperature_final_score")
+
+
+def entropy_figure(directory: Path, groups) -> list[Path]:
+    """Σᵢ H(πⁱ) over training for every temperature of a task (stochastic evaluation)."""
+    with_entropy = {k: v for k, v in groups.items() if any(np.isfinite(r.column("eval_entropy")).any() for g in v.values() for r in g)}
+    if not with_entropy:
+        return []
+    fig, axes = panels(len(with_entropy))
+    cmap = plt.get_cmap("viridis")
+    for ax, (key, by_label) in zip(axes, sorted(with_entropy.items())):
+        labels = sorted(by_label, key=alpha_order)
+        for k, label in enumerate(labels):
+            grid, mean, half = curve(by_label[label], "eval_entropy")
+            fixed = np.isfinite(alpha_value(label))
+            c = cmap(k / max(1, len(labels) - 1)) if fixed else "black"
+            ax.plot(grid, mean, "-" if fixed else "--", color=c, label=f"α={label}" if fixed else label)
+            ax.fill_between(grid, mean - half, mean + half, color=c, alpha=0.15, linewidth=0)
+        ax.set_title(f"{key[0]} ({key[1]})", fontsize=10)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("Σᵢ H(πⁱ) per step (nats)")
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return save(fig, directory, "temperature_entropy")
+
+
+def soft_objective_figure(directory: Path, tasks: dict[str, dict[str, list[StudyRun]]]) -> list[Path]:
+    """Per task: J over training (left) and, on single-state games, the QRE distance (right)."""
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(10, 3.4 * len(tasks)), squeeze=False)
+    for (ax_j, ax_tv), (task, by_algo) in zip(axes, sorted(tasks.items())):
+        for algo, group in sorted(by_algo.items()):
+            defined = all(np.isfinite(r.column("eval_soft_objective")).any() for r in group)
+            column = "eval_soft_objective" if defined else "eval_return_mean"
+            grid, mean, half = curve(group, column)
+            ax_j.plot(grid, mean, "-" if defined else "--", color=color(algo),
+                      label=f"{algo} ({len(group)})" if defined else f"{algo}: return, J undefined")
+            ax_j.fill_between(grid, mean - half, mean + half, color=color(algo), alpha=0.2, linewidth=0)
+            if all(np.isfinite(r.column("eval_qre_tv")).any() for r in group):
+                grid, mean, half = curve(group, "eval_qre_tv")
+                ax_tv.plot(grid, mean, color=color(algo), label=algo)
+                ax_tv.fill_between(grid, np.maximum(mean - half, 0), mean + half, color=color(algo), alpha=0.2, linewidth=0)
+        ax_j.set_title(f"{task}: J(π)", fontsize=10)
+        ax_j.set_ylabel("J(π)")
+        ax_tv.set_title(f"{task}: TV to the soft QRE", fontsize=10)
+        ax_tv.set_ylabel("max over agents of TV")
+        if not ax_tv.lines:
+            ax_tv.axis("off")
+        for ax in (ax_j, ax_tv):
+            ax.set_xlabel("env steps")
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=7)
+    return save(fig, directory, "soft_objective")
+
+
+def degradation_figure(directory: Path, table: pd.DataFrame) -> list[Path]:
+    tasks = sorted(table.task.unique())
+    fig, axes = panels(len(tasks), width=5.5)
+    for ax, task in zip(axes, tasks):
+        rows = table[table.task == task]
+        kinds, algos = sorted(rows.perturbation.unique()), sorted(rows.algo.unique())
+        width = 0.8 / len(algos)
+        for a, algo in enumerate(algos):
+            mine = rows[rows.algo == algo].set_index("perturbation").reindex(kinds)
+            x = np.arange(len(kinds)) + (a - (len(algos) - 1) / 2) * width
+            ax.bar(x, mine.change, width, color=color(algo), label=algo,
+                   yerr=[mine.change - mine.change_ci_low, mine.change_ci_high - mine.change], capsize=2)
+        ax.axhline(0, color="gray", linewidth=1)
+        ax.set_xticks(range(len(kinds)), kinds, fontsize=8)
+        ax.set_title(task, fontsize=10)
+        ax.set_ylabel("perturbed − clean return")
+        ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+    return save(fig, directory, "robustness_degradation")
+
+
+def reward_scale_figure(directory: Path, table: pd.DataFrame) -> list[Path]:
+    tasks = sorted(table.task.unique())
+    fig, axes = panels(len(tasks))
+    for ax, task in zip(axes, tasks):
+        for algo, rows in table[table.task == task].groupby("algo"):
+            ax.errorbar(rows.reward_scale, rows.final, yerr=[rows.final - rows.final_ci_low, rows.final_ci_high - rows.final],
+                        color=color(algo), marker="o", capsize=3, label=algo)
+        ax.set_xscale("log")
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("reward scale c")
+        ax.set_ylabel("final score")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return save(fig, directory, "reward_scale")
