@@ -27,8 +27,8 @@ Global state (float32, 104 + 11·N), from the raw observation of the N controlle
     [104 + 11k : 115 + 11k]  one-hot of the left-team player agent k controls (all 0 if none)
 
 Episodes: the engine ends an episode on a goal, when the ball goes out of play, when
-possession changes (not in academy_corner) and at the scenario's step limit (400 steps
-for every academy scenario). The last is a truncation (bootstrap), the others terminate;
+possession changes (not in academy_corner) and at the scenario's step limit (401 steps
+for every academy scenario: game_duration 400, counted from -1). The last is a truncation (bootstrap), the others terminate;
 a goal scored on the limit step counts as a termination. `env.episode_limit` can shorten
 the limit (we truncate before the engine does). The episode statistic `score` is true when
 the episode's scoring reward (the engine's `score_reward`, +1 per goal for, -1 against)
@@ -45,8 +45,11 @@ wrappers' bookkeeping) plus our random stream and episode counters.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
+import io
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Sequence
@@ -69,7 +72,9 @@ AGENTS = {
     "academy_empty_goal_close": 1,
 }
 TASKS = tuple(AGENTS)
-SCENARIO_STEPS = 400  # game_duration of every scenario above
+# Every scenario above has game_duration 400; the engine's clock starts at -1, so it ends an
+# episode on the 401st step (steps_left is 401 after reset).
+SCENARIO_STEPS = 401
 N_ACTIONS = 19  # gfootball's default action set
 OBS_DIM = 115  # simple115v2
 REWARD_TERMS = ("scoring", "checkpoints")
@@ -95,7 +100,7 @@ class Config(FamilyConfig):
     rewards: str = "scoring,checkpoints"
     """gfootball reward terms, comma-separated: 'scoring' or 'scoring,checkpoints' (official)."""
     episode_limit: int | None = None
-    """Truncate after this many steps; None: the scenario's own limit (400)."""
+    """Truncate after this many steps; None: the scenario's own limit (401)."""
     vectorization: str = "subproc"
     """'subproc' (default: the engine is a single-threaded C++ process per copy) or 'sync'."""
 
@@ -116,6 +121,14 @@ def _check_engine() -> None:
             "env=football needs gfootball's runtime pins six and gym<0.26 (found gym "
             f"{gym_version or 'none'}): pip install 'hasac-bench[football]' or run `{INSTALL_HINT}`"
         )
+
+
+def _import_gfootball():
+    """`gfootball.env`, without the three-line "gym is unmaintained" notice that importing
+    gym 0.25 prints to stderr (in every worker process)."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        import gfootball.env
+    return gfootball.env
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -149,19 +162,20 @@ class FootballEnv(SingleEnv):
     """One gfootball engine controlling the scenario's left-team agents."""
 
     def __init__(self, task: str, config: Config):
-        import gfootball.env
-
+        gfootball_env = _import_gfootball()
         self.n_agents = AGENTS[task]
         self.limit = SCENARIO_STEPS if config.episode_limit is None else int(config.episode_limit)
-        self._env = gfootball.env.create_environment(
-            env_name=task,
-            representation="simple115v2",
-            rewards=config.rewards,
-            number_of_left_players_agent_controls=self.n_agents,
-            render=False,
-            write_goal_dumps=False,
-            write_full_episode_dumps=False,
-        )
+        with warnings.catch_warnings():  # gym 0.25's notice that the old step API is deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._env = gfootball_env.create_environment(
+                env_name=task,
+                representation="simple115v2",
+                rewards=config.rewards,
+                number_of_left_players_agent_controls=self.n_agents,
+                render=False,
+                write_goal_dumps=False,
+                write_full_episode_dumps=False,
+            )
         self._engine_config = self._env.unwrapped._config  # read by the engine on each reset
         obs_space = spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
         self.spec = EnvSpec(

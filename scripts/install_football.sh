@@ -7,9 +7,11 @@
 #   1. Debian/Ubuntu build dependencies through apt-get (skipped when already installed);
 #   2. `pip wheel --no-build-isolation` into the wheel cache (skipped when the wheel is there;
 #      build isolation must be off because gfootball's build script imports psutil);
-#   3. `pip install` of the cached wheel plus the runtime pins gfootball leaves out: `six`
-#      (imported, undeclared) and `gym==0.25.2` (gfootball uses the old reset/step API that
-#      gym 0.26 removed).
+#   3. `pip install --no-deps` of the cached wheel, then its runtime dependencies plus the pins
+#      gfootball leaves out: `six` (imported, undeclared) and `gym==0.25.2` (gfootball uses
+#      the old reset/step API that gym 0.26 removed). Its `pygame` requirement (keyboard play
+#      only) is installed only when no `pygame` module exists: pygame would overwrite the
+#      files of pygame-ce, which mpe2 needs (both install the module `pygame`).
 #
 # Usage: activate the venv, then `bash scripts/install_football.sh`.
 # Environment: HASAC_CACHE (default ~/.cache/hasac-bench) holds wheels/;
@@ -86,5 +88,8 @@ else
 fi
 # The engine links the SDL/Boost shared libraries at run time, so a cached wheel still needs them.
 install_apt_packages
-"$PYTHON" -m pip install -q "$wheel" six "gym==0.25.2"
+runtime=(six "gym==0.25.2" absl-py scipy psutil opencv-python)  # gfootball's requirements + pins
+"$PYTHON" -c 'import pygame' >/dev/null 2>&1 || runtime+=(pygame)
+"$PYTHON" -m pip install -q --no-deps "$wheel"
+"$PYTHON" -m pip install -q "${runtime[@]}"
 "$PYTHON" -c 'import gfootball.env' && say "gfootball $GFOOTBALL_VERSION installed"

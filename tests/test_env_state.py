@@ -47,6 +47,7 @@ CASES = [
     # Ant reads body positions left over from the last mj_step: the integration state
     # alone would not replay its first reward bit for bit.
     Case("mamujoco", "Ant-2x4", {"episode_limit": 10}, before=6, after=6),
+    Case("football", "academy_3_vs_1_with_keeper", {"episode_limit": 8}, before=5, after=6),
 ]
 
 

@@ -14,7 +14,7 @@ from gymnasium import spaces
 import envs
 from envs.errors import ConfigError, EnvUnavailable
 
-SIMULATOR = {"mpe": "mpe2", "mamujoco": "gymnasium_robotics"}  # family -> import to skip on
+SIMULATOR = {"mpe": "mpe2", "mamujoco": "gymnasium_robotics", "football": "gfootball"}  # family -> import to skip on
 
 
 def skip_without_simulator(family: str) -> None:
@@ -53,6 +53,7 @@ CASES = [
     Case("mamujoco", "Hopper-3x1", {"episode_limit": 40}),
     Case("mamujoco", "Hopper-3x1", {"episode_limit": 40, "obs_mode": "local"}),
     Case("mamujoco", "Ant-8x1", {"episode_limit": 12, "obs_mode": "local"}),
+    Case("football", "academy_3_vs_1_with_keeper", {"episode_limit": 12}),
 ]
 
 
@@ -174,6 +175,7 @@ SEEDED = [
     Case("mpe", "simple_speaker_listener", {"max_cycles": 5, "continuous_actions": False}),
     Case("mamujoco", "HalfCheetah-2x3", {"episode_limit": 5}),
     Case("mamujoco", "Hopper-3x1", {"episode_limit": 5, "obs_mode": "local"}),
+    Case("football", "academy_pass_and_shoot_with_keeper", {"episode_limit": 5}),
 ]
 
 
