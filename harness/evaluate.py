@@ -12,7 +12,8 @@ eval env carries them, see `study_envs`), each one more pass of the same episode
   episode like the returns, with c = reward_scale (J is the objective the learner sees);
   `eval_entropy`, the mean per-step Σᵢ Hᵢ over alive agents; `eval_stochastic_return`, E[R]
   of π in the task's units; on single-state games `eval_qre_tv`, the largest total
-  variation over agents between πⁱ and the analytic soft QRE of (c·payoff, α).
+  variation over agents between πⁱ and the analytic soft QRE of (c·payoff, α), and
+  `eval_soft_objective_exact`, J(π) in closed form from πⁱ's probabilities.
 - `eval_return_obsnoise_<σ>`: greedy returns with N(0, (σ·std_f)²) added to every
   observation feature f, std_f measured over the clean pass's observations.
 - `eval_return_actnoise_<p>`: greedy returns when each agent's action is replaced, with
@@ -220,6 +221,8 @@ def soft_columns(algo: Algorithm, env: VecEnv, n_episodes: int, seed: int, probe
         qre = None if probes.alpha is None else analytic_qre(probes.payoff, probes.alpha / probes.reward_scale)
         tv = nan if qre is None or policy_probs is None else max(total_variation(p, q) for p, q in zip(policy_probs, qre))
         columns["eval_qre_tv"] = tv
+        columns["eval_soft_objective_exact"] = (nan if probes.alpha is None or policy_probs is None else
+                                                exact_soft_objective(probes, policy_probs))
     generator = torch.Generator(device=getattr(algo, "device", "cpu")).manual_seed(seed)
     if algo.sample_policy(env.reset(seed), torch.Generator(device=getattr(algo, "device", "cpu"))) is None:
         return columns  # deterministic or undefined π: no entropy, J = −∞ on Box, see docs/studies.md
@@ -235,6 +238,17 @@ def soft_columns(algo: Algorithm, env: VecEnv, n_episodes: int, seed: int, probe
     if probes.alpha is not None:
         columns["eval_soft_objective"] = float(np.mean(probes.reward_scale * returns + probes.alpha * entropy_sums))
     return columns
+
+
+def exact_soft_objective(probes: Probes, policy_probs: list[list[float]]) -> float:
+    """J(π) of a single-state game in closed form: c·Σ_a Πᵢπⁱ(aⁱ) R(a) + α Σᵢ H(πⁱ)."""
+    shape, raw = probes.payoff
+    value = np.frombuffer(raw, np.float64).reshape(shape)
+    probs = [np.asarray(p, np.float64) for p in policy_probs]
+    for p in reversed(probs):  # contract the last agent's axis each time
+        value = value @ p
+    entropy = sum(-float(np.sum(p[p > 0] * np.log(p[p > 0]))) for p in probs)
+    return probes.reward_scale * float(value) + probes.alpha * entropy
 
 
 @functools.lru_cache(maxsize=64)

@@ -62,6 +62,7 @@ def test_soft_objective_estimate_agrees_with_the_closed_form_on_a_matrix_game(na
     closed_form = scale * expected_return + alpha * entropy
     std_error = scale * math.sqrt(float(p0 @ PAYOFF**2 @ p1) - expected_return**2) / math.sqrt(episodes)
     assert abs(row["eval_soft_objective"] - closed_form) < 4 * std_error
+    assert row["eval_soft_objective_exact"] == pytest.approx(closed_form, abs=1e-6)
     assert row["eval_entropy"] == pytest.approx(entropy, abs=1e-5)  # exact for categorical policies
     assert abs(row["eval_stochastic_return"] - expected_return) < 4 * std_error / scale
     qre = soft_qre(PAYOFF, alpha / scale)  # the QRE of (c·R, α)
@@ -137,6 +138,7 @@ SUITES = {  # suite: (runs, algorithms, jobs that cannot run: HATD3 on Discrete 
     "ablation_alpha": (32, 1, 0),
     "robustness": (6, 5, 0),
     "monotonic": (5, 4, 3),
+    "monotonic_matrix": (2, 3, 0),
     "seed_checks": (4, 2, 1),
     "seed_ant_alpha": (4, 1, 0),
 }

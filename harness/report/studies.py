@@ -205,23 +205,26 @@ def soft_objective_section(out: Path, runs: list[StudyRun], reps: int, seed: int
     rows = []
     for task, by_algo in sorted(tasks.items()):
         for algo, group in sorted(by_algo.items()):
-            j = [r.column("eval_soft_objective")[-1] for r in group]
+            column = soft_objective_column(group)
+            j = [r.column(column)[-1] for r in group]
             tv = [r.column("eval_qre_tv")[-1] for r in group]
-            _, mean_j, _ = curve(group, "eval_soft_objective")
+            _, mean_j, _ = curve(group, column)
             drop = float(np.nanmax(np.fmax.accumulate(mean_j) - mean_j)) if np.isfinite(mean_j).any() else np.nan
-            rows.append({"task": task, "algo": algo, "seeds": len(group), **_named("J", interval(j, reps, seed)),
+            rows.append({"task": task, "algo": algo, "seeds": len(group), "J_from": "exact" if column.endswith("exact") else "episodes",
+                         **_named("J", interval(j, reps, seed)),
                          "J_largest_drop": drop, **_named("qre_tv", interval(tv, reps, seed))})
     table = pd.DataFrame(rows)
     write_table(out, "soft_objective", table)
     shown = pd.DataFrame({
-        "task": table.task, "algo": table.algo, "seeds": table.seeds,
+        "task": table.task, "algo": table.algo, "seeds": table.seeds, "J from": table.J_from,
         "final J(π) [95 % CI]": [fmt_ci(*v) for v in zip(table.J, table.J_ci_low, table.J_ci_high)],
         "largest fall of J below its best": table.J_largest_drop.map(_short),
         "final TV to soft QRE [95 % CI]": [fmt_ci(*v) for v in zip(table.qre_tv, table.qre_tv_ci_low, table.qre_tv_ci_high)],
     })
     text = ["## Soft objective J(π) and distance to the soft QRE",
             "J(π) = E[Σ_t (c·r_t + α Σᵢ Hᵢ)] of the stochastic policy (undiscounted, at the run's `eval_alpha` or fixed α, "
-            "c = reward_scale), estimated from evaluation episodes; the theory says it improves monotonically for MEHAML "
+            "c = reward_scale), estimated from evaluation episodes (*J from* `episodes`), or in closed form from the "
+            "policy's probabilities on single-state games (`exact`); the theory says it improves monotonically for MEHAML "
             "instances. *Largest fall*: the most the seed-mean J curve drops below its running best (0 = monotone). "
             "TV: the largest total variation over agents between πⁱ and the analytic soft QRE (single-state games). "
             "— : undefined (deterministic policies have no entropy; J is −∞ on Box actions).",
@@ -231,6 +234,12 @@ def soft_objective_section(out: Path, runs: list[StudyRun], reps: int, seed: int
 
         text.append(figure_links(soft_objective_figure(out / "figures", tasks), out))
     return "\n\n".join(text)
+
+
+def soft_objective_column(group: list[StudyRun]) -> str:
+    """The closed-form J where every run has it (single-state games), else the estimate."""
+    exact = all(np.isfinite(r.column("eval_soft_objective_exact")).any() for r in group)
+    return "eval_soft_objective_exact" if exact else "eval_soft_objective"
 
 
 def _named(name: str, values: tuple[float, float, float]) -> dict[str, float]:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.figures import color, plt, save
-from harness.report.studies import StudyRun, alpha_order, alpha_value, curve
+from harness.report.studies import StudyRun, alpha_order, alpha_value, curve, soft_objective_column
 
 
 def panels(n: int, width: float = 4.6, height: float = 3.4):
@@ -73,8 +73,9 @@ def soft_objective_figure(directory: Path, tasks: dict[str, dict[str, list[Study
     fig, axes = plt.subplots(len(tasks), 2, figsize=(10, 3.4 * len(tasks)), squeeze=False)
     for (ax_j, ax_tv), (task, by_algo) in zip(axes, sorted(tasks.items())):
         for algo, group in sorted(by_algo.items()):
-            defined = all(np.isfinite(r.column("eval_soft_objective")).any() for r in group)
-            column = "eval_soft_objective" if defined else "eval_return_mean"
+            column = soft_objective_column(group)
+            defined = all(np.isfinite(r.column(column)).any() for r in group)
+            column = column if defined else "eval_return_mean"
             grid, mean, half = curve(group, column)
             ax_j.plot(grid, mean, "-" if defined else "--", color=color(algo),
                       label=f"{algo} ({len(group)})" if defined else f"{algo}: return, J undefined")
