@@ -159,10 +159,30 @@ def raw_lag(task: str, seconds: float) -> float:
     return timed_rate(step_once, seconds)
 
 
-RAW = {"mpe": raw_mpe, "mamujoco": raw_mamujoco, "smac": raw_smac, "lag": raw_lag}
+def raw_football(task: str, seconds: float) -> float:
+    """gfootball's own env as the official configs build it (simple115v2, the scenario's
+    agents), old gym API, pre-drawn random actions, resets included."""
+    from envs.football import AGENTS, N_ACTIONS, create_engine
+
+    env = create_engine(task)
+    env.reset()
+    rng = np.random.default_rng(0)
+    actions = [rng.integers(N_ACTIONS, size=AGENTS[task]).tolist() for _ in range(64)]
+    counter = iter(range(10**12))
+
+    def step_once() -> int:
+        _, _, done, _ = env.step(actions[next(counter) % 64])
+        if done:
+            env.reset()
+        return 1
+
+    return timed_rate(step_once, seconds)
+
+
+RAW = {"mpe": raw_mpe, "mamujoco": raw_mamujoco, "smac": raw_smac, "lag": raw_lag, "football": raw_football}
 # What a family's raw rate measures (default: "raw simulator, 1 env").
 RAW_LABEL = {"smac": "raw jaxmarl SMAX, vmap 32 envs", "lag": "raw JSBSim F-16s x 12 sub-steps"}
-FAMILY_VEC_SIZES = {"smac": (1, 32, 128)}
+FAMILY_VEC_SIZES = {"smac": (1, 32, 128), "football": (1, 2, 4)}
 
 
 def split_name(name: str) -> tuple[str, str, list[str]]:
@@ -310,7 +330,7 @@ def projected_train_rate(row: dict, update_rate: float) -> float:
     time per env step minus its fp32 update time plus the new update time."""
     per_step_updates = row["updates per 1k steps"] / 1000
     seconds_per_step = 1 / row["train steps/s"] - per_step_updates / row["update/s"] + per_step_updates / update_rate
-    return 1 / seconds_per_step
+    return 1 / seconds_per_step if seconds_per_step > 0 else math.nan  # inconsistent figures (a very noisy run)
 
 
 def bench_report(algos: int = 5, tasks: int = 50, seeds: int = 10, points: int = 50, reps: int = 2000) -> list[dict]:
@@ -373,7 +393,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
     parser.add_argument("--train-seconds", type=float, default=20.0, help="least time the training loop runs (whole rounds, at least one)")
     parser.add_argument("--memory-capacity", type=int, default=1_000_000, help="transitions of the replay buffers whose memory is checked")
-    parser.add_argument("--memory-tasks", nargs="*", default=None, help="tasks of the memory check (default: HalfCheetah-2x3, SMAX 3m)")
+    parser.add_argument("--memory-tasks", nargs="*", default=None, help="tasks of the memory check (default: HalfCheetah-2x3 and "
+                        "SMAX 3m, those of them among --tasks)")
     parser.add_argument("--skip-env", action="store_true", help="no raw / VecEnv / loop figures")
     parser.add_argument("--report", action="store_true", help="also time harness.report on a generated 5x50x10 tree")
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run: simple_spread, tiny networks (tests)")
@@ -386,7 +407,7 @@ def main(argv: list[str] | None = None) -> Path:
         args.memory_capacity, args.memory_tasks = 4000, args.memory_tasks if args.memory_tasks is not None else args.tasks
     tasks = args.tasks or default_tasks()
     devices = args.devices or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
-    memory_tasks = args.memory_tasks if args.memory_tasks is not None else [t for t in MEMORY_TASKS if t in default_tasks()]
+    memory_tasks = args.memory_tasks if args.memory_tasks is not None else [t for t in MEMORY_TASKS if t in tasks]
     torch.set_num_threads(1)
     payload = {"name": args.name, "created": datetime.datetime.now().isoformat(timespec="seconds"), "argv": sys.argv[1:] if argv is None else argv,
                "tiny": args.tiny, "machine": machine()}
@@ -396,8 +417,9 @@ def main(argv: list[str] | None = None) -> Path:
     from harness.bench_algos import replay_memory
 
     payload |= {"env": env_rows, "algos": algo_rows, "device_ratios": device_ratios(algo_rows),
-                "memory": [replay_memory(name, args.memory_capacity) for name in memory_tasks],
-                "report": bench_report() if args.report else [], "targets": targets(env_rows, algo_rows)}
+                "memory": [replay_memory(name, args.memory_capacity, device) for name in memory_tasks for device in devices],
+                "report": bench_report() if args.report else [],
+                "targets": [] if args.tiny else targets(env_rows, algo_rows)}  # targets hold at the official settings only
     payload["machine"]["loadavg_end"] = list(os.getloadavg())
     path = Path(args.out_dir) / f"{args.name}.json"
     write_json(path, payload)

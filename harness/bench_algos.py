@@ -134,6 +134,7 @@ def update_rates(learner, batch_size: int | None, seconds: float, bf16: bool) ->
         def one_update() -> int:
             learner.buffer.load_state_dict(saved)  # a full rollout again: the update only
             learner.update()
+            synchronize(learner.device)
             return 1
 
         return {"update/s": interleaved({"update": one_update}, seconds)["update"]}
@@ -149,6 +150,7 @@ def update_rates(learner, batch_size: int | None, seconds: float, bf16: bool) ->
                     function()
             finally:
                 learner.config.bf16 = False
+            synchronize(learner.device)  # GPU kernels are asynchronous: time them to the end
             return cycle
         return run
 
@@ -241,6 +243,11 @@ def hatd3_floor(learner: Hatd3, batch) -> Callable[[], None]:
     return passes
 
 
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def clear_grads(learner: HaOffPolicy) -> None:
     for module in (learner.critic, learner.actors):
         module.zero_grad(set_to_none=True)
@@ -252,20 +259,22 @@ def resident_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def replay_memory(name: str, capacity: int, n_envs: int = 20) -> dict:
-    """Bytes per transition of the task's replay table, and the measured resident-set growth
-    of a `capacity`-transition buffer with every page written (within 5 % + 16 MiB of the
-    stated size = ok)."""
+def replay_memory(name: str, capacity: int, device: str = "cpu", n_envs: int = 20) -> dict:
+    """Bytes per transition of the task's replay table, and the measured growth of a
+    `capacity`-transition buffer with every page written: resident set on the CPU, allocated
+    memory on a GPU (within 5 % + 16 MiB of the stated size = ok)."""
     family, task, overrides = split_name(name)
     probe = envs.make(family, task, n_envs=1, seed=0, **env_fields(overrides))
     spec = probe.spec
     probe.close()
-    before = resident_bytes()
-    buffer = ReplayBuffer(spec, capacity, n_envs, 0.99, 1, "cpu")
+    used = resident_bytes if device == "cpu" else (lambda: torch.cuda.memory_allocated(device))
+    before = used()
+    buffer = ReplayBuffer(spec, capacity, n_envs, 0.99, 1, device)
     buffer.table.fill_(1.0)  # zeros() maps pages lazily: write them all
-    grown = resident_bytes() - before
+    synchronize(torch.device(device))
+    grown = used() - before
     per_transition = buffer.layout.bytes_per_transition()
     stated = per_transition * buffer.T * n_envs
     del buffer
-    return {"task": name, "capacity": capacity, "bytes/transition": per_transition, "stated MiB": stated / 2**20,
-            "RSS growth MiB": grown / 2**20, "ok": bool(grown <= 1.05 * stated + 16 * 2**20)}
+    return {"task": name, "device": device, "capacity": capacity, "bytes/transition": per_transition,
+            "stated MiB": stated / 2**20, "measured growth MiB": grown / 2**20, "ok": bool(grown <= 1.05 * stated + 16 * 2**20)}

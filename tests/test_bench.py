@@ -44,7 +44,7 @@ def test_tiny_bench_writes_a_json_with_every_section(tmp_path):
 
     spec = envs.make("mpe", "simple_spread", n_envs=1, seed=0).spec
     assert memory["bytes/transition"] == 4 * (2 * 54 + 3 + 3 + 3 * (2 * 18 + 5)) == Layout(spec).bytes_per_transition()
-    assert all(set(t) == {"target", "value", "met"} and isinstance(t["met"], bool) for t in data["targets"])
+    assert data["targets"] == []  # judged at the official settings only
 
 
 @pytest.mark.parametrize("name", ["hasac", "hatd3"])

@@ -125,7 +125,7 @@ class ReplayBuffer:
         t, e = flat // self.n_envs, flat % self.n_envs
         last, reward, discount = self.n_step_window(t, e)
         rows = self.table.view(-1, self.layout.width)
-        start, end = rows[flat], rows[last * self.n_envs + e]  # [B, W] each
+        start, end = rows.index_select(0, flat), rows.index_select(0, last * self.n_envs + e)  # [B, W] each
         col = self.layout.columns
         actions, avail, next_avail = [], [], []
         for i, space in enumerate(self.spec.action_spaces):
