@@ -131,6 +131,23 @@ def _import_gfootball():
     return gfootball.env
 
 
+def create_engine(task: str, rewards: str = "scoring,checkpoints"):
+    """gfootball's own env for `task` as the official configs make it: simple115v2, the
+    scenario's agents, headless, no dumps (old gym API: obs [N, 115], reward [N], done, info)."""
+    gfootball_env = _import_gfootball()
+    with warnings.catch_warnings():  # gym 0.25's notice that the old step API is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return gfootball_env.create_environment(
+            env_name=task,
+            representation="simple115v2",
+            rewards=rewards,
+            number_of_left_players_agent_controls=AGENTS[task],
+            render=False,
+            write_goal_dumps=False,
+            write_full_episode_dumps=False,
+        )
+
+
 def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
 
@@ -162,20 +179,9 @@ class FootballEnv(SingleEnv):
     """One gfootball engine controlling the scenario's left-team agents."""
 
     def __init__(self, task: str, config: Config):
-        gfootball_env = _import_gfootball()
         self.n_agents = AGENTS[task]
         self.limit = SCENARIO_STEPS if config.episode_limit is None else int(config.episode_limit)
-        with warnings.catch_warnings():  # gym 0.25's notice that the old step API is deprecated
-            warnings.simplefilter("ignore", DeprecationWarning)
-            self._env = gfootball_env.create_environment(
-                env_name=task,
-                representation="simple115v2",
-                rewards=config.rewards,
-                number_of_left_players_agent_controls=self.n_agents,
-                render=False,
-                write_goal_dumps=False,
-                write_full_episode_dumps=False,
-            )
+        self._env = create_engine(task, config.rewards)
         self._engine_config = self._env.unwrapped._config  # read by the engine on each reset
         obs_space = spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
         self.spec = EnvSpec(
