@@ -437,4 +437,8 @@ def print_tables(payload: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as exc:  # bad names or values: one line, exit status 2 (as harness.run)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

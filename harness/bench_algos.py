@@ -15,14 +15,15 @@ algorithm and device, at the official settings (the task's tuned config, n_envs 
 Rates that are compared (update vs floor, fp32 vs bf16) are measured interleaved, so a
 load change on a shared machine hits both.
 
-Memory: a replay buffer of `capacity` transitions is allocated on the CPU and every page
-written; the resident-set growth (/proc/self/statm) is checked against the stated
-bytes per transition × capacity.
+Memory: a replay buffer of `capacity` transitions is allocated on each device with every
+page written; the growth (resident set from /proc/self/statm on the CPU, allocated memory on
+a GPU) is checked against the stated bytes per transition × capacity.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import time
 from typing import Callable
@@ -36,6 +37,7 @@ from algos.common.registry import config_class
 from algos.common.replay import ReplayBuffer
 from algos.hasac import Hasac
 from algos.hatd3 import Hatd3
+from envs.errors import ConfigError
 from harness.bench import env_fields, split_name, timed_rate, vec_rate
 from harness.train import Prepared, prepare
 
@@ -78,6 +80,14 @@ class Loop:
         return env_steps
 
 
+def check_benchable(algo: str) -> None:
+    """The bench's schedule knows train_every rounds and on-policy rollouts (not QMIX's episodes)."""
+    cls = config_class(algo)
+    if not (cls.on_policy or "train_every" in {f.name for f in dataclasses.fields(cls)}):
+        raise ConfigError(f"bench: {algo} trains on an episode schedule the bench does not time; "
+                          "benchable: hasac, hatd3, happo, mappo and their subclasses")
+
+
 def round_steps(algo, n_envs: int) -> int:
     """Env steps of one training round: train_every (off-policy) or one rollout, in whole vectorised steps."""
     c = algo.config
@@ -97,6 +107,7 @@ def prepare_for_bench(name: str, algo: str, device: str, n_envs: int, overrides:
 def algo_rows(name: str, algo: str, device: str, n_envs: int, seconds: float, train_seconds: float,
               batch_sizes: list[int], bf16: bool, tiny: bool) -> list[dict]:
     """Rows for one (task, algorithm, device): one per batch size (and precision)."""
+    check_benchable(algo)
     family, task, env_overrides = split_name(name)
     vec_before = vec_rate(family, task, n_envs, seconds / 2, None, env_fields(env_overrides))
     tiny_overrides = ON_POLICY_TINY if config_class(algo).on_policy else OFF_POLICY_TINY

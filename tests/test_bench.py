@@ -95,3 +95,13 @@ def test_json_is_written_atomically_with_nan_as_null(tmp_path):
     write_json(path, {"a": math.nan, "b": [np.float32(1.5), np.int64(2), np.bool_(True)], "c": {"d": math.inf}})
     assert json.loads(path.read_text()) == {"a": None, "b": [1.5, 2, True], "c": {"d": None}}
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def test_an_algorithm_the_bench_cannot_schedule_is_a_config_error():
+    from envs.errors import ConfigError
+    from harness.bench_algos import check_benchable
+
+    for name in ("hasac", "hatd3", "happo", "mappo"):
+        check_benchable(name)
+    with pytest.raises(ConfigError, match="qmix"):
+        check_benchable("qmix")
