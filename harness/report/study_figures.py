@@ -69,34 +69,43 @@ def entropy_figure(directory: Path, groups) -> list[Path]:
 
 
 def soft_objective_figure(directory: Path, tasks: dict[str, dict[str, list[StudyRun]]]) -> list[Path]:
-    """Per task: J over training (left) and, on single-state games, the QRE distance (right)."""
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(10, 3.4 * len(tasks)), squeeze=False)
-    for (ax_j, ax_tv), (task, by_algo) in zip(axes, sorted(tasks.items())):
+    """Per task: J over training and, where some task has one (single-state games), the QRE
+    distance in a second column."""
+    has_tv = {task: [a for a, g in by_algo.items() if all(np.isfinite(r.column("eval_qre_tv")).any() for r in g)]
+              for task, by_algo in tasks.items()}
+    cols = 2 if any(has_tv.values()) else 1
+    fig, axes = plt.subplots(len(tasks), cols, figsize=(5 * cols, 3.4 * len(tasks)), squeeze=False)
+    for row, (task, by_algo) in zip(axes, sorted(tasks.items())):
+        ax_j = row[0]
         for algo, group in sorted(by_algo.items()):
             column = soft_objective_column(group)
             defined = all(np.isfinite(r.column(column)).any() for r in group)
-            column = column if defined else "eval_return_mean"
-            grid, mean, half = curve(group, column)
+            grid, mean, half = curve(group, column if defined else "eval_return_mean")
             ax_j.plot(grid, mean, "-" if defined else "--", color=color(algo),
                       label=f"{algo} ({len(group)})" if defined else f"{algo}: return, J undefined")
             ax_j.fill_between(grid, mean - half, mean + half, color=color(algo), alpha=0.2, linewidth=0)
-            if all(np.isfinite(r.column("eval_qre_tv")).any() for r in group):
-                grid, mean, half = curve(group, "eval_qre_tv")
-                ax_tv.plot(grid, mean, color=color(algo), label=algo)
-                ax_tv.fill_between(grid, np.maximum(mean - half, 0), mean + half, color=color(algo), alpha=0.2, linewidth=0)
-        ax_j.set_title(f"{task}: J(π)", fontsize=10)
-        ax_j.set_ylabel("J(π)")
-        ax_tv.set_title(f"{task}: TV to the soft QRE", fontsize=10)
-        ax_tv.set_ylabel("max over agents of TV")
-        if not ax_tv.lines:
-            ax_tv.axis("off")
-        for ax in (ax_j, ax_tv):
-            ax.set_xlabel("env steps")
-            ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
-            ax.grid(alpha=0.3)
-            if ax.lines:
-                ax.legend(fontsize=7)
+        _style(ax_j, f"{task}: J(π)", "J(π)")
+        if cols == 1:
+            continue
+        if not has_tv[task]:
+            row[1].axis("off")
+            continue
+        for algo in sorted(has_tv[task]):
+            grid, mean, half = curve(by_algo[algo], "eval_qre_tv")
+            row[1].plot(grid, mean, color=color(algo), label=algo)
+            row[1].fill_between(grid, np.maximum(mean - half, 0), mean + half, color=color(algo), alpha=0.2, linewidth=0)
+        _style(row[1], f"{task}: TV to the soft QRE", "max over agents of TV")
     return save(fig, directory, "soft_objective")
+
+
+def _style(ax, title: str, ylabel: str) -> None:
+    """Title, labels, step axis in scientific notation, legend, grid."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel(ylabel)
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
 
 
 def degradation_figure(directory: Path, table: pd.DataFrame) -> list[Path]:
