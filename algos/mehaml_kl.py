@@ -108,11 +108,11 @@ class MehamlKl(Hasac):
 
     def actor_step(self, i: int, batch: Batch, actions: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """HASAC's penalised step, then the neighbourhood U: backtrack into the trust region."""
+        if self.config.kl_max == 0:
+            return super().actor_step(i, batch, actions)
         before = [p.detach().clone() for p in self.actors[i].parameters()]
         log_prob, metrics = super().actor_step(i, batch, actions)
-        if self.config.kl_max > 0:
-            scale = self.backtrack(i, batch, before)
-            self.drift_metrics[f"step_scale/agent_{i}"] = scale
+        self.drift_metrics[f"step_scale/agent_{i}"] = self.backtrack(i, batch, before)
         return log_prob, metrics
 
     @torch.no_grad()
