@@ -12,7 +12,7 @@ eval env carries them, see `study_envs`), each one more pass of the same episode
   episode like the returns, with c = reward_scale (J is the objective the learner sees);
   `eval_entropy`, the mean per-step Σᵢ Hᵢ over alive agents; `eval_stochastic_return`, E[R]
   of π in the task's units; on single-state games `eval_qre_tv`, the largest total
-  variation over agents between πⁱ and the analytic soft QRE of (c·payoff, α), and
+  variation over agents between πⁱ and the nearest analytic soft QRE of (c·payoff, α), and
   `eval_soft_objective_exact`, J(π) in closed form from πⁱ's probabilities.
 - `eval_return_obsnoise_<σ>`: greedy returns with N(0, (σ·std_f)²) added to every
   observation feature f, std_f measured over the clean pass's observations.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -38,6 +39,8 @@ from envs.base import EnvSpec, Step, VecEnv
 from envs.errors import ConfigError
 from envs.wrappers import VecEnvWrapper, scale_rewards
 
+QRE_STARTS = 64
+"""Pure joint actions whose neighbourhoods seed the search for soft QREs (besides uniform)."""
 Chooser = Callable[[Step], tuple[list[np.ndarray], "np.ndarray | None"]]
 """step -> (actions, per-row bonus [E] summed along each episode, or None)."""
 
@@ -218,9 +221,9 @@ def soft_columns(algo: Algorithm, env: VecEnv, n_episodes: int, seed: int, probe
     nan = float("nan")
     columns = {"eval_soft_objective": nan, "eval_entropy": nan, "eval_stochastic_return": nan}
     if probes.payoff is not None:
-        qre = None if probes.alpha is None else analytic_qre(probes.payoff, probes.alpha / probes.reward_scale)
-        tv = nan if qre is None or policy_probs is None else max(total_variation(p, q) for p, q in zip(policy_probs, qre))
-        columns["eval_qre_tv"] = tv
+        qres = () if probes.alpha is None else analytic_qres(probes.payoff, probes.alpha / probes.reward_scale)
+        distances = [max(total_variation(p, q) for p, q in zip(policy_probs, qre)) for qre in qres] if policy_probs else []
+        columns["eval_qre_tv"] = min(distances, default=nan)
         columns["eval_soft_objective_exact"] = (nan if probes.alpha is None or policy_probs is None else
                                                 exact_soft_objective(probes, policy_probs))
     generator = torch.Generator(device=getattr(algo, "device", "cpu")).manual_seed(seed)
@@ -252,11 +255,21 @@ def exact_soft_objective(probes: Probes, policy_probs: list[list[float]]) -> flo
 
 
 @functools.lru_cache(maxsize=64)
-def analytic_qre(payoff: tuple[tuple[int, ...], bytes], alpha: float) -> list[np.ndarray] | None:
-    """The soft QRE reached from uniform policies (algos/common/qre.py), or None where the
-    iteration does not settle. At small α a game can have several QREs: this is one of them."""
+def analytic_qres(payoff: tuple[tuple[int, ...], bytes], alpha: float) -> tuple[list[np.ndarray], ...]:
+    """The distinct soft QREs (algos/common/qre.py) reached from uniform policies and from
+    next to every pure joint action (at most QRE_STARTS starts). For large α there is one;
+    for small α a game has several (one near each strict equilibrium) and the distance that
+    matters is to the nearest."""
     shape, raw = payoff
-    try:
-        return soft_qre(np.frombuffer(raw, np.float64).reshape(shape), alpha)
-    except RuntimeError:
-        return None
+    table = np.frombuffer(raw, np.float64).reshape(shape)
+    near = [[np.where(np.arange(n) == a, 0.9, 0.1 / (n - 1)) for n, a in zip(shape, joint)]
+            for joint in itertools.islice(itertools.product(*map(range, shape)), QRE_STARTS)]
+    found: list[list[np.ndarray]] = []
+    for init in [None, *near]:
+        try:
+            qre = soft_qre(table, alpha, init=init)
+        except RuntimeError:  # this start does not settle
+            continue
+        if all(max(total_variation(p, q) for p, q in zip(qre, other)) > 1e-6 for other in found):
+            found.append(qre)
+    return tuple(found)

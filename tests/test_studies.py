@@ -24,7 +24,7 @@ from algos.common.registry import algorithm_class
 from envs.errors import ConfigError
 from envs.matrix import CLIMBING
 from envs.wrappers import RewardScale, scale_rewards
-from harness.evaluate import ProbedEnv, Probes, evaluate
+from harness.evaluate import ProbedEnv, Probes, analytic_qres, evaluate
 from harness.report import write_report
 from harness.run import main
 from harness.sweep import dry_run_table, prepare_jobs
@@ -51,7 +51,7 @@ def matrix_learner(name: str, seed: int = 0):
 
 @pytest.mark.parametrize("name", ["hasac", "happo"])
 def test_soft_objective_estimate_agrees_with_the_closed_form_on_a_matrix_game(name):
-    alpha, scale, episodes = 2.0, 1.5, 6000
+    alpha, scale, episodes = 15.0, 1.5, 6000  # the QRE of (c·R, α) = that of (R, 10): unique
     algo, env = matrix_learner(name)
     probes = Probes(soft=True, alpha=alpha, reward_scale=scale, payoff=(PAYOFF.shape, PAYOFF.tobytes()))
     row = evaluate(algo, ProbedEnv(env, probes), episodes, seed=3).row(None)
@@ -65,8 +65,17 @@ def test_soft_objective_estimate_agrees_with_the_closed_form_on_a_matrix_game(na
     assert row["eval_soft_objective_exact"] == pytest.approx(closed_form, abs=1e-6)
     assert row["eval_entropy"] == pytest.approx(entropy, abs=1e-5)  # exact for categorical policies
     assert abs(row["eval_stochastic_return"] - expected_return) < 4 * std_error / scale
-    qre = soft_qre(PAYOFF, alpha / scale)  # the QRE of (c·R, α)
+    qre = soft_qre(PAYOFF, alpha / scale)
     assert row["eval_qre_tv"] == pytest.approx(max(total_variation(p0, qre[0]), total_variation(p1, qre[1])), abs=1e-9)
+
+
+def test_qre_distance_is_to_the_nearest_soft_qre():
+    payoff = (PAYOFF.shape, PAYOFF.tobytes())
+    assert len(analytic_qres(payoff, 10.0)) == 1  # unique at large α (tests/test_hasac.py)
+    qres = analytic_qres(payoff, 0.01)  # near the two strict equilibria (0, 0) and (1, 1)
+    assert sorted(tuple(int(np.argmax(p)) for p in q) for q in qres) == [(0, 0), (1, 1)]
+    for qre in qres:  # fixed points of the iteration
+        assert all(np.allclose(p, q, atol=1e-6) for p, q in zip(qre, soft_qre(PAYOFF, 0.01, init=qre)))
 
 
 def test_squashed_gaussian_entropy_matches_its_narrow_limit():
