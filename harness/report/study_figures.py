@@ -12,6 +12,9 @@ import pandas as pd
 from harness.report.figures import color, plt, save
 from harness.report.studies import StudyRun, alpha_order, alpha_value, curve, soft_objective_column
 
+LEARNED_STYLES = ["--", ":", "-."]
+"""Line styles of the learned-α variants (black), fixed α taking the viridis colours."""
+
 
 def panels(n: int, width: float = 4.6, height: float = 3.4):
     cols = min(3, n)
@@ -32,8 +35,7 @@ def temperature_figure(directory: Path, groups, table: pd.DataFrame) -> list[Pat
                     color=color(algo), marker="o", capsize=3, label=f"{algo}, fixed α")
         span = [alphas.min(), alphas.max()] if len(alphas) else [1e-3, 1.0]
         for k, row in enumerate(rows[~rows.index.isin(fixed.index)].itertuples()):
-            style = ["--", ":"][k % 2]
-            ax.plot(span, [row.final_mean] * 2, style, color="black", label=f"{row.temperature}")
+            ax.plot(span, [row.final_mean] * 2, LEARNED_STYLES[k % len(LEARNED_STYLES)], color="black", label=f"{row.temperature}")
             ax.fill_between(span, row.ci_low, row.ci_high, color="gray", alpha=0.2, linewidth=0)
         ax.set_xscale("log")
         ax.set_title(f"{base} ({algo})", fontsize=10)
@@ -52,19 +54,15 @@ def entropy_figure(directory: Path, groups) -> list[Path]:
     fig, axes = panels(len(with_entropy))
     cmap = plt.get_cmap("viridis")
     for ax, (key, by_label) in zip(axes, sorted(with_entropy.items())):
-        labels = sorted(by_label, key=alpha_order)
-        for k, label in enumerate(labels):
+        fixed = [label for label in sorted(by_label, key=alpha_order) if np.isfinite(alpha_value(label))]
+        learned = [label for label in sorted(by_label) if label not in fixed]
+        styles = [(label, cmap(k / max(1, len(fixed) - 1)), "-", f"α={label}") for k, label in enumerate(fixed)]
+        styles += [(label, "black", LEARNED_STYLES[k % len(LEARNED_STYLES)], label) for k, label in enumerate(learned)]
+        for label, c, linestyle, name in styles:
             grid, mean, half = curve(by_label[label], "eval_entropy")
-            fixed = np.isfinite(alpha_value(label))
-            c = cmap(k / max(1, len(labels) - 1)) if fixed else "black"
-            ax.plot(grid, mean, "-" if fixed else "--", color=c, label=f"α={label}" if fixed else label)
+            ax.plot(grid, mean, linestyle, color=c, label=name)
             ax.fill_between(grid, mean - half, mean + half, color=c, alpha=0.15, linewidth=0)
-        ax.set_title(f"{key[0]} ({key[1]})", fontsize=10)
-        ax.set_xlabel("env steps")
-        ax.set_ylabel("Σᵢ H(πⁱ) per step (nats)")
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
+        _style(ax, f"{key[0]} ({key[1]})", "Σᵢ H(πⁱ) per step (nats)")
     return save(fig, directory, "temperature_entropy")
 
 
