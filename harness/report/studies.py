@@ -44,11 +44,8 @@ class StudyRun:
 
     @property
     def base(self) -> str:
-        """family/task plus the variant tokens that are not study settings."""
-        name = self.config.get("task") or self.run.task.split("-")[0]
-        variant = self.config.get("variant", "-".join(self.run.task.split("-")[1:]))
-        rest = [t for t in str(variant).split("-") if t and not STUDY_TOKEN.match(t)]
-        return f"{self.run.family}/{'-'.join([name, *rest])}"
+        """The run's task directory (task[-variant][@backend]) without the study tokens."""
+        return f"{self.run.family}/{'-'.join(t for t in self.run.task.split('-') if not STUDY_TOKEN.match(t))}"
 
     @property
     def temperature(self) -> str | None:
