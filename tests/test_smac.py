@@ -289,8 +289,10 @@ def test_missing_sc2_through_the_harness_exits_2_with_one_line(tmp_path):
 @pytest.mark.parametrize("algo, budget", [("hasac", 100_000), ("mappo", 200_000)])
 def test_learning_on_smax_3m_beats_random(tmp_path, algo, budget):
     """HASAC and MAPPO reach a win rate clearly above the masked-random policy's (about 0
-    on SMAX 3m against the heuristic enemy) within a CPU budget (not yet run: HASAC's
-    per-step updates make this hours on 2 cores)."""
+    on SMAX 3m against the heuristic enemy) within a CPU budget. Measured 2026-12-01 at 1bee7c3
+    (harness defaults, seed 0, 32 eval episodes), win rate every 20k steps:
+    MAPPO 0, .47, .47, .47, .47, .47, .59, .72, .78, .78, .69 (200k, 13 min);
+    HASAC 0, .38, .41, .34, .47, .41 (100k, about 2 h on 2 loaded cores)."""
     import json
 
     out = subprocess.run(
