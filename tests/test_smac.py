@@ -292,7 +292,7 @@ def test_learning_on_smax_3m_beats_random(tmp_path, algo, budget):
     on SMAX 3m against the heuristic enemy) within a CPU budget. Measured 2026-12-01 at 1bee7c3
     (harness defaults, seed 0, 32 eval episodes), win rate every 20k steps:
     MAPPO 0, .47, .47, .47, .47, .47, .59, .72, .78, .78, .69 (200k, 13 min);
-    HASAC 0, .38, .41, .34, .47, .41 (100k, about 2 h on 2 loaded cores)."""
+    HASAC 0, .38, .41, .34, .47, .41 (100k, 60 min on 2 loaded cores)."""
     import json
 
     out = subprocess.run(
