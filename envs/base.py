@@ -50,6 +50,9 @@ class EnvSpec:
     success_metric: str | None = None
     # One-step games whose only state is the start state: summary.json records policy_probs.
     single_state: bool = False
+    # Why this task's returns are not the published simulator's (e.g. a reimplementation);
+    # summary.json carries it and the report prints it instead of comparing with the paper.
+    results_note: str | None = None
 
     @property
     def discrete(self) -> bool:

@@ -398,6 +398,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--skip-env", action="store_true", help="no raw / VecEnv / loop figures")
     parser.add_argument("--report", action="store_true", help="also time harness.report on a generated 5x50x10 tree")
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run: simple_spread, tiny networks (tests)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the torch_threads run key; 1 is the "
+                        "default, best when runs share cores)")
     parser.add_argument("--name", default="latest", help="writes reports/bench/<name>.json")
     parser.add_argument("--out-dir", default="reports/bench", help="directory of the JSON")
     args = parser.parse_args(argv)
@@ -408,7 +410,7 @@ def main(argv: list[str] | None = None) -> Path:
     tasks = args.tasks or default_tasks()
     devices = args.devices or ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
     memory_tasks = args.memory_tasks if args.memory_tasks is not None else [t for t in MEMORY_TASKS if t in tasks]
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     payload = {"name": args.name, "created": datetime.datetime.now().isoformat(timespec="seconds"), "argv": sys.argv[1:] if argv is None else argv,
                "tiny": args.tiny, "machine": machine()}
     env_rows = [] if args.skip_env else [row for name in tasks for row in bench_task(name, args.seconds, (args.n_envs,) if args.tiny else None)]

@@ -100,7 +100,7 @@ def prepare_for_bench(name: str, algo: str, device: str, n_envs: int, overrides:
 
     family, task, env_overrides = split_name(name)
     settings, _ = load_settings([f"env={family}", f"task={task}", f"algo={algo}", f"device={device}", f"n_envs={n_envs}",
-                                 "progress=false", *env_overrides, *overrides])
+                                 f"torch_threads={torch.get_num_threads()}", "progress=false", *env_overrides, *overrides])
     return prepare(settings)
 
 

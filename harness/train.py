@@ -215,6 +215,8 @@ def train(p: Prepared, record: RunRecord, resume: bool = False) -> dict[str, Any
         "wall_seconds": loop.wall_seconds, "resumed_from": steps_at_start if resume else None,
         **loop.last_eval.row(spec.success_metric),
     }
+    if spec.results_note:
+        summary["results_note"] = spec.results_note
     if loop.last_eval.policy_probs is not None:
         summary["policy_probs"] = loop.last_eval.policy_probs
     return summary

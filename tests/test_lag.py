@@ -366,6 +366,29 @@ def test_missing_jsbsim_exits_2_from_the_harness(tmp_path):
 
 
 @needs_jsbsim
+def test_results_and_report_say_this_is_a_reimplementation(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from harness.report import write_report
+    from harness.run import main
+
+    for seed in (0, 1):
+        assert main(["env=lag", f"task={NO_WEAPON}", "algo=random", "budget=20", "eval_every=20", "eval_episodes=1",
+                     "env.episode_limit=10", f"seed={seed}", f"results_dir={tmp_path / 'results'}",
+                     "progress=false"]) == 0
+    summaries = list((tmp_path / "results").rglob("summary.json"))
+    assert len(summaries) == 2
+    assert all(json.loads(p.read_text())["results_note"] == lag.RESULTS_NOTE for p in summaries)
+    suite = summaries[0].parents[4]
+    out = write_report([suite], tmp_path / "report", reps=50, seed=0, normalisation="paper", figures=False)
+    row = pd.read_csv(out / "table.csv").iloc[0]
+    assert row["source"] == f"not comparable: {lag.RESULTS_NOTE}" and row["verdict"] == "not comparable: see source"
+    assert np.isnan(row["published"]) and "reimplementation" in (out / "report.md").read_text()
+
+
+@needs_jsbsim
 def test_debug_view_writes_a_trajectory_png(tmp_path):
     from envs.lag import view
 

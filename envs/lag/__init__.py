@@ -50,6 +50,8 @@ from envs.lag.sim import SUBSTEPS  # plain Python: jsbsim itself is imported whe
 COMBAT_TASKS = ("2v2-NoWeapon-vsBaseline", "2v2-ShootMissile-vsBaseline")
 HEADING_TASK = "1-Heading"
 TASKS = (*COMBAT_TASKS, HEADING_TASK)
+RESULTS_NOTE = ("reimplementation of LAG on PyPI JSBSim with our PID autopilot, not the original code: "
+                "returns are not comparable with the paper's")
 
 
 @dataclass

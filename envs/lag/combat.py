@@ -18,7 +18,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.base import AgentView, EnvSpec, SingleEnv
-from envs.lag import COMBAT_TASKS, Config
+from envs.lag import COMBAT_TASKS, RESULTS_NOTE, Config
 from envs.lag import sim
 from envs.lag.sim import DT, SUBSTEPS
 
@@ -71,7 +71,8 @@ class LagEnv(SingleEnv):
         act = spaces.Discrete(N_MOVES * (2 if self.weapons else 1))
         self.spec = EnvSpec(family="lag", task=task, n_agents=2, obs_spaces=(obs_space, obs_space),
                             state_space=state_space, action_spaces=(act, act),
-                            episode_limit=config.episode_limit, success_metric="win_rate")
+                            episode_limit=config.episode_limit, success_metric="win_rate",
+                            results_note=RESULTS_NOTE)
         self.autopilot = sim.Autopilot()
         self.missile_model = sim.MissileModel()
         self.aircraft: list[sim.Aircraft] = []

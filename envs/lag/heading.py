@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.base import AgentView, EnvSpec, SingleEnv
-from envs.lag import HEADING_TASK, Config
+from envs.lag import HEADING_TASK, RESULTS_NOTE, Config
 from envs.lag import sim
 from envs.lag.combat import EVENT, START, START_ALT, START_U
 from envs.lag.sim import DT, SUBSTEPS
@@ -38,7 +38,7 @@ class HeadingEnv(SingleEnv):
         box = spaces.Box(-10.0, 10.0, (12,), np.float32)
         self.spec = EnvSpec(family="lag", task=HEADING_TASK, n_agents=1, obs_spaces=(box,), state_space=box,
                             action_spaces=(spaces.Box(-1.0, 1.0, (4,), np.float32),),
-                            episode_limit=config.episode_limit)
+                            episode_limit=config.episode_limit, results_note=RESULTS_NOTE)
         self.rng = np.random.default_rng()
         self.ac: sim.Aircraft | None = None
 

@@ -212,6 +212,12 @@ def _improvement_table(norm: Normalised, reps: int, seed: int) -> pd.DataFrame:
                          for pair in points])
 
 
+def _results_notes(finished) -> list[str]:
+    """One line per family whose results say they are not the published simulator's."""
+    notes = sorted({(r.family, r.results_note) for r in finished if r.results_note})
+    return ["\n".join(f"**`{family}`**: {note}." for family, note in notes)] if notes else []
+
+
 def _report_markdown(suite, roots, runs, shown, groups, aggregates, improvement, reps, seed, normalisation,
                      figure_files, out: Path) -> str:
     finished = [r for r in runs if r.finished]
@@ -221,6 +227,7 @@ def _report_markdown(suite, roots, runs, shown, groups, aggregates, improvement,
         f"{len({r.key for r in runs})} tasks, algorithms {', '.join(sorted({r.algo for r in runs}))}. "
         f"Bootstrap: {reps} repetitions, numpy seed {seed} (`--reps`, `--seed`); the same pair gives the same digits.",
         "## Final scores per task", to_markdown(shown), VERDICT_RULE,
+        *_results_notes(finished),
         "## Aggregates of normalised scores",
         f"Normalisation `{normalisation}`: score → (score − floor) / (ceiling − floor); floor = `random`'s "
         "score, ceiling = the best published score"

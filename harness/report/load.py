@@ -36,6 +36,8 @@ class Run:
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     reason: str = ""
+    results_note: str = ""
+    """summary.json's `results_note`: why this task's scores are not the published simulator's."""
 
     @property
     def key(self) -> str:
@@ -97,6 +99,11 @@ def read_run(suite: str, run_dir: Path) -> Run:
         run.status, run.reason = "unreadable", "eval.csv: non-finite scores or steps out of order"
         return run
     run.steps, run.scores = steps, scores
+    if run.status == "done":
+        try:
+            run.results_note = json.loads((run_dir / "summary.json").read_text()).get("results_note") or ""
+        except (OSError, ValueError, AttributeError):
+            pass  # the scores come from eval.csv; a missing note only loses the label
     return run
 
 

@@ -57,7 +57,8 @@ def task_table(runs: list[Run], paper: pd.DataFrame, reps: int, seed: int) -> pd
         ci = task_intervals(finals, reps, seed)
         steps = min(r.env_steps for r in group)
         substitute = task.split("@")[1] if "@" in task else None
-        paper_row = None if substitute else published(paper, family, task, algo)
+        results_note = group[0].results_note
+        paper_row = None if substitute or results_note else published(paper, family, task, algo)
         rows.append({
             "family": family, "task": task, "algo": algo, "metric": group[0].metric,
             "seeds": len(group), "env_steps": steps,
@@ -68,8 +69,10 @@ def task_table(runs: list[Run], paper: pd.DataFrame, reps: int, seed: int) -> pd
             "published_steps": int(paper_row["env_steps"]) if paper_row is not None and pd.notna(paper_row["env_steps"]) else np.nan,
             "source": (paper_row["source"] if paper_row is not None else
                        f"not comparable: {substitute} backend, a substitute for the published simulator" if substitute else
+                       f"not comparable: {results_note}" if results_note else
                        "not published (HASAC paper: curves only)"),
             "verdict": (f"not comparable: {substitute} backend" if substitute else
+                        "not comparable: see source" if results_note else
                         verdict(finals, steps, paper_row, (ci["mean_ci_low"], ci["mean_ci_high"]))),
         })
     return pd.DataFrame(rows)
