@@ -126,7 +126,11 @@ def expand(argv: list[str]) -> tuple[Any, list[list[str]]]:
 
     register_schemas()
     plain, swept = split_overrides(argv)
-    base, choices = compose(plain)
+    # The base needs only the top-level keys, the launcher and the group choices. Algorithm and
+    # env fields (`algo=hasac,mehaml_kl algo.alpha=0.2`, or a suite's algorithms) fit each
+    # job's choices, not the default ones, so they are left out here; every job is composed
+    # whole, and checked, in prepare_jobs.
+    base, choices = compose([o for o in plain if not o.lstrip("+~").startswith(("algo.", "env."))])
     suite = load_suite(str(base.suite))
     if "algo" not in swept and not any(o.startswith("algo=") for o in plain) and suite.get("algos"):
         pending = [a for a in suite["algos"] if a not in ALGORITHMS]

@@ -87,6 +87,18 @@ def test_seed_alone_is_one_run_and_suite_defaults_pick_algos(tmp_path):
     assert algos == {f"algo={a}" for a in load_suite("smoke")["algos"] if a in ALGORITHMS}
 
 
+def test_fields_of_a_swept_algo_group_reach_every_job(tmp_path):
+    # algo.alpha is no field of the default algorithm (random); it must still reach each job
+    _, jobs = prepare_jobs([*MATRIX, "algo=hasac,mehaml_kl", "algo.alpha=0.3", f"results_dir={tmp_path}"])
+    assert sorted(j.algo for j in jobs) == ["hasac", "mehaml_kl"]
+    assert all("alpha: 0.3" in j.config_yaml for j in jobs)
+    # a suite's own algorithms: the field must fit each of them, and the error names the one it does not
+    with pytest.raises(ConfigError, match="'alpha' not in 'HappoConfig'"):
+        prepare_jobs(["suite=monotonic_matrix", "algo.alpha=0.3", f"results_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match="not_a_field"):
+        prepare_jobs([*MATRIX, "algo=hasac,mehaml_kl", "algo.not_a_field=1", f"results_dir={tmp_path}"])
+
+
 def test_dry_run_prints_the_table_and_launches_nothing(tmp_path, capsys):
     assert main(["suite=smoke", "algo=hasac", "seeds=2", "dry_run=true", f"results_dir={tmp_path}"]) == 0
     out = capsys.readouterr().out
