@@ -17,8 +17,8 @@ from harness.report.load import Run  # noqa: E402
 from harness.report.stats import PROFILE_TAUS  # noqa: E402
 
 ALGO_COLORS = {"hasac": "#d62728", "hatd3": "#ff7f0e", "happo": "#1f77b4", "mappo": "#2ca02c",
-               "qmix": "#9467bd", "random": "#7f7f7f"}
-EXTRA_COLORS = ["#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+               "qmix": "#9467bd", "mehaml_kl": "#8c564b", "random": "#7f7f7f"}
+EXTRA_COLORS = ["#e377c2", "#17becf", "#bcbd22", "#393b79"]
 
 
 def color(algo: str) -> str:
