@@ -11,7 +11,8 @@ torch.set_num_threads(1)
 
 # Why submitit is imported first: its import runs logging.config.dictConfig, which closes
 # every existing logging handler. Once JAX (SMAX tests) has imported absl, one of those is
-# absl's handler, whose stream is pytest's capture file of that moment; closing it made
-# every later test's output capture fail with "I/O operation on closed file". Imported
-# here, before any test imports JAX, submitit configures logging while absl's handler does
-# not exist yet (and never again: the module is cached).
+# absl's handler, whose stream is pytest's capture file of that moment. In an earlier session
+# every test after the SMAX ones then failed with "I/O operation on closed file", and the
+# SMAX tests were moved to the end. On 2026-12-01 the whole suite passed without that
+# reordering and without this import (jax 0.10.2), so the failure did not reproduce; the
+# import stays because it costs nothing and removes the one cause that was found.
