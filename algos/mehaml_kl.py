@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from algos.common.off_policy import masked_mean
+from algos.common.off_policy import masked_mean, read_metrics
 from algos.common.replay import Batch
 from algos.hasac import Hasac, HasacConfig
 from envs.base import EnvSpec
@@ -94,7 +94,7 @@ class MehamlKl(Hasac):
             self.anchors.load_state_dict(self.actors.state_dict())
         self.drift_metrics = {}
         metrics = super().update()
-        return metrics | self.drift_metrics
+        return metrics | read_metrics(self.drift_metrics)  # one device→host copy for the drift terms
 
     def checkpointed(self) -> dict:
         return super().checkpointed() | {"anchors": self.anchors}
@@ -103,7 +103,7 @@ class MehamlKl(Hasac):
     def drift_penalty(self, i: int, batch: Batch) -> torch.Tensor:
         """β·E_valid[KL(πⁱ(·|o) ‖ π_kⁱ(·|o))] on the batch (Hasac.actor_step adds it)."""
         kl = masked_mean(self.kl_to_anchor(i, batch.obs[i], batch.avail[i]), batch.valid[:, i])
-        self.drift_metrics[f"kl/agent_{i}"] = kl.item()
+        self.drift_metrics[f"kl/agent_{i}"] = kl.detach()
         return self.config.kl_coef * kl
 
     def actor_step(self, i: int, batch: Batch, actions: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
