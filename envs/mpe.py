@@ -113,7 +113,10 @@ class MpeEnv(SingleEnv):
         self._env.close()
 
     def _view(self) -> AgentView:
-        return AgentView(obs=[self._env.observe(a) for a in self._agents], state=self._env.state())
+        # mpe2's state() is the concatenation of observe(a) over possible_agents, each computed
+        # again; reusing the observations halves the observation work (~10 % of a step).
+        obs = [self._env.observe(a) for a in self._agents]
+        return AgentView(obs=obs, state=np.concatenate(obs, axis=None))
 
 
 def _to_mpe_action(action: np.ndarray, space: spaces.Space):
