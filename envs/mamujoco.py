@@ -28,7 +28,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from functools import partial
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from gymnasium import spaces
@@ -141,6 +141,7 @@ class MaMuJoCoEnv(SingleEnv):
             high = np.concatenate([state_space.high, np.ones(n_agents, np.float32)])
             obs_spaces = (spaces.Box(low, high, dtype=np.float32),) * n_agents
         self._action_spaces = tuple(self._env.action_space(a) for a in self._agents)
+        self._to_global = _action_map(self._env, self._action_spaces)
         self.spec = EnvSpec(
             family="mamujoco",
             task=task,
@@ -158,10 +159,11 @@ class MaMuJoCoEnv(SingleEnv):
         return self._view(obs)
 
     def step(self, actions: Sequence[np.ndarray]):
-        joint = {
-            agent: np.clip(np.asarray(a, np.float32).reshape(space.shape), space.low, space.high)
-            for agent, a, space in zip(self._agents, actions, self._action_spaces)
-        }
+        if self._local or self._to_global is None:
+            joint = {
+                agent: np.clip(np.asarray(a, np.float32).reshape(space.shape), space.low, space.high)
+                for agent, a, space in zip(self._agents, actions, self._action_spaces)
+            }
         if self._local:
             obs, rewards, terms, truncs, _ = self._env.step(joint)
             agent = self._agents[0]  # the reward is shared: every agent gets the same
@@ -170,7 +172,8 @@ class MaMuJoCoEnv(SingleEnv):
             # What MultiAgentMujocoEnv.step does, minus building the unused local observations
             # (~20% of a HalfCheetah/Ant step here).
             obs = None
-            action = self._env.map_local_actions_to_global_action(joint)
+            action = (self._env.map_local_actions_to_global_action(joint) if self._to_global is None
+                      else self._to_global(actions))
             _, reward, terminated, lib_truncated, _ = self._env.single_agent_env.step(action)
         self._t += 1
         # Termination (unhealthy robot) wins over the time limit: it must not bootstrap.
@@ -213,6 +216,36 @@ class MaMuJoCoEnv(SingleEnv):
         if self._local:
             return AgentView(obs=[obs[a].astype(np.float32) for a in self._agents], state=state)
         return AgentView(obs=[np.concatenate([state, one_hot]) for one_hot in self._ids], state=state)
+
+
+def _action_map(env, action_spaces) -> Callable[[Sequence[np.ndarray]], np.ndarray] | None:
+    """The library's map_local_actions_to_global_action (after clipping each agent's action
+    into its Box) with the body-part loop done once here: per agent, which entries of its
+    action go to which robot actuators. None when the library has no partition to map."""
+    if env.agent_obsk is None:
+        return None
+    n = env.single_agent_env.action_space.shape[0]
+    low, high = np.full(n, np.nan), np.full(n, np.nan)
+    routes = []
+    for partition, space in zip(env.agent_action_partitions, action_spaces):
+        to_robot, from_agent = [], []
+        for act_index, part in enumerate(partition):
+            ids = np.atleast_1d(part.act_ids).tolist()
+            to_robot += ids
+            from_agent += [act_index] * len(ids)
+        low[to_robot], high[to_robot] = space.low[from_agent], space.high[from_agent]
+        routes.append((np.array(to_robot), np.array(from_agent)))
+    covered = np.concatenate([robot for robot, _ in routes])
+    if sorted(covered.tolist()) != list(range(n)):
+        return None  # an actuator doubly or never assigned: let the library raise its error
+
+    def to_global(actions: Sequence[np.ndarray]) -> np.ndarray:
+        action = np.empty(n)
+        for (robot, agent), a in zip(routes, actions):
+            action[robot] = np.asarray(a, np.float32).reshape(-1)[agent]
+        return np.clip(action, low, high, out=action)
+
+    return to_global
 
 
 def _wrappers(env) -> list:

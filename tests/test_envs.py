@@ -288,6 +288,25 @@ def test_mamujoco_splits_missing_from_the_library_drive_harls_joint_groups(task)
     env.close()
 
 
+@pytest.mark.parametrize("task", ["HalfCheetah-2x3", "Ant-4x2", "Walker2d-6x1", "manyagent_swimmer-10x2", "Humanoid-9|8"])
+def test_mamujoco_precomputed_action_map_equals_the_librarys(task):
+    # the step maps agents' actions to the robot with routes computed once; the library's
+    # map_local_actions_to_global_action (after per-agent clipping) is the reference
+    pytest.importorskip("gymnasium_robotics")
+    from envs.mamujoco import Config, MaMuJoCoEnv
+
+    env = MaMuJoCoEnv(task, Config())
+    assert env._to_global is not None
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        actions = [rng.uniform(-1.5, 1.5, s.shape).astype(np.float32) for s in env.spec.action_spaces]  # some clip
+        joint = {a: np.clip(x, s.low, s.high) for a, x, s in zip(env._agents, actions, env.spec.action_spaces)}
+        expected = env._env.map_local_actions_to_global_action(joint)
+        got = env._to_global(actions)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    env.close()
+
+
 def test_mamujoco_accepts_library_splits_and_the_original_scenario_names():
     swimmer = Case("mamujoco", "manyagent_swimmer-10x2").make(n_envs=1)
     humanoid = Case("mamujoco", "Humanoid-9|8").make(n_envs=1)
