@@ -388,6 +388,12 @@ class VecEnv:
 
 
 def _stack_views(views: list[AgentView], n_agents: int):
+    if len(views) == 1:  # one copy: a plain copy with a leading axis, without np.stack's checks
+        (v,) = views
+        return ([np.array(v.obs[i], np.float32)[None] for i in range(n_agents)],
+                np.array(v.state, np.float32)[None],
+                None if v.avail_actions is None else [np.array(v.avail_actions[i], bool)[None] for i in range(n_agents)],
+                np.ones((1, n_agents), bool) if v.alive is None else np.array(v.alive, bool)[None])
     obs = [np.stack([v.obs[i] for v in views]).astype(np.float32, copy=False) for i in range(n_agents)]
     state = np.stack([v.state for v in views]).astype(np.float32, copy=False)
     avail = None

@@ -12,6 +12,7 @@ import pytest
 from gymnasium import spaces
 
 import envs
+from envs.base import AgentView
 from envs.errors import ConfigError, EnvUnavailable
 
 SIMULATOR = {"mpe": "mpe2", "mamujoco": "gymnasium_robotics", "football": "gfootball"}  # family -> import to skip on
@@ -394,3 +395,19 @@ def test_env_modules_import_without_any_simulator():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["simple_spread", "HalfCheetah-2x3"]
+
+
+@pytest.mark.parametrize("alive", [None, [True, False]])
+@pytest.mark.parametrize("masked", [False, True])
+def test_one_copy_fast_stacking_equals_the_general_path_and_copies(alive, masked):
+    from envs.base import _stack_views
+
+    rng = np.random.default_rng(0)
+    avail = [np.array([1, 0, 1]), np.array([0, 1, 1])] if masked else None
+    view = AgentView(obs=[rng.normal(size=3), rng.normal(size=4).astype(np.float32)], state=rng.normal(size=7),
+                     avail_actions=avail, alive=alive)
+    one, two = _stack_views([view], 2), _stack_views([view, view], 2)  # the general path's first row is the reference
+    for x, y in zip([*one[0], one[1], *(one[2] or []), one[3]], [*two[0], two[1], *(two[2] or []), two[3]]):
+        assert x.shape[0] == 1 and x.dtype == y.dtype and np.array_equal(x[0], y[0])
+    assert (one[2] is None) == (not masked)
+    assert not np.shares_memory(one[0][1], view.obs[1])  # a copy: the env may reuse its buffers
