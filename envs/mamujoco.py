@@ -159,12 +159,11 @@ class MaMuJoCoEnv(SingleEnv):
         return self._view(obs)
 
     def step(self, actions: Sequence[np.ndarray]):
-        if self._local or self._to_global is None:
+        if self._local:
             joint = {
                 agent: np.clip(np.asarray(a, np.float32).reshape(space.shape), space.low, space.high)
                 for agent, a, space in zip(self._agents, actions, self._action_spaces)
             }
-        if self._local:
             obs, rewards, terms, truncs, _ = self._env.step(joint)
             agent = self._agents[0]  # the reward is shared: every agent gets the same
             reward, terminated, lib_truncated = rewards[agent], terms[agent], truncs[agent]
@@ -172,9 +171,7 @@ class MaMuJoCoEnv(SingleEnv):
             # What MultiAgentMujocoEnv.step does, minus building the unused local observations
             # (~20% of a HalfCheetah/Ant step here).
             obs = None
-            action = (self._env.map_local_actions_to_global_action(joint) if self._to_global is None
-                      else self._to_global(actions))
-            _, reward, terminated, lib_truncated, _ = self._env.single_agent_env.step(action)
+            _, reward, terminated, lib_truncated, _ = self._env.single_agent_env.step(self._to_global(actions))
         self._t += 1
         # Termination (unhealthy robot) wins over the time limit: it must not bootstrap.
         truncated = (bool(lib_truncated) or self._t >= self._limit) and not terminated
@@ -218,12 +215,11 @@ class MaMuJoCoEnv(SingleEnv):
         return AgentView(obs=[np.concatenate([state, one_hot]) for one_hot in self._ids], state=state)
 
 
-def _action_map(env, action_spaces) -> Callable[[Sequence[np.ndarray]], np.ndarray] | None:
+def _action_map(env, action_spaces) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
     """The library's map_local_actions_to_global_action (after clipping each agent's action
     into its Box) with the body-part loop done once here: per agent, which entries of its
-    action go to which robot actuators. None when the library has no partition to map."""
-    if env.agent_obsk is None:
-        return None
+    action go to which robot actuators. (_build always passes an integer agent_obsk, so the
+    library's partitions always exist.)"""
     n = env.single_agent_env.action_space.shape[0]
     low, high = np.full(n, np.nan), np.full(n, np.nan)
     routes = []
@@ -235,9 +231,9 @@ def _action_map(env, action_spaces) -> Callable[[Sequence[np.ndarray]], np.ndarr
             from_agent += [act_index] * len(ids)
         low[to_robot], high[to_robot] = space.low[from_agent], space.high[from_agent]
         routes.append((np.array(to_robot), np.array(from_agent)))
-    covered = np.concatenate([robot for robot, _ in routes])
-    if sorted(covered.tolist()) != list(range(n)):
-        return None  # an actuator doubly or never assigned: let the library raise its error
+    covered = sorted(np.concatenate([robot for robot, _ in routes]).tolist())
+    if covered != list(range(n)):  # the library's own check, which it repeats every step
+        raise ValueError(f"agent action partition assigns actuators {covered}, not each of 0..{n - 1} once")
 
     def to_global(actions: Sequence[np.ndarray]) -> np.ndarray:
         action = np.empty(n)
