@@ -15,3 +15,9 @@ class ConfigError(UserError):
 
 class EnvUnavailable(UserError):
     """A family's simulator (pip extra or external binary) is not installed here."""
+
+
+class TaskUnsupported(ConfigError):
+    """The simulator installed (or chosen) here cannot run this task, e.g. a SMAC map with
+    medivacs on SMAX. A single run exits 2 with the line; a sweep lists the job as not
+    runnable here with the line as its reason."""

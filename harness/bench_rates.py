@@ -1,0 +1,168 @@
+"""`python -m harness.bench_rates [--seconds S] [--out PATH] <harness.run overrides>`: the rates
+behind a sweep's cost estimate (harness/estimate.py), measured for each distinct job kind of
+the sweep — (family, task directory, algorithm, device) — with that job's own composed config.
+
+For each kind, one job (its lowest seed) is prepared as the sweep would run it and driven
+by the training loop: untimed until its first update (replay warm-up, a full rollout,
+enough episodes; at most WARMUP_CAP_S), then timed over whole update rounds (from just
+after a step with updates to just after a later one) for at least S seconds. Then one
+greedy evaluation of eval_n_envs episodes is timed, after an untimed one (JIT compiles,
+lazy allocations). Rows go to PATH (default `<results_dir>/rates.json`, the calibration the
+dry run of the same results_dir uses; `--out harness/rates.json` refreshes the shipped
+table), merged with the rows already there, with the machine they came from: host, CPU
+model, cores, torch version and threads, and the load average before and after, since the
+figures of a busy machine are slow.
+
+    python -m harness.bench_rates suite=full algo=hasac,hatd3 --out harness/rates.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from envs.errors import UserError
+from harness.estimate import LOCAL_NAME, Key, device_kind
+
+WARMUP_CAP_S = 120.0
+"""Untimed steps before timing stop after this long even without an update: an algorithm
+that never updates (random) is timed as it is."""
+ROUND_CAP_S = 600.0
+"""Timing ends after this long even inside a round (a very slow kind is timed partially)."""
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(command: str) -> dict[str, Any]:
+    import torch
+
+    return {"created": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
+            "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "loadavg_start": list(os.getloadavg()), "command": command}
+
+
+def measure(settings, seconds: float) -> dict[str, float]:
+    """Training env steps/s over whole update rounds after the first update, and the
+    seconds of one greedy evaluation episode."""
+    from harness.bench_algos import Loop
+    from harness.evaluate import evaluate
+    from harness.quiet import captured
+    from harness.train import EVAL_SEED_OFFSET, prepare
+
+    with captured():
+        prepared = prepare(dataclasses.replace(settings, progress=False))
+    try:
+        loop, n_envs = Loop(prepared), settings.n_envs
+        start = time.perf_counter()
+        while loop.updates == 0 and time.perf_counter() - start < WARMUP_CAP_S:
+            loop.advance(n_envs)
+        steps, updates, start = loop.total, loop.updates, time.perf_counter()
+        while True:
+            before = loop.updates
+            loop.advance(n_envs)
+            elapsed = time.perf_counter() - start
+            round_ended = loop.updates > before or updates == 0  # an algorithm that never updates: any step
+            if (round_ended and elapsed >= seconds) or elapsed >= ROUND_CAP_S:
+                break
+        rate = (loop.total - steps) / elapsed
+        episodes = prepared.eval_env.n_envs
+        evaluate(prepared.algo, prepared.eval_env, episodes, settings.seed)  # warm-up: lazy allocations, JIT compiles
+        start = time.perf_counter()
+        evaluate(prepared.algo, prepared.eval_env, episodes, settings.seed + EVAL_SEED_OFFSET)
+        eval_seconds = (time.perf_counter() - start) / episodes
+    finally:
+        prepared.close()
+    return {"steps_per_s": rate, "eval_s_per_episode": eval_seconds, "timed_steps": loop.total - steps,
+            "timed_updates": loop.updates - updates}
+
+
+def kinds(argv: list[str]) -> tuple[Any, dict[Key, Any]]:
+    """(base config, {kind: settings of its lowest-seed runnable job}) of a sweep."""
+    from harness.jobcheck import RUNNABLE, Prober, classify
+    from harness.run import load_settings, run_dir_for
+    from harness.sweep import expand
+
+    base, job_overrides = expand(argv)
+    prober, found = Prober(), {}
+    for overrides in job_overrides:
+        settings, cfg = load_settings(overrides)
+        settings.validate()
+        run_dir = run_dir_for(cfg, settings)
+        key = (settings.family, run_dir.parents[1].name, settings.algo, device_kind(settings.torch_device))
+        if key in found and found[key].seed <= settings.seed:
+            continue
+        verdict = classify(settings.algo, settings.algo_config, settings.family, settings.task, settings.env_fields, prober)
+        if verdict.kind == RUNNABLE:
+            found[key] = settings
+    return base, found
+
+
+def merge(path: Path, rows: list[dict[str, Any]], machine_id: str, machine_info: dict[str, Any]) -> None:
+    """Replace the rows of the same kinds in the JSON at `path` (kept: the other rows and
+    the machines they cite)."""
+    from harness.records import atomic_write_json
+
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError):
+        table = {}
+    fresh = {(r["family"], r["task"], r["algo"], r["device"]) for r in rows}
+    kept = [r for r in table.get("rates", []) if (r["family"], r["task"], r["algo"], r["device"]) not in fresh]
+    machines = table.get("machines", {}) | {machine_id: machine_info}
+    used = {r["machine"] for r in kept + rows}
+    table = {"about": __doc__.split("\n\n")[0].replace("\n", " "), "machines": {k: v for k, v in machines.items() if k in used},
+             "rates": sorted(kept + rows, key=lambda r: (r["family"], r["task"], r["algo"], r["device"]))}
+    atomic_write_json(path, table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0, help="least timed training seconds per kind (whole rounds)")
+    parser.add_argument("--out", default=None, help=f"JSON to merge the rates into (default: <results_dir>/{LOCAL_NAME})")
+    parser.add_argument("--only-missing", action="store_true", help="skip kinds that already have a row in --out")
+    args, overrides = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        base, found = kinds(overrides)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path(base.results_dir) / LOCAL_NAME
+    if args.only_missing and out.exists():
+        have = {(r["family"], r["task"], r["algo"], r["device"]) for r in json.loads(out.read_text()).get("rates", [])}
+        found = {k: v for k, v in found.items() if k not in have}
+    info = machine(" ".join(["python -m harness.bench_rates", *(sys.argv[1:] if argv is None else argv)]))
+    machine_id = f"{info['host']} {info['created']}"
+    rows = []
+    for n, (key, settings) in enumerate(found.items(), 1):
+        figures = measure(settings, args.seconds)
+        rows.append(dict(zip(("family", "task", "algo", "device"), key)) | figures
+                    | {"n_envs": settings.n_envs, "torch_threads": settings.torch_threads, "machine": machine_id})
+        print(f"[{n}/{len(found)}] {key[0]}/{key[1]} {key[2]} {key[3]}: {figures['steps_per_s']:,.0f} steps/s, "
+              f"{figures['eval_s_per_episode']:.2f} s per eval episode", flush=True)
+        info["loadavg_end"] = list(os.getloadavg())
+        merge(out, rows, machine_id, info)  # after every kind: an interrupted measurement keeps what it has
+    print(f"{len(rows)} kinds measured; written {out} (load average {info['loadavg_start'][0]:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end, {info['cpu_count']} CPUs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

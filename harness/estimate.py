@@ -1,0 +1,191 @@
+"""What a sweep will cost before it runs: CPU-hours and GPU-hours from measured rates.
+
+A rate is per (family, task directory, algorithm, device): training env steps per second
+of one job, and the seconds one evaluation episode takes. Sources, most specific first:
+
+1. finished runs under the sweep's results_dir (summary.json: env steps / wall seconds,
+   evaluations included), measured on the machines that ran them;
+2. `<results_dir>/rates.json`: a calibration on this machine, written by
+   `python -m harness.bench_rates <the sweep's command line>`;
+3. `harness/rates.json`, shipped: the same command's figures on the machine it names.
+
+A task without a rate of its own takes the median rate of the measured tasks of its family
+for the same algorithm and device, and says so. A job's hours are its remaining env steps at
+the training rate plus its evaluations (one at step 0, one every eval_every, one at the
+end) at the evaluation rate; CPU-hours count torch_threads cores per job.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+SHIPPED = Path(__file__).resolve().parent / "rates.json"
+LOCAL_NAME = "rates.json"
+Key = tuple[str, str, str, str]
+"""(family, task directory, algorithm, device: 'cpu' | 'gpu')."""
+
+
+@dataclass(frozen=True)
+class Rate:
+    steps_per_s: float
+    """Training env steps per second (evaluation included when eval_s_per_episode is None)."""
+    eval_s_per_episode: float | None
+    source: str
+    """Where the figure comes from, as the estimate prints it."""
+
+
+@dataclass(frozen=True)
+class CostQuery:
+    """What the estimate needs to know about one job."""
+
+    key: Key
+    budget: int
+    eval_every: int
+    eval_episodes: int
+    threads: int = 1
+    steps_done: int = 0
+    """Env steps already trained (a run that resumes from its checkpoint)."""
+
+
+def device_kind(torch_device: str) -> str:
+    return "gpu" if str(torch_device).startswith("cuda") else "cpu"
+
+
+def evaluations(budget: int, eval_every: int) -> int:
+    """Evaluations of a run: at step 0, every eval_every, and at the end when not on one."""
+    return budget // eval_every + 1 + (budget % eval_every != 0)
+
+
+def job_hours(query: CostQuery, rate: Rate) -> float:
+    remaining = max(query.budget - query.steps_done, 0)
+    seconds = remaining / rate.steps_per_s
+    if rate.eval_s_per_episode is not None:
+        left = evaluations(query.budget, query.eval_every) * remaining / max(query.budget, 1)
+        seconds += left * query.eval_episodes * rate.eval_s_per_episode
+    return seconds / 3600
+
+
+def finished_run_rates(results_dir: Path) -> dict[Key, Rate]:
+    """Mean env steps per wall second of the finished runs under results_dir."""
+    found: dict[Key, list[float]] = {}
+    for summary_path in Path(results_dir).glob("*/*/*/*/seed_*/summary.json"):
+        run = summary_path.parent
+        try:
+            summary = json.loads(summary_path.read_text())
+            rate = summary["env_steps"] / summary["wall_seconds"]
+            device = json.loads((run / "meta.json").read_text()).get("device", "cpu")
+        except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+            continue
+        key = (run.parents[2].name, run.parents[1].name, run.parent.name, device_kind(device))
+        found.setdefault(key, []).append(rate)
+    source = f"finished runs in {results_dir}"
+    return {k: Rate(statistics.fmean(v), None, source) for k, v in found.items() if all(map(math.isfinite, v))}
+
+
+def file_rates(path: Path) -> dict[Key, Rate]:
+    """The rates of a JSON written by harness.bench_rates; {} when there is none."""
+    try:
+        table = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    machines = table.get("machines", {})
+    out = {}
+    for row in table.get("rates", []):
+        machine = machines.get(row.get("machine"), {})
+        source = f"{path.name if path == SHIPPED else path} ({machine_text(machine)})"
+        key = (row["family"], row["task"], row["algo"], row["device"])
+        out[key] = Rate(float(row["steps_per_s"]), row.get("eval_s_per_episode"), source)
+    return out
+
+
+def machine_text(machine: dict[str, Any]) -> str:
+    load = machine.get("loadavg_start")
+    parts = [f"measured {machine.get('created', '?')[:10]} on {machine.get('host', '?')}",
+             machine.get("cpu_model") or "unknown CPU", f"{machine.get('cpu_count', '?')} CPUs",
+             f"torch {machine.get('torch', '?')}"]
+    if load:
+        parts.append(f"load average {load[0]:.1f} at the start")
+    return ", ".join(parts)
+
+
+@dataclass
+class RateBook:
+    tiers: list[dict[Key, Rate]]
+
+    @classmethod
+    def load(cls, results_dir: Path, shipped: Path = SHIPPED) -> RateBook:
+        results_dir = Path(results_dir)
+        return cls([finished_run_rates(results_dir), file_rates(results_dir / LOCAL_NAME), file_rates(shipped)])
+
+    def find(self, key: Key) -> tuple[Rate, bool] | None:
+        """(rate, True when it is its family's median) or None."""
+        for tier in self.tiers:
+            if key in tier:
+                return tier[key], False
+        family, _, algo, device = key
+        for tier in self.tiers:
+            peers = [r for (f, _, a, d), r in tier.items() if (f, a, d) == (family, algo, device)]
+            if peers:
+                evals = [r.eval_s_per_episode for r in peers if r.eval_s_per_episode is not None]
+                median_eval = statistics.median(evals) if len(evals) == len(peers) else None
+                rate = Rate(statistics.median(r.steps_per_s for r in peers), median_eval, peers[0].source)
+                return rate, True
+        return None
+
+
+@dataclass
+class Estimate:
+    cpu_hours: float = 0.0
+    gpu_hours: float = 0.0
+    jobs: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+    family_median: list[Key] = field(default_factory=list)
+    unknown: list[Key] = field(default_factory=list)
+
+
+def estimate(queries: Iterable[CostQuery], book: RateBook) -> Estimate:
+    out = Estimate()
+    for query in queries:
+        out.jobs += 1
+        found = book.find(query.key)
+        if found is None:
+            out.unknown.append(query.key)
+            continue
+        rate, median = found
+        hours = job_hours(query, rate)
+        if query.key[3] == "gpu":
+            out.gpu_hours += hours
+        else:
+            out.cpu_hours += hours * query.threads
+        out.by_source[rate.source] = out.by_source.get(rate.source, 0) + 1
+        if median:
+            out.family_median.append(query.key)
+    return out
+
+
+def key_text(keys: Iterable[Key]) -> str:
+    names = dict.fromkeys(f"{f}/{t} {a}{' (gpu)' if d == 'gpu' else ''}" for f, t, a, d in keys)
+    shown = list(names)[:6]
+    return ", ".join(shown) + (f" and {len(names) - len(shown)} more" if len(names) > len(shown) else "")
+
+
+def estimate_lines(est: Estimate, command_hint: str) -> list[str]:
+    """The estimate as the dry run prints it: totals, then where each figure comes from."""
+    rated = est.jobs - len(est.unknown)
+    lines = [f"estimate for the {est.jobs} job{'s' * (est.jobs != 1)} left to run: {est.cpu_hours:,.1f} CPU-hours "
+             f"(cores × hours), {est.gpu_hours:,.1f} GPU-hours"
+             + (f", for the {rated} with a rate" if est.unknown else "")]
+    for source, count in sorted(est.by_source.items(), key=lambda item: -item[1]):
+        lines.append(f"  {count} job{'s' * (count != 1)} at rates from {source}")
+    if est.family_median:
+        lines.append(f"  {len(est.family_median)} of them at their family's median rate (no rate of their own): "
+                     f"{key_text(est.family_median)}")
+    if est.unknown:
+        lines.append(f"  {len(est.unknown)} job{'s' * (len(est.unknown) != 1)} without any rate ({key_text(est.unknown)}): "
+                     f"measure them with `{command_hint}`")
+    return lines

@@ -1,0 +1,150 @@
+"""Which jobs of a sweep can run here, and why not: each job is classified once, before
+anything is launched.
+
+A job is runnable, or not runnable here for one of three reasons, each one line that the
+dry run and the sweep's summary print once, with the jobs it covers:
+- no simulator: the family's simulator (or the chosen backend's) is not installed; the line
+  names the extra or script that installs it (the family module's `EnvUnavailable`);
+- unsupported: the simulator here cannot run the task, e.g. a SMAC map with medivacs on SMAX
+  (the family module's `TaskUnsupported`);
+- n/a: the algorithm cannot act in the task's action space (its config's `action_spaces`),
+  or a field of its config does not fit the task.
+What a family needs to run lives in the family's own errors: this module names no family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import yaml
+
+from envs.base import EnvSpec
+from envs.errors import ConfigError, EnvUnavailable, TaskUnsupported
+from harness.quiet import captured
+
+RUNNABLE, NO_SIMULATOR, UNSUPPORTED, NOT_APPLICABLE = "runnable", "no simulator", "unsupported", "n/a"
+CLASS_TEXT = {
+    RUNNABLE: "runnable here",
+    NO_SIMULATOR: "need a simulator not installed here",
+    UNSUPPORTED: "cannot run on the simulator installed here",
+    NOT_APPLICABLE: "n/a (the algorithm cannot act in the task's action space)",
+}
+"""How each class is counted in the dry run's and the summary's count line."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str
+    """RUNNABLE | NO_SIMULATOR | UNSUPPORTED | NOT_APPLICABLE."""
+    reason: str = ""
+    """One line for the not-runnable classes; shared by every job with the same cause."""
+    spec: EnvSpec | None = None
+
+
+class Prober:
+    """Builds one env per distinct env config to learn its spec; what the simulator prints
+    meanwhile is kept in `output` (for the sweep's log), not shown."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, EnvSpec | EnvUnavailable | TaskUnsupported] = {}
+        self.output: list[str] = []
+
+    def spec(self, family: str, task: str, fields: dict[str, Any]) -> EnvSpec:
+        """The task's EnvSpec; raises EnvUnavailable / TaskUnsupported (remembered for the
+        next job with the same env config) or ConfigError (bad input: the sweep stops)."""
+        import envs
+
+        key = yaml.safe_dump([family, task, fields])
+        if key not in self._found:
+            with captured() as out:
+                try:
+                    env = envs.make(family, task, n_envs=1, seed=0, **fields)
+                except (EnvUnavailable, TaskUnsupported) as exc:
+                    self._found[key] = exc
+                else:
+                    self._found[key] = env.spec
+                    env.close()
+            if out.text:
+                self.output.append(out.text)
+        found = self._found[key]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
+
+
+def classify(algo: str, algo_config: Any, family: str, task: str, env_fields: dict[str, Any],
+             prober: Prober) -> Verdict:
+    """The verdict for one composed job (its algorithm, algorithm config and env)."""
+    from algos.common.registry import check_compatible, config_class
+
+    try:
+        spec = prober.spec(family, task, env_fields)
+    except EnvUnavailable as exc:
+        return Verdict(NO_SIMULATOR, first_line(exc))
+    except TaskUnsupported as exc:
+        return Verdict(UNSUPPORTED, first_line(exc))
+    try:
+        check_compatible(algo, spec)
+    except ConfigError:  # its message names the task; the reason is shared by every such task
+        supported = ", ".join(sorted(config_class(algo).action_spaces))
+        return Verdict(NOT_APPLICABLE, f"{algo} cannot act in {spec.action_kind} action spaces (it supports: {supported})", spec)
+    try:
+        algo_config.validate(spec)
+    except ConfigError as exc:
+        return Verdict(NOT_APPLICABLE, first_line(exc), spec)
+    return Verdict(RUNNABLE, spec=spec)
+
+
+# -- the jobs a reason covers, in a few words -------------------------------------------------
+def seed_text(seeds: Iterable[int]) -> str:
+    """[0, 1, 2, 3, 5, 7, 8] -> 's0-3,5,7-8'."""
+    ordered = sorted(set(seeds))
+    runs: list[list[int]] = []
+    for seed in ordered:
+        if runs and seed == runs[-1][-1] + 1:
+            runs[-1].append(seed)
+        else:
+            runs.append([seed])
+    return "s" + ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
+
+
+def jobs_text(jobs: Iterable[tuple[str, str, int]]) -> str:
+    """(task, algo, seed) triples as 'task, task × algo, algo s0-9; task × algo s0-2': tasks
+    that share their algorithms and seeds are listed together."""
+    per_task: dict[str, dict[str, set[int]]] = {}
+    for task, algo, seed in jobs:
+        per_task.setdefault(task, {}).setdefault(algo, set()).add(seed)
+    groups: dict[str, list[str]] = {}
+    for task, algos in per_task.items():
+        by_seeds: dict[str, list[str]] = {}
+        for algo, seeds in algos.items():
+            by_seeds.setdefault(seed_text(seeds), []).append(algo)
+        what = "; ".join(f"{', '.join(names)} {seeds}" for seeds, names in by_seeds.items())
+        groups.setdefault(what, []).append(task)
+    return "; ".join(f"{', '.join(tasks)} × {what}" for what, tasks in groups.items())
+
+
+def reason_lines(jobs: Iterable[tuple[str, str, tuple[str, str, int]]]) -> list[str]:
+    """(class, reason, (task, algo, seed)) of the jobs that cannot run here → one line per
+    reason, with the number of jobs and which ones, most jobs first."""
+    grouped: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
+    for kind, reason, job in jobs:
+        grouped.setdefault((kind, reason), []).append(job)
+    ordered = sorted(grouped.items(), key=lambda item: -len(item[1]))
+    return [f"  {kind}: {reason}\n      {len(members)} job{'s' * (len(members) != 1)}: {jobs_text(members)}"
+            for (kind, reason), members in ordered]
+
+
+def count_line(kinds: Iterable[str]) -> str:
+    """'920 jobs: 560 runnable here, 180 need a simulator not installed here, ...'."""
+    counts: dict[str, int] = {}
+    for kind in kinds:
+        counts[kind] = counts.get(kind, 0) + 1
+    total = sum(counts.values())
+    parts = [f"{counts.get(k, 0)} {CLASS_TEXT[k]}" for k in CLASS_TEXT if counts.get(k) or k == RUNNABLE]
+    return f"{total} job{'s' * (total != 1)}: " + ", ".join(parts)
