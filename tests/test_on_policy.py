@@ -14,6 +14,7 @@ import torch
 from gymnasium import spaces
 
 from algos.common.actor_critic import Policy
+from algos.common.networks import masked_mean
 from algos.common.ppo import ValueNorm, gae, normalise_advantage, ppo_actor_loss, value_loss
 from algos.common.rollout import to_chunks
 from algos.common.recurrent import ResettingGru
@@ -136,6 +137,16 @@ def test_clipped_value_loss_takes_the_larger_error():
     assert loss.item() == pytest.approx(0.5 * 0.8**2)
     loss, _ = value_loss(torch.tensor([30.0]), torch.tensor([30.0]), torch.tensor([0.0]), clip=0.2, huber_delta=10.0, clipped=False)
     assert loss.item() == pytest.approx(10.0 * (30.0 - 5.0))
+
+
+def test_masked_mean_reshapes_the_mask_and_never_broadcasts_it():
+    x = torch.tensor([[1.0], [2.0], [6.0]])  # [B, 1]
+    valid = torch.tensor([1.0, 0.0, 1.0])  # [B]: one weight per entry, as the off-policy losses pass it
+    assert masked_mean(x, valid).item() == pytest.approx(3.5)  # broadcasting [B] against [B, 1]: (x·valid).sum() / valid.sum() = 18 / 2
+    assert masked_mean(x, valid.view(3, 1)).item() == pytest.approx(3.5)
+    assert masked_mean(x, torch.zeros(3)).item() == 0.0
+    with pytest.raises(ValueError, match="mask has 2 entries"):
+        masked_mean(x, torch.ones(2))
 
 
 def test_to_chunks_keeps_each_env_stream_contiguous():
