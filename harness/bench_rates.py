@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.errors import UserError
-from harness.estimate import LOCAL_NAME, Key, device_kind
+from harness.estimate import LOCAL_NAME, Key
 
 WARMUP_CAP_S = 120.0
 """Untimed steps before timing stop after this long even without an update: an algorithm
@@ -95,23 +95,14 @@ def measure(settings, seconds: float) -> dict[str, float]:
 
 def kinds(argv: list[str]) -> tuple[Any, dict[Key, Any]]:
     """(base config, {kind: settings of its lowest-seed runnable job}) of a sweep."""
-    from harness.jobcheck import RUNNABLE, Prober, classify
-    from harness.run import load_settings, run_dir_for
-    from harness.sweep import expand
+    from harness.config import load_settings
+    from harness.sweep import prepare_jobs
 
-    base, job_overrides = expand(argv)
-    prober, found = Prober(), {}
-    for overrides in job_overrides:
-        settings, cfg = load_settings(overrides)
-        settings.validate()
-        run_dir = run_dir_for(cfg, settings)
-        key = (settings.family, run_dir.parents[1].name, settings.algo, device_kind(settings.torch_device))
-        if key in found and found[key].seed <= settings.seed:
-            continue
-        verdict = classify(settings.algo, settings.algo_config, settings.family, settings.task, settings.env_fields, prober)
-        if verdict.kind == RUNNABLE:
-            found[key] = settings
-    return base, found
+    base, jobs, _ = prepare_jobs([*argv, "dry_run=true"])  # classified, nothing launched
+    first: dict[Key, Any] = {}
+    for job in sorted((j for j in jobs if j.runnable), key=lambda j: j.seed):
+        first.setdefault(job.cost.key, job)
+    return base, {key: load_settings(job.overrides)[0] for key, job in first.items()}
 
 
 def merge(path: Path, rows: list[dict[str, Any]], machine_id: str, machine_info: dict[str, Any]) -> None:

@@ -97,7 +97,8 @@ def file_rates(path: Path) -> dict[Key, Rate]:
     out = {}
     for row in table.get("rates", []):
         machine = machines.get(row.get("machine"), {})
-        source = f"{path.name if path == SHIPPED else path} ({machine_text(machine)})"
+        where = f"{SHIPPED.parent.name}/{SHIPPED.name}, shipped" if path == SHIPPED else str(path)
+        source = f"{where} ({machine_text(machine)})"
         key = (row["family"], row["task"], row["algo"], row["device"])
         out[key] = Rate(float(row["steps_per_s"]), row.get("eval_s_per_episode"), source)
     return out

@@ -78,24 +78,29 @@ def first_line(exc: BaseException) -> str:
 
 
 def classify(algo: str, algo_config: Any, family: str, task: str, env_fields: dict[str, Any],
-             prober: Prober) -> Verdict:
-    """The verdict for one composed job (its algorithm, algorithm config and env)."""
+             prober: Prober, strict: bool = False) -> Verdict:
+    """The verdict for one composed job (its algorithm, algorithm config and env). With
+    `strict` (a single run), a job that cannot run raises its own error instead."""
     from algos.common.registry import check_compatible, config_class
 
     try:
         spec = prober.spec(family, task, env_fields)
-    except EnvUnavailable as exc:
-        return Verdict(NO_SIMULATOR, first_line(exc))
-    except TaskUnsupported as exc:
-        return Verdict(UNSUPPORTED, first_line(exc))
+    except (EnvUnavailable, TaskUnsupported) as exc:
+        if strict:
+            raise
+        return Verdict(NO_SIMULATOR if isinstance(exc, EnvUnavailable) else UNSUPPORTED, first_line(exc))
     try:
         check_compatible(algo, spec)
     except ConfigError:  # its message names the task; the reason is shared by every such task
+        if strict:
+            raise
         supported = ", ".join(sorted(config_class(algo).action_spaces))
         return Verdict(NOT_APPLICABLE, f"{algo} cannot act in {spec.action_kind} action spaces (it supports: {supported})", spec)
     try:
         algo_config.validate(spec)
     except ConfigError as exc:
+        if strict:
+            raise
         return Verdict(NOT_APPLICABLE, first_line(exc), spec)
     return Verdict(RUNNABLE, spec=spec)
 

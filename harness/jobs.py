@@ -1,97 +1,136 @@
-"""A sweep's jobs: what one job is (`Job`, made by harness/sweep.py), how it ended
-(`Outcome`, from harness/launch.py), and the two tables a sweep prints about them — the
-dry-run plan with estimated device-hours and the closing summary."""
+"""A sweep's jobs: what one job is (`Job`, made and classified by harness/sweep.py), how it
+ended (`Outcome`, from harness/launch.py), and what a sweep prints about them — the dry
+run's plan (one row per task and algorithm, seeds together; the counts per class; each
+reason a job cannot run here once, with the jobs it covers; the cost estimate) and the
+closing summary of a real run, which repeats the counts and the reasons."""
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
+from harness.estimate import CostQuery, RateBook, estimate, estimate_lines, job_hours
+from harness.jobcheck import RUNNABLE, count_line, reason_lines, seed_text
 from harness.layout import RunPath
 
 
 @dataclass
 class Job:
     overrides: list[str]
-    label: str
-    """family/task[-variant] algo seed — how the job is named in tables."""
     path: RunPath
     budget: int
     family: str
     task: str
     algo: str
+    seed: int
     config_yaml: str = ""
     state: str = "new"
-    """new | resume (a checkpoint to continue from) | skip (finished: DONE) | no sim (the
-    family's simulator is missing; dry runs only)."""
-    compatible: bool = True
+    """new | resume (a checkpoint to continue from) | skip (finished: DONE)."""
+    verdict: str = RUNNABLE
+    """harness/jobcheck.py's class: runnable, or why not (no simulator, unsupported, n/a)."""
     reason: str = ""
+    """One line for a job that cannot run here, shared by every job with the same cause."""
+    cost: CostQuery | None = None
+    """What the estimate needs (device, evaluation cadence, threads, steps already done)."""
+
+    @property
+    def name(self) -> str:
+        """family/task-dir — the task as the results tree files it (variant, substitute)."""
+        return f"{self.family}/{self.path.task}"
+
+    @property
+    def label(self) -> str:
+        """How one job is named in progress lines: family/task-dir algo s<seed>."""
+        return f"{self.name} {self.algo} s{self.seed}"
+
+    @property
+    def runnable(self) -> bool:
+        return self.verdict == RUNNABLE
 
 
 @dataclass
 class Outcome:
     job: Job
     status: str
-    """done | resumed | skipped | failed | failed: nan | n/a | submitted."""
+    """done | resumed | skipped | failed | failed: nan | submitted."""
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def measured_rates(results_dir: Path) -> dict[tuple[str, str, str], float]:
-    """Env steps per wall second of finished runs, per (family, task directory, algo)."""
-    rates: dict[tuple[str, str, str], list[float]] = {}
-    for run in RunPath.find(results_dir):
-        try:
-            summary = json.loads(run.summary.read_text())
-            rate = summary["env_steps"] / summary["wall_seconds"]
-        except (OSError, ValueError, KeyError, ZeroDivisionError):
-            continue
-        rates.setdefault((run.family, run.task, run.algo), []).append(rate)
-    return {k: sum(v) / len(v) for k, v in rates.items()}
+def not_runnable_lines(jobs: Iterable[Job]) -> list[str]:
+    """Each reason a job cannot run here, once, with the jobs it covers."""
+    blocked = [(j.verdict, j.reason, (j.name, j.algo, j.seed)) for j in jobs if not j.runnable]
+    if not blocked:
+        return []
+    return [f"not runnable here ({len(blocked)} job{'s' * (len(blocked) != 1)}):", *reason_lines(blocked)]
 
 
-def dry_run_table(jobs: list[Job], results_dir: Path) -> str:
-    """The job table and an estimated CPU/GPU-hours total from measured step rates."""
-    rates = measured_rates(results_dir)
-    lines = [f"{'job':<48} {'budget':>11} {'state':>7} {'est. hours':>10}"]
-    total, unknown = 0.0, 0
+def _rows(jobs: Iterable[Job]) -> dict[tuple[str, str], list[Job]]:
+    rows: dict[tuple[str, str], list[Job]] = {}
     for job in jobs:
-        if job.state == "no sim":
-            lines.append(f"{job.label:<48} {job.budget:>11,} {'no sim':>7} {'':>10}  (needs the {job.family} simulator, below)")
-            continue
-        if not job.compatible:
-            lines.append(f"{job.label:<48} {job.budget:>11,} {'n/a':>7} {'':>10}  ({job.reason})")
-            continue
-        rate = rates.get((job.family, job.path.task, job.algo))
-        hours = job.budget / rate / 3600 if rate else math.nan
-        if rate and job.state != "skip":
-            total += hours
-        elif not rate:
-            unknown += 1
-        shown = f"{hours:.2f}" if rate else "?"
-        lines.append(f"{job.label:<48} {job.budget:>11,} {job.state:>7} {shown:>10}")
-    runnable = [j for j in jobs if j.compatible]
-    missing_sim = sum(j.state == "no sim" for j in jobs)
-    lines.append(f"{len(runnable)} jobs to run or skip ({len(jobs) - len(runnable) - missing_sim} n/a, "
-                 f"{missing_sim} need a simulator not installed here), "
-                 f"{sum(j.state == 'skip' for j in runnable)} already done; estimated {total:.1f} device-hours"
-                 + (f" plus {unknown} jobs without a measured rate (run them small once, e.g. the smoke suite)"
-                    if unknown else ""))
-    lines += sorted({f"no sim: {job.reason}" for job in jobs if job.state == "no sim"})
+        rows.setdefault((job.name, job.algo), []).append(job)
+    return rows
+
+
+def _states(jobs: list[Job]) -> str:
+    if not jobs[0].runnable:
+        return jobs[0].verdict
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job.state] = counts.get(job.state, 0) + 1
+    return counts.popitem()[0] if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
+
+
+def plan_table(jobs: list[Job], book: RateBook, hint: str) -> str:
+    """The dry run's output: rows, counts, reasons, estimate."""
+    width = max([len(f"{name} {algo}") for name, algo in _rows(jobs)] + [20]) + 2
+    lines = [f"{'job':<{width}} {'seeds':<8} {'budget':>12}  {'state':<14} {'est. hours':>10}"]
+    for (name, algo), members in _rows(jobs).items():
+        hours = ""
+        todo = [j.cost for j in members if j.runnable and j.state != "skip" and j.cost is not None]
+        found = [book.find(q.key) for q in todo]
+        if todo and all(found):
+            hours = f"{sum(job_hours(q, f[0]) for q, f in zip(todo, found)):,.1f}"
+        elif todo:
+            hours = "?"
+        lines.append(f"{name + ' ' + algo:<{width}} {seed_text(j.seed for j in members):<8} {members[0].budget:>12,}  "
+                     f"{_states(members):<14} {hours:>10}")
+    runnable = [j for j in jobs if j.runnable]
+    done = sum(j.state == "skip" for j in runnable)
+    lines.append(count_line(j.verdict for j in jobs) + (f" ({done} of them already done)" if done else ""))
+    lines += not_runnable_lines(jobs)
+    todo = [j.cost for j in runnable if j.state != "skip" and j.cost is not None]
+    lines += estimate_lines(estimate(todo, book), hint)
     return "\n".join(lines)
 
 
-def summary_table(outcomes: list[Outcome]) -> str:
+def summary_table(outcomes: list[Outcome], jobs: list[Job]) -> str:
+    """The closing summary of a real run: how each runnable job ended (seeds of a task and
+    algorithm together; each failure on its own line with its error.txt), the counts, and
+    the jobs that could not run here and why."""
     counts: dict[str, int] = {}
-    lines = []
+    grouped: dict[tuple[str, str, str], list[Outcome]] = {}
+    failures = []
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
-        detail = f"  {outcome.detail}" if outcome.detail else ""
-        if outcome.status.startswith("failed") and outcome.job.path.error.exists():
-            detail += f"  [{outcome.job.path.error}]"
-        lines.append(f"{outcome.status:<12} {outcome.job.label:<48}{detail}")
-    lines.append("sweep: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
-    return "\n".join(lines)
+        if outcome.status.startswith("failed"):
+            error = f"  [{outcome.job.path.error}]" if outcome.job.path.error.exists() else ""
+            failures.append(f"{outcome.status:<12} {outcome.job.label}  {outcome.detail}{error}")
+        else:
+            grouped.setdefault((outcome.status, outcome.job.name, outcome.job.algo), []).append(outcome)
+    lines = [f"{status:<12} {name} {algo} {seed_text(o.job.seed for o in members)}"
+             for (status, name, algo), members in grouped.items()] + failures
+    blocked = sum(not j.runnable for j in jobs)
+    lines.append("sweep: " + ", ".join([f"{n} {status}" for status, n in sorted(counts.items())]
+                                       + ([f"{blocked} not runnable here"] if blocked else [])))
+    return "\n".join(lines + not_runnable_lines(jobs))
+
+
+def steps_done(path: RunPath) -> int:
+    """Env steps a resumable run has already trained (its eval.csv's last row; 0 if none)."""
+    try:
+        rows = path.eval_csv.read_text().strip().splitlines()
+        header = rows[0].split(",")
+        return int(float(rows[-1].split(",")[header.index("env_steps")])) if len(rows) > 1 else 0
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -54,10 +54,10 @@ class RunJob(submitit.helpers.Checkpointable):
 
 def launch(launcher: Launcher, jobs: list[Job], results_dir: Path, cluster: Optional[str],
            report: Callable[[Outcome], None]) -> list[Outcome]:
-    """Run the jobs that need running; returns one Outcome per job (skips included)."""
-    outcomes = [Outcome(j, "skipped", "DONE") for j in jobs if j.compatible and j.state == "skip"]
-    outcomes += [Outcome(j, "n/a", j.reason) for j in jobs if not j.compatible]
-    todo = [j for j in jobs if j.compatible and j.state != "skip"]
+    """Run the jobs that need running (all runnable here); returns one Outcome per job
+    (skips included)."""
+    outcomes = [Outcome(j, "skipped", "DONE") for j in jobs if j.state == "skip"]
+    todo = [j for j in jobs if j.state != "skip"]
     for outcome in outcomes:
         report(outcome)
     if not todo:

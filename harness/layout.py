@@ -10,8 +10,12 @@ parsed back from a directory.
         summary.json   the final evaluation (+ policy_probs for single-state tasks)
         checkpoints/   latest.pt (written after every evaluation; a rerun resumes from it)
         error.txt      the traceback of a failed run
+        sim.log        what the simulator printed while the run built its envs (import
+                       notices, deprecation warnings), kept off the terminal
         DONE           written last: a reader that sees it can trust every other file
         .lock          held (flock) by the process training the run
+
+    <results_dir>/<suite>/sweep.log   what the simulators printed while a sweep checked its jobs
 
 The task directory is `<task>[-<variant>][@<substitute>]`: the variant labels a
 configuration of the task (`simple_spread-discrete`, `climbing-alpha0.2`), the substitute
@@ -34,6 +38,11 @@ def task_dir(task: str, variant: str = "", substitute: str | None = None) -> str
     """The task directory name of a run: task[-variant][@substitute]."""
     name = f"{task}-{variant}" if variant else task
     return f"{name}{SUBSTITUTE_MARK}{substitute}" if substitute else name
+
+
+def sweep_log(root: Path | str, suite: str) -> Path:
+    """What the simulators printed while a sweep of `suite` checked its jobs."""
+    return Path(root) / suite / "sweep.log"
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,10 @@ class RunPath:
     @property
     def error(self) -> Path:
         return self.dir / "error.txt"
+
+    @property
+    def sim_log(self) -> Path:
+        return self.dir / "sim.log"
 
     @property
     def done_marker(self) -> Path:

@@ -11,22 +11,24 @@ summary.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
 from omegaconf import DictConfig, OmegaConf
 
-import envs
-from algos.common.registry import ALGORITHMS, check_compatible
-from envs.base import EnvSpec
-from envs.errors import ConfigError, EnvUnavailable
+from algos.common.registry import ALGORITHMS
+from envs.errors import ConfigError
 from harness.checkpoint import check_checkpoint_intact
 from harness.config import check_same_config, compose, load_settings, register_schemas, run_path
-from harness.jobs import Job, Outcome, dry_run_table, summary_table
+from harness.estimate import CostQuery, RateBook, device_kind
+from harness.jobcheck import Prober, classify
+from harness.jobs import Job, Outcome, not_runnable_lines, plan_table, steps_done, summary_table
 from harness.launch import launch, load_cluster_profile, slurm_parameters
-from harness.layout import RunPath
+from harness.layout import sweep_log
 from harness.records import heartbeat_age_seconds, read_meta
 from harness.settings import Settings
 from harness.suites import entry_overrides, load_suite, split_overrides
@@ -73,52 +75,54 @@ def expand(argv: list[str]) -> tuple[DictConfig, list[list[str]]]:
     return base, jobs
 
 
-def prepare_jobs(argv: list[str]) -> tuple[DictConfig, list[Job]]:
-    """Expand and check every job; raises ConfigError/EnvUnavailable on any bad input."""
+class Composer:
+    """load_settings once per job apart from its seed: seeds 0..N-1 of one task and algorithm
+    differ in `seed` alone, so the other seeds copy the first one's composition."""
+
+    def __init__(self) -> None:
+        self._done: dict[tuple[str, ...], tuple[Settings, DictConfig]] = {}
+
+    def __call__(self, overrides: list[str]) -> tuple[Settings, DictConfig]:
+        rest = [o for o in overrides if not o.startswith("seed=")]
+        seed = overrides[-1].split("=", 1)[1] if len(rest) == len(overrides) - 1 and overrides[-1].startswith("seed=") else None
+        if seed is None or not seed.isdigit():
+            return load_settings(overrides)
+        if tuple(rest) not in self._done:
+            self._done[tuple(rest)] = load_settings(overrides)
+        settings, cfg = self._done[tuple(rest)]
+        cfg = copy.deepcopy(cfg)
+        cfg.seed = int(seed)
+        return dataclasses.replace(settings, seed=int(seed), algo_config=copy.deepcopy(settings.algo_config),
+                                   env_fields=copy.deepcopy(settings.env_fields)), cfg
+
+
+def prepare_jobs(argv: list[str]) -> tuple[DictConfig, list[Job], Prober]:
+    """Expand, compose and classify every job (harness/jobcheck.py) and check the runnable
+    ones (an existing directory written by another config, a checkpoint's integrity).
+    Raises ConfigError on bad input; a single run (not a dry run) that cannot run here
+    raises its own error (EnvUnavailable, TaskUnsupported, ConfigError)."""
     base, job_overrides = expand(argv)
-    specs: dict[str, EnvSpec] = {}
-    jobs = []
+    strict = len(job_overrides) == 1 and not base.dry_run
+    composer, prober, jobs = Composer(), Prober(), []
     for overrides in job_overrides:
-        settings, cfg = load_settings(overrides)
+        settings, cfg = composer(overrides)
         settings.validate()
         path = run_path(cfg, settings)
-        variant = f"-{cfg.variant}" if cfg.variant else ""
-        job = Job(overrides=overrides, label=f"{settings.family}/{settings.task}{variant} {settings.algo} s{settings.seed}",
-                  path=path, budget=settings.budget, family=settings.family, task=settings.task,
-                  algo=settings.algo, config_yaml=OmegaConf.to_yaml(cfg))
-        try:
-            spec = env_spec(specs, settings)
-        except EnvUnavailable as exc:
-            if not base.dry_run:
-                raise
-            job.compatible, job.state, job.reason = False, "no sim", f"simulator missing: {exc}"
-            jobs.append(job)
-            continue
-        try:
-            check_compatible(settings.algo, spec)
-            settings.algo_config.validate(spec)
-        except ConfigError as exc:
-            if len(job_overrides) == 1:
-                raise
-            job.compatible, job.reason = False, str(exc)
-        check_same_config(path, job.config_yaml)
-        job.state = path.state
-        if job.state == "resume":
-            check_checkpoint_intact(path.checkpoint)
+        job = Job(overrides=overrides, path=path, budget=settings.budget, family=settings.family, task=settings.task,
+                  algo=settings.algo, seed=settings.seed, config_yaml=OmegaConf.to_yaml(cfg))
+        verdict = classify(settings.algo, settings.algo_config, settings.family, settings.task, settings.env_fields,
+                           prober, strict=strict)
+        job.verdict, job.reason = verdict.kind, verdict.reason
+        if job.runnable:
+            check_same_config(path, job.config_yaml)
+            job.state = path.state
+            if job.state == "resume":
+                check_checkpoint_intact(path.checkpoint)
+        job.cost = CostQuery((settings.family, path.task, settings.algo, device_kind(settings.torch_device)),
+                             settings.budget, settings.eval_every, settings.eval_episodes, settings.torch_threads,
+                             steps_done(path) if job.state == "resume" else 0)
         jobs.append(job)
-    if jobs and not any(j.compatible for j in jobs) and not base.dry_run:
-        raise ConfigError(f"no job of this sweep can run: {jobs[0].reason}")
-    return base, jobs
-
-
-def env_spec(cache: dict[str, EnvSpec], settings: Settings) -> EnvSpec:
-    """Build one copy per distinct env config (this is where a missing simulator shows)."""
-    key = yaml.safe_dump([settings.family, settings.task, settings.env_fields])
-    if key not in cache:
-        env = envs.make(settings.family, settings.task, n_envs=1, seed=0, **settings.env_fields)
-        cache[key] = env.spec
-        env.close()
-    return cache[key]
+    return base, jobs, prober
 
 
 def stale_runs(jobs: list[Job], stale_after_s: float) -> list[tuple[Job, float]]:
@@ -134,30 +138,41 @@ def stale_runs(jobs: list[Job], stale_after_s: float) -> list[tuple[Job, float]]
 
 
 def run_sweep(argv: list[str]) -> int:
-    """Expand, check, launch; print the summary. 0 when every job ended well, 1 otherwise."""
-    base, jobs = prepare_jobs(argv)
+    """Expand, classify, launch the runnable jobs; print the summary. 0 when every runnable
+    job ended well, 1 otherwise; a sweep with no runnable job is a ConfigError."""
+    base, jobs, prober = prepare_jobs(argv)
     results_dir = Path(base.results_dir)
     if base.dry_run:
-        print(dry_run_table(jobs, results_dir))
+        hint = " ".join(["python -m harness.bench_rates", *(a for a in argv if not a.startswith("dry_run="))])
+        print(plan_table(jobs, RateBook.load(results_dir), hint))
         return 0
+    runnable = [j for j in jobs if j.runnable]
+    if not runnable:
+        print("\n".join(not_runnable_lines(jobs)))
+        reasons = Counter(j.reason for j in jobs)
+        raise ConfigError(f"no job of this sweep can run here: {reasons.most_common(1)[0][0]}")
+    if prober.output:  # what the simulators printed while the jobs were checked
+        log = sweep_log(results_dir, str(base.suite))
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as handle:
+            handle.write("".join(prober.output))
     launcher = OmegaConf.to_object(base.launcher)
     if launcher.name == "slurm":
         slurm_parameters(load_cluster_profile(base.cluster))  # a bad profile fails before anything runs
-    for job, age in stale_runs(jobs, base.stale_after_min * 60):
+    for job, age in stale_runs(runnable, base.stale_after_min * 60):
         print(f"stale: {job.path} says running but its heartbeat is {age / 60:.0f} min old "
               "(the process died); it resumes from its checkpoint")
-    total = sum(j.compatible for j in jobs)
     seen: list[Outcome] = []
 
     def report(outcome: Outcome) -> None:
         seen.append(outcome)
-        if total > 1:
-            print(f"[{len(seen)}/{len(jobs)}] {outcome.status}: {outcome.job.label}"
+        if len(runnable) > 1:
+            print(f"[{len(seen)}/{len(runnable)}] {outcome.status}: {outcome.job.label}"
                   + (f" ({outcome.detail})" if outcome.detail else ""), flush=True)
         elif outcome.status == "skipped":
             print(f"skip: {outcome.job.path} is finished (DONE); delete it to run again")
 
-    outcomes = launch(launcher, jobs, results_dir, base.cluster, report)
+    outcomes = launch(launcher, runnable, results_dir, base.cluster, report)
     if len(jobs) > 1 or any(o.status.startswith("failed") for o in outcomes):
-        print(summary_table(outcomes))
+        print(summary_table(outcomes, jobs))
     return 1 if any(o.status.startswith("failed") for o in outcomes) else 0

@@ -32,6 +32,7 @@ from harness.checkpoint import load_checkpoint, save_checkpoint, set_global_rng_
 from harness.config import check_same_config, load_settings, run_path
 from harness.evaluate import EvalResult, evaluate, study_envs
 from harness.layout import RunPath
+from harness.quiet import captured
 from harness.records import RunRecord
 from harness.settings import Settings
 
@@ -205,13 +206,17 @@ def run_one(overrides: list[str]) -> tuple[RunPath, str]:
         return path, "skipped"
     config_yaml = OmegaConf.to_yaml(cfg)
     check_same_config(path, config_yaml)
-    prepared = prepare(settings)  # every bad input fails here, before any file is written
+    with captured() as simulator_output:  # import notices and warnings go to the run's sim.log
+        prepared = prepare(settings)  # every bad input fails here, before any file is written
     record = RunRecord(path)
     try:
         record.lock()
         resume = path.state == "resume"
         if not resume:
             record.start(config_yaml, str(settings.torch_device))
+        if simulator_output.text:
+            with path.sim_log.open("a") as log:
+                log.write(simulator_output.text)
         try:
             summary = train(prepared, record, resume=resume)
         except TrainingDiverged as exc:

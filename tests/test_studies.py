@@ -27,7 +27,10 @@ from envs.wrappers import RewardScale, scale_rewards
 from harness.evaluate import ProbedEnv, Probes, analytic_qres, evaluate
 from harness.report import write_report
 from harness.run import main
-from harness.sweep import dry_run_table, prepare_jobs
+from harness.estimate import RateBook
+from harness.jobcheck import NOT_APPLICABLE
+from harness.jobs import plan_table
+from harness.sweep import prepare_jobs
 
 try:  # tests/ on sys.path (pytest's default) or the repo root
     from test_algos_common import build, toy_env
@@ -165,17 +168,18 @@ def test_each_suite_composes_into_its_jobs_in_distinct_directories(suite):
     runs, algos, not_applicable = SUITES[suite]
     results, jobs = suite_jobs(suite)
     assert len(jobs) == runs * algos
-    if not any(j.state == "no sim" for j in jobs):  # a missing simulator hides the n/a verdict
-        assert sum(not j.compatible for j in jobs) == not_applicable
-    assert all("hatd3" == j.algo for j in jobs if not j.compatible and j.state != "no sim")
+    if all(j.verdict == NOT_APPLICABLE or j.runnable for j in jobs):  # a missing simulator hides the n/a verdict
+        assert sum(j.verdict == NOT_APPLICABLE for j in jobs) == not_applicable
+    assert all("hatd3" == j.algo for j in jobs if j.verdict == NOT_APPLICABLE)
     assert len({j.path for j in jobs}) == len(jobs)  # every variant lands in its own directory
     assert all(j.path.dir.parts[len(results.parts)] == suite for j in jobs)
-    assert f"{runs * algos - not_applicable} jobs to run" in dry_run_table(jobs, results) or any(j.state == "no sim" for j in jobs)
+    table = plan_table(jobs, RateBook([]), "hint")
+    assert f"{runs * algos} jobs: {sum(j.runnable for j in jobs)} runnable here" in table
 
 
 def test_ablation_alpha_sets_each_temperature():
     results, jobs = suite_jobs("ablation_alpha")
-    assert "mpe/simple_spread-discrete-auto-official hasac s0" in dry_run_table(jobs, results)
+    assert "mpe/simple_spread-discrete-auto-official hasac" in plan_table(jobs, RateBook([]), "hint")
     for job in jobs:
         config = yaml.safe_load(job.config_yaml)
         algo, variant = config["algo"], job.path.task.split("-")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from algos.common.registry import ALGORITHMS
-from envs import FAMILIES
+from envs import FAMILIES, smac
 from envs.errors import ConfigError
 from harness.launch import available_profiles, load_cluster_profile, sbatch_script
 from harness.config import load_settings
@@ -66,7 +67,7 @@ def test_full_suite_holds_every_paper_suite():
 
 
 def test_sweep_expands_tasks_algos_seeds_into_paths(tmp_path):
-    base, jobs = prepare_jobs(["suite=smoke", "algo=hasac,hatd3", "seeds=2", f"results_dir={tmp_path}"])
+    base, jobs, _ = prepare_jobs(["suite=smoke", "algo=hasac,hatd3", "seeds=2", f"results_dir={tmp_path}"])
     entries = load_suite("smoke")["runs"]
     assert len(jobs) == len(entries) * 2 * 2
     dirs = {str(j.path.dir.relative_to(tmp_path)) for j in jobs}
@@ -74,8 +75,8 @@ def test_sweep_expands_tasks_algos_seeds_into_paths(tmp_path):
     assert "smoke/mpe/simple_spread-discrete/hatd3/seed_0" in dirs
     assert "smoke/mamujoco/HalfCheetah-2x3/hatd3/seed_1" in dirs
     discrete_hatd3 = [j for j in jobs if j.algo == "hatd3" and j.family == "matrix"]
-    assert discrete_hatd3 and not any(j.compatible for j in discrete_hatd3)
-    assert all(j.compatible for j in jobs if j.algo == "hasac")
+    assert discrete_hatd3 and not any(j.runnable for j in discrete_hatd3)
+    assert all(j.runnable for j in jobs if j.algo == "hasac")
     assert all(j.state == "new" for j in jobs)
     # the suite's per-algorithm schedule and budgets reach the composed job
     hasac_cheetah = next(j for j in jobs if j.algo == "hasac" and j.family == "mamujoco")
@@ -92,7 +93,7 @@ def test_seed_alone_is_one_run_and_suite_defaults_pick_algos(tmp_path):
 
 def test_fields_of_a_swept_algo_group_reach_every_job(tmp_path):
     # algo.alpha is no field of the default algorithm (random); it must still reach each job
-    _, jobs = prepare_jobs([*MATRIX, "algo=hasac,mehaml_kl", "algo.alpha=0.3", f"results_dir={tmp_path}"])
+    _, jobs, _ = prepare_jobs([*MATRIX, "algo=hasac,mehaml_kl", "algo.alpha=0.3", f"results_dir={tmp_path}"])
     assert sorted(j.algo for j in jobs) == ["hasac", "mehaml_kl"]
     assert all("alpha: 0.3" in j.config_yaml for j in jobs)
     # a suite's own algorithms: the field must fit each of them, and the error names the one it does not
@@ -105,7 +106,9 @@ def test_fields_of_a_swept_algo_group_reach_every_job(tmp_path):
 def test_dry_run_prints_the_table_and_launches_nothing(tmp_path, capsys):
     assert main(["suite=smoke", "algo=hasac", "seeds=2", "dry_run=true", f"results_dir={tmp_path}"]) == 0
     out = capsys.readouterr().out
-    assert f"{2 * len(load_suite('smoke')['runs'])} jobs to run" in out and "device-hours" in out and "mpe/simple_spread hasac s1" in out
+    assert f"{2 * len(load_suite('smoke')['runs'])} jobs: {2 * len(load_suite('smoke')['runs'])} runnable here" in out
+    assert "CPU-hours" in out and "GPU-hours" in out
+    assert re.search(r"^mpe/simple_spread hasac +s0-1 +1,000 +new ", out, re.M)
     assert not tmp_path.exists() or not list(tmp_path.rglob("meta.json"))
 
 
@@ -290,13 +293,15 @@ def test_foreign_checkpoint_is_refused_with_exit_2(tmp_path, capsys):
 
 def test_dry_run_lists_jobs_whose_simulator_is_missing(tmp_path, capsys):
     """Without Isaac Gym the dexhands jobs are listed as needing it (exit 0); a real run
-    of the same suite refuses in one line."""
+    of the same suite has nothing it can run and refuses in one line."""
     assert main(["suite=paper_dexhands", "algo=hasac", "dry_run=true", f"results_dir={tmp_path}"]) == 0
     out = capsys.readouterr().out
-    assert out.count(" no sim ") == 9 and "9 need a simulator not installed here" in out
-    assert "no sim: simulator missing: env=dexhands needs NVIDIA Isaac Gym" in out
+    assert out.count(" no simulator ") == 9 and "9 jobs: 0 runnable here, 9 need a simulator not installed here" in out
+    assert out.count("env=dexhands needs NVIDIA Isaac Gym") == 1  # the reason once, for the nine jobs
+    assert "      9 jobs: dexhands/" in out
     assert main(["suite=paper_dexhands", "algo=hasac", f"results_dir={tmp_path}"]) == 2
-    assert capsys.readouterr().err.count("\n") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: no job of this sweep can run here: env=dexhands needs")
 
 
 def test_load_policy_restores_the_weights_a_run_trained(tmp_path):
@@ -314,3 +319,74 @@ def test_load_policy_restores_the_weights_a_run_trained(tmp_path):
     loaded, untrained = algo.state_dict(), fresh.state_dict()
     assert all(torch.equal(a, b) for a, b in zip(loaded["actors"].values(), saved["actors"].values()))
     assert not all(torch.equal(a, b) for a, b in zip(loaded["actors"].values(), untrained["actors"].values()))
+
+
+HEADLINE = {"full": ["algo=hasac,hatd3", "seeds=10"]}
+"""Extra arguments per suite: the README's first command for the full suite."""
+
+
+@pytest.mark.parametrize("suite", available_suites())
+def test_every_shipped_suite_dry_runs_to_a_job_table(suite, tmp_path, capfd):
+    """Whatever is installed, a suite's dry run classifies every job and exits 0 with the
+    table, the counts, and the estimate; simulators print nothing on the terminal."""
+    assert main([f"suite={suite}", *HEADLINE.get(suite, []), "dry_run=true", f"results_dir={tmp_path}"]) == 0
+    out, err = capfd.readouterr()
+    assert err == ""
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("job "))
+    count = next(line for line in lines if re.match(r"\d+ jobs?: \d+ runnable here", line))
+    total = int(count.split()[0])
+    assert total >= len(load_suite(suite)["runs"]) and header == 0
+    assert any(line.startswith("estimate for the ") and "CPU-hours" in line and "GPU-hours" in line for line in lines)
+    assert not tmp_path.exists() or not any(tmp_path.rglob("*.*"))  # a dry run writes nothing
+
+
+def test_a_sweep_trains_what_can_run_here_and_lists_the_rest(tmp_path, capsys):
+    assert main([*MATRIX, "algo=random,hatd3", "seeds=2", f"results_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "done         matrix/climbing random s0-1" in out
+    assert "sweep: 2 done, 2 not runnable here" in out
+    assert "not runnable here (2 jobs):\n  n/a: hatd3 cannot act in discrete action spaces (it supports: box)\n" \
+           "      2 jobs: matrix/climbing × hatd3 s0-1" in out
+    assert not (tmp_path / "adhoc" / "matrix" / "climbing" / "hatd3").exists()
+
+
+def test_a_task_the_simulator_here_cannot_run_is_listed_in_a_sweep_and_an_error_alone(tmp_path, capsys):
+    """MMM2 and corridor on SMAX (no jaxmarl needed: refused before the simulator loads)."""
+    root = tmp_path / "results"
+    sweep = ["env=smac", "task=MMM2,corridor", "env.backend=smax", "algo=random,hasac", f"results_dir={root}"]
+    assert main([*sweep, "dry_run=true"]) == 0
+    out = capsys.readouterr().out
+    assert "4 jobs: 0 runnable here, 4 cannot run on the simulator installed here" in out
+    assert out.count("the task needs StarCraft II") == 1
+    assert "4 jobs: smac/MMM2@smax, smac/corridor@smax × random, hasac s0" in out
+    assert main(sweep) == 2  # nothing of it can run here
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no job of this sweep can run here: the task needs StarCraft II" in err
+    for backend in (["env.backend=smax"], []):  # pinned, or chosen automatically on a machine without StarCraft II
+        if not backend and smac.sc2_installed():
+            continue
+        assert main(["env=smac", "task=MMM2", "algo=random", *backend, f"results_dir={root}"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: the task needs StarCraft II: SMAX has no medivacs")
+    assert not root.exists()
+
+
+def test_a_run_keeps_what_the_simulator_prints_in_its_sim_log(tmp_path, monkeypatch, capfd):
+    import envs
+
+    real_make = envs.make
+
+    def talkative_make(*args, **kwargs):
+        print("engine: deprecated attribute")
+        return real_make(*args, **kwargs)
+
+    monkeypatch.setattr(envs, "make", talkative_make)
+    assert main([*MATRIX, "algo=random", "seeds=2", f"results_dir={tmp_path}"]) == 0
+    out, err = capfd.readouterr()
+    assert "engine:" not in out + err
+    for seed in (0, 1):
+        # the run's own two builds (training and evaluation copies)
+        log = tmp_path / "adhoc" / "matrix" / "climbing" / "random" / f"seed_{seed}" / "sim.log"
+        assert log.read_text().count("engine: deprecated attribute") == 2
+    assert "engine: deprecated attribute" in (tmp_path / "adhoc" / "sweep.log").read_text()  # the sweep's check
