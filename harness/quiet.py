@@ -32,13 +32,15 @@ class Capture:
 
 
 @contextlib.contextmanager
-def captured(path: Path | None = None) -> Iterator[Capture]:
+def captured(path: Path | None = None, may_start_processes: bool = True) -> Iterator[Capture]:
     """Redirect fds 1 and 2 (and sys.stdout/sys.stderr) to `path` (appended; a temporary
     file when None) for the block. Processes started in the block inherit the redirection,
-    so the forkserver that later jobs fork from is started before it, outside. When the
-    block fails with anything but a UserError (a crash, not a missing simulator), the
-    captured text is written to stderr after the block, beside the traceback."""
-    multiprocessing.forkserver.ensure_running()
+    so when the block may start some (env worker processes), the forkserver that later jobs
+    fork from is started first, outside it. When the block fails with anything but a
+    UserError (a crash, not a missing simulator), the captured text is written to stderr
+    after the block, beside the traceback."""
+    if may_start_processes:
+        multiprocessing.forkserver.ensure_running()
     capture, crashed = Capture(), False
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ import sys
 
 from envs import FAMILIES, family_module
 from envs.errors import UserError
+from harness.quiet import captured
 from harness.suites import families_named
 
 
@@ -33,11 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        preload_simulators(argv)
+        with captured(may_start_processes=False) as preload_output:  # e.g. Isaac Gym's notices: to the sweep's log
+            preload_simulators(argv)
         # Imported here, after the thread variable and the preloads: it imports torch.
         from harness.sweep import run_sweep
 
-        return run_sweep(argv)
+        return run_sweep(argv, preload_output.text)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -137,9 +137,10 @@ def stale_runs(jobs: list[Job], stale_after_s: float) -> list[tuple[Job, float]]
     return out
 
 
-def run_sweep(argv: list[str]) -> int:
+def run_sweep(argv: list[str], simulator_output: str = "") -> int:
     """Expand, classify, launch the runnable jobs; print the summary. 0 when every runnable
-    job ended well, 1 otherwise; a sweep with no runnable job is a ConfigError."""
+    job ended well, 1 otherwise; a sweep with no runnable job is a ConfigError.
+    `simulator_output`: what the simulators printed before (preloads), for the sweep's log."""
     base, jobs, prober = prepare_jobs(argv)
     results_dir = Path(base.results_dir)
     if base.dry_run:
@@ -151,11 +152,12 @@ def run_sweep(argv: list[str]) -> int:
         print("\n".join(not_runnable_lines(jobs)))
         reasons = Counter(j.reason for j in jobs)
         raise ConfigError(f"no job of this sweep can run here: {reasons.most_common(1)[0][0]}")
-    if prober.output:  # what the simulators printed while the jobs were checked
+    printed = simulator_output + "".join(prober.output)  # what the simulators printed while the jobs were checked
+    if printed:
         log = sweep_log(results_dir, str(base.suite))
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("a") as handle:
-            handle.write("".join(prober.output))
+            handle.write(printed)
     launcher = OmegaConf.to_object(base.launcher)
     if launcher.name == "slurm":
         slurm_parameters(load_cluster_profile(base.cluster))  # a bad profile fails before anything runs

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from algos.common.registry import ALGORITHMS
 from envs import FAMILIES, smac
@@ -390,3 +391,16 @@ def test_a_run_keeps_what_the_simulator_prints_in_its_sim_log(tmp_path, monkeypa
         log = tmp_path / "adhoc" / "matrix" / "climbing" / "random" / f"seed_{seed}" / "sim.log"
         assert log.read_text().count("engine: deprecated attribute") == 2
     assert "engine: deprecated attribute" in (tmp_path / "adhoc" / "sweep.log").read_text()  # the sweep's check
+
+
+def test_seeds_share_one_composition_and_get_the_config_composing_would_give():
+    from harness.sweep import Composer
+
+    composer = Composer()
+    base = ["env=mpe", "task=simple_spread", "algo=hasac", "suite=quick"]
+    first, _ = composer([*base, "seed=0"])
+    for seed in (1, 7):
+        settings, cfg = composer([*base, f"seed={seed}"])
+        expected, expected_cfg = load_settings([*base, f"seed={seed}"])
+        assert OmegaConf.to_yaml(cfg) == OmegaConf.to_yaml(expected_cfg) and settings == expected
+        assert settings.algo_config is not first.algo_config  # copies: a job cannot change another's config
