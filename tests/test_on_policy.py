@@ -516,3 +516,34 @@ def test_learns_halfcheetah_2x3(name):
     # HAPPO measured ≈ 600 after 80k steps (random ≈ −240; the untrained mean policy ≈ 0)
     random_return, learned = learn_halfcheetah(name)
     assert learned > random_return + 500
+
+
+# -- suites ------------------------------------------------------------------------------------
+OFFICIAL_THREADS = {  # HARL n_rollout_threads (tuned configs; happo.yaml/mappo.yaml where none), PyMARL 1 env
+    ("happo", "football"): 50, ("happo", "dexhands/CatchOver2Underarm"): 256, ("happo", "dexhands/Over"): 256,
+    ("happo", "dexhands/Pen"): 256, ("qmix", None): 1, ("happo", None): 20, ("mappo", None): 20,
+}
+
+
+@pytest.mark.parametrize("suite", ["paper_mpe", "paper_mamujoco", "paper_smac", "paper_smacv2", "paper_football",
+                                   "paper_lag", "paper_dexhands"])
+def test_paper_suites_run_the_official_thread_counts(suite):
+    from harness.sweep import expand
+
+    seen = set()
+    for overrides in expand([f"suite={suite}", "seeds=1"])[1]:
+        value = dict(o.split("=", 1) for o in overrides)  # a later override of a key wins, as in Hydra
+        if value["algo"] not in ("happo", "mappo", "qmix"):
+            continue
+        task = f"{value['env']}/{value['task']}"
+        keys = [(value["algo"], task), (value["algo"], value["env"]), (value["algo"], None)]
+        assert int(value.get("n_envs", 8)) == next(OFFICIAL_THREADS[k] for k in keys if k in OFFICIAL_THREADS), (task, value["algo"])
+        seen.add(value["algo"])
+    assert seen
+
+
+def test_a_later_thread_count_override_wins():
+    from harness.run import load_settings
+
+    settings, _ = load_settings(["env=mpe", "task=simple_spread", "algo=happo", "n_envs=8", "n_envs=20"])
+    assert settings.n_envs == 20  # what the suites rely on: per-algorithm overrides come after the run's
