@@ -543,7 +543,7 @@ def test_paper_suites_run_the_official_thread_counts(suite):
 
 
 def test_a_later_thread_count_override_wins():
-    from harness.run import load_settings
+    from harness.config import load_settings
 
     settings, _ = load_settings(["env=mpe", "task=simple_spread", "algo=happo", "n_envs=8", "n_envs=20"])
     assert settings.n_envs == 20  # what the suites rely on: per-algorithm overrides come after the run's
