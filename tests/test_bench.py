@@ -15,10 +15,7 @@ from algos.common.replay import Layout
 from harness.bench import main, targets, write_json
 from harness.bench_algos import floor_passes, update_rates
 
-try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import run_loop, small_config, toy_env
-except ImportError:
-    from tests.test_algos_common import run_loop, small_config, toy_env
+from algo_helpers import run_loop, small_config, toy_env
 
 torch.set_num_threads(1)
 

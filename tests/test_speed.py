@@ -22,10 +22,7 @@ from algos.common.replay import Batch, ReplayBuffer
 from algos.hatd3 import actor_loss as hatd3_actor_loss
 from envs.base import EnvSpec, Step
 
-try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import small_config, toy_env
-except ImportError:
-    from tests.test_algos_common import small_config, toy_env
+from algo_helpers import small_config, toy_env
 
 torch.set_num_threads(1)
 TOL = dict(rtol=1e-6, atol=1e-6)

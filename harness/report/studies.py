@@ -49,14 +49,15 @@ class StudyRun:
 
     @property
     def temperature(self) -> str | None:
-        """'0.05' for a fixed α, 'auto' or 'auto (official H̄)' for a learned one, None
-        for algorithms without a temperature."""
+        """'0.05' for a fixed α, 'auto' (HARL's target entropies) or 'auto (intended H̄)'
+        (the Discrete target HARL's comment intends) for a learned one, None for algorithms
+        without a temperature."""
         algo = self.config.get("algo") or {}
         if "auto_alpha" not in algo:
             return None
         if not algo["auto_alpha"]:
             return f"{float(algo['alpha']):g}"
-        return "auto (official H̄)" if algo.get("discrete_target_entropy") == "official" else "auto"
+        return "auto (intended H̄)" if algo.get("discrete_target_entropy") == "intended" else "auto"
 
     @property
     def reward_scale(self) -> float:
@@ -154,7 +155,7 @@ def temperature_section(out: Path, runs: list[StudyRun], reps: int, seed: int, f
                             "final entropy (nats)": table.final_entropy.map(_short),
                             "final TV to soft QRE": table.final_qre_tv.map(_short)})
     text = ["## Temperature α", "Final score of each temperature (mean over seeds, percentile-bootstrap 95 % CI); "
-            "`auto` learns α against the intended target entropy, `auto (official H̄)` against HARL's Discrete target 0. "
+            "`auto` learns α against HARL's target entropies (Discrete: 0), `auto (intended H̄)` against 0.98·log n for Discrete actions. "
             "Entropy: Σᵢ H(πⁱ) per step of the stochastic policy at the last evaluation (`soft_eval`); TV: distance "
             "to the soft QRE at that α (single-state games, fixed α; — where undefined).",
             to_markdown(shown[["task", "algo", "temperature", "seeds", "metric", "final [95 % CI]", "final entropy (nats)",
