@@ -19,7 +19,7 @@ import envs
 from envs import dexhands
 from envs.dexhands import isaacgym_backend
 from envs.errors import ConfigError, EnvUnavailable
-from harness.sweep import load_suite
+from harness.suites import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -116,6 +116,10 @@ class Config(FamilyConfig):
     difficulty: str = "7"
     """sc2 only: the built-in AI's difficulty (SMAC: '7', very hard)."""
 
+    def substitute(self) -> str | None:
+        """SMAX substitutes for StarCraft II."""
+        return None if resolve_backend(self) == "sc2" else "smax"
+
 
 def resolve_backend(config: Config) -> str:
     if config.backend not in BACKENDS:
