@@ -70,10 +70,11 @@ def raw_smac(task: str, seconds: float, n_envs: int = 32) -> float:
     import jax
     import jax.numpy as jnp
 
-    from envs.smac import MAPS, _smax_env
+    from envs.smac import MAPS
+    from envs.smac.smax import smax_env
 
     info = MAPS[task]
-    env = _smax_env(task, info, info.limit)
+    env = smax_env(task, info, info.limit)
     keys = jax.random.split(jax.random.PRNGKey(0), n_envs)
     obs, state = jax.vmap(env.reset)(keys)
     avail = jax.vmap(env.get_avail_actions)(state)
