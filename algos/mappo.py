@@ -25,6 +25,7 @@ from algos.common.on_policy import OnPolicyConfig, OnPolicyLearner
 from algos.common.rollout import Rollout
 from envs.base import EnvSpec
 from envs.errors import ConfigError
+from envs.fidelity import Switch
 
 
 @dataclass
@@ -40,7 +41,10 @@ class MappoConfig(OnPolicyConfig):
     'agent_id': the observation ⊕ a one-hot agent id, so agents can act differently on
     equal observations."""
 
-    switches: ClassVar[dict[str, tuple[str, ...]]] = OnPolicyConfig.switches | {"shared_actor_input": ("agent_id",)}
+    fidelity: ClassVar[dict[str, Switch]] = OnPolicyConfig.fidelity | {
+        "shared_actor_input": Switch(("agent_id",), "a shared actor of several agents",
+                                     lambda spec, c: c.share_params and spec.n_agents > 1),
+    }
 
     def validate(self, spec: EnvSpec) -> None:
         super().validate(spec)

@@ -43,6 +43,7 @@ from algos.common.networks import polyak_update
 from algos.common.spaces import masked_uniform_choice
 from envs.base import EnvSpec, Step
 from envs.errors import ConfigError
+from envs.fidelity import Switch, check_switches
 
 
 @dataclass
@@ -111,9 +112,10 @@ class QmixConfig(AlgoConfig):
     before mixing, at s_t and at the bootstrap view, so a dead agent's inputs cannot reach
     the loss."""
 
-    switches: ClassVar[dict[str, tuple[str, ...]]] = {"truncation": ("bootstrap",), "dead_agent_q": ("zero",)}
+    fidelity: ClassVar[dict[str, Switch]] = {"truncation": Switch(("bootstrap",)), "dead_agent_q": Switch(("zero",))}
 
     def validate(self, spec: EnvSpec) -> None:
+        check_switches(self, "algo", spec)
         checks = [
             (min(self.hidden_dim, self.mixing_embed_dim, self.hypernet_embed) > 0, "hidden_dim, mixing_embed_dim and hypernet_embed must be > 0"),
             (self.hypernet_layers in (1, 2), f"hypernet_layers must be 1 or 2, got {self.hypernet_layers}"),
@@ -130,9 +132,6 @@ class QmixConfig(AlgoConfig):
             (0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}"),
             (0.0 <= self.td_lambda <= 1.0, f"td_lambda must be in [0, 1], got {self.td_lambda}"),
         ]
-        checks += [(getattr(self, name) in ("official", *alternatives),
-                    f"{name} must be one of official, {', '.join(alternatives)}; got {getattr(self, name)!r}")
-                   for name, alternatives in self.switches.items()]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"algo: {message}")

@@ -10,6 +10,7 @@ import torch
 import envs
 from algos.mappo import Mappo, MappoConfig
 from envs.errors import ConfigError
+from envs.fidelity import differing
 
 from algo_helpers import run_loop, toy_env
 
@@ -94,3 +95,18 @@ def test_mappo_matrix_games_three_seeds():
 @pytest.mark.slow
 def test_mappo_matrix_games_ten_seeds():
     check_matrix_outcomes(matrix_outcomes(Mappo, range(10), custom={"share_params": False}))
+
+
+@pytest.mark.parametrize("fields,switch", [({"share_params": True, "advantage_norm": "joint"}, "advantage_norm"),
+                                           ({"share_params": False, "shared_actor_input": "agent_id"}, "shared_actor_input")])
+def test_a_switch_without_effect_is_a_one_line_config_error(fields, switch):
+    # a shared actor already normalises over every agent; a per-agent actor has no shared input
+    with pytest.raises(ConfigError, match=f"algo.{switch}=.* does not apply here") as info:
+        build_on_policy("mappo", masked_env(), **fields)
+    assert "\n" not in str(info.value)
+
+
+def test_the_switches_away_from_official_are_recorded():
+    config = MappoConfig(shared_actor_input="agent_id", truncation="bootstrap")
+    assert differing(config, "algo") == {"algo.shared_actor_input": "agent_id", "algo.truncation": "bootstrap"}
+    assert differing(MappoConfig(), "algo") == {}

@@ -25,6 +25,7 @@ from algos.common.ppo import ACTOR_METRICS, ValueNorm, gae, normalise_advantage,
 from algos.common.rollout import ActorBatch, Rollout, RolloutBuffer, agent_batch
 from envs.base import EnvSpec, Step
 from envs.errors import ConfigError
+from envs.fidelity import Switch, check_switches
 
 
 @dataclass
@@ -99,9 +100,14 @@ class OnPolicyConfig(AlgoConfig):
     l.165-180 over all agents for a shared actor); 'joint': once over every agent's active
     entries, the same advantages for every actor."""
 
-    switches: ClassVar[dict[str, tuple[str, ...]]] = {"truncation": ("bootstrap",), "advantage_norm": ("joint",)}
+    fidelity: ClassVar[dict[str, Switch]] = {
+        "truncation": Switch(("bootstrap",)),
+        "advantage_norm": Switch(("joint",), "HAPPO and per-agent MAPPO actors of several agents",
+                                 lambda spec, c: spec.n_agents > 1 and not getattr(c, "share_params", False)),
+    }
 
     def validate(self, spec: EnvSpec) -> None:
+        check_switches(self, "algo", spec)
         checks = [
             (self.lr > 0 and self.critic_lr > 0, f"lr and critic_lr must be > 0, got {self.lr} and {self.critic_lr}"),
             (self.clip_param > 0, f"clip_param must be > 0, got {self.clip_param}"),
@@ -121,9 +127,6 @@ class OnPolicyConfig(AlgoConfig):
                 (self.episode_length % self.data_chunk_length == 0,
                  f"episode_length ({self.episode_length}) must be a multiple of data_chunk_length ({self.data_chunk_length})"),
             ]
-        checks += [(getattr(self, name) in ("official", *alternatives),
-                    f"{name} must be one of official, {', '.join(alternatives)}; got {getattr(self, name)!r}")
-                   for name, alternatives in self.switches.items()]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"algo: {message}")
