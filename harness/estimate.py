@@ -6,7 +6,7 @@ of one job, and the seconds one evaluation episode takes. Sources, most specific
 1. finished runs under the sweep's results_dir (summary.json: env steps / wall seconds,
    evaluations included), measured on the machines that ran them;
 2. `<results_dir>/rates.json`: a calibration on this machine, written by
-   `python -m harness.bench_rates <the sweep's command line>`;
+   `python -m harness.bench.rates <the sweep's command line>`;
 3. `harness/rates.json`, shipped: the same command's figures on the machine it names.
 
 A task without a rate of its own takes the median rate of the measured tasks of its family
@@ -88,7 +88,7 @@ def finished_run_rates(results_dir: Path) -> dict[Key, Rate]:
 
 
 def file_rates(path: Path) -> dict[Key, Rate]:
-    """The rates of a JSON written by harness.bench_rates; {} when there is none."""
+    """The rates of a JSON written by harness.bench.rates; {} when there is none."""
     try:
         table = json.loads(Path(path).read_text())
     except (OSError, ValueError):

@@ -144,7 +144,7 @@ def run_sweep(argv: list[str], simulator_output: str = "") -> int:
     base, jobs, prober = prepare_jobs(argv)
     results_dir = Path(base.results_dir)
     if base.dry_run:
-        hint = " ".join(["python -m harness.bench_rates", *(a for a in argv if not a.startswith("dry_run="))])
+        hint = " ".join(["python -m harness.bench.rates", *(a for a in argv if not a.startswith("dry_run="))])
         print(plan_table(jobs, RateBook.load(results_dir), hint))
         return 0
     runnable = [j for j in jobs if j.runnable]

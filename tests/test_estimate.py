@@ -1,4 +1,4 @@
-"""The cost estimate (harness/estimate.py) and the rates behind it (harness/bench_rates.py,
+"""The cost estimate (harness/estimate.py) and the rates behind it (harness/bench/rates.py,
 the shipped harness/rates.json)."""
 
 import json
@@ -7,7 +7,7 @@ import pytest
 
 from algos.common.registry import ALGORITHMS
 from envs import FAMILIES, family_module
-from harness import bench_rates
+from harness.bench import rates as bench_rates
 from harness.estimate import (SHIPPED, CostQuery, Rate, RateBook, estimate, estimate_lines, evaluations,
                               file_rates, finished_run_rates, job_hours)
 from harness.run import main
@@ -54,9 +54,9 @@ def test_estimate_splits_cpu_and_gpu_hours_and_counts_jobs_per_source():
     est = estimate(queries, book)
     assert est.cpu_hours == pytest.approx(2.0) and est.gpu_hours == pytest.approx(1.0)
     assert est.by_source == {"runs": 1, "shipped": 1} and est.unknown == [("g", "t", "a", "cpu")]
-    lines = estimate_lines(est, "python -m harness.bench_rates suite=x")
+    lines = estimate_lines(est, "python -m harness.bench.rates suite=x")
     assert lines[0].startswith("estimate for the 3 jobs left to run: 2.0 CPU-hours") and "1.0 GPU-hours" in lines[0]
-    assert any("1 job without any rate (g/t a): measure them with `python -m harness.bench_rates suite=x`" in line
+    assert any("1 job without any rate (g/t a): measure them with `python -m harness.bench.rates suite=x`" in line
                for line in lines)
 
 

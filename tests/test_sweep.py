@@ -14,7 +14,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from algos.common.registry import ALGORITHMS
-from envs import FAMILIES, smac
+from envs import FAMILIES
+from envs.smac.tasks import sc2_installed
 from envs.errors import ConfigError
 from harness.launch import available_profiles, load_cluster_profile, sbatch_script
 from harness.config import load_settings
@@ -365,7 +366,7 @@ def test_a_task_the_simulator_here_cannot_run_is_listed_in_a_sweep_and_an_error_
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no job of this sweep can run here: the task needs StarCraft II" in err
     for backend in (["env.backend=smax"], []):  # pinned, or chosen automatically on a machine without StarCraft II
-        if not backend and smac.sc2_installed():
+        if not backend and sc2_installed():
             continue
         assert main(["env=smac", "task=MMM2", "algo=random", *backend, f"results_dir={root}"]) == 2
         err = capsys.readouterr().err

@@ -1,9 +1,9 @@
-"""`python -m harness.bench_rates [--seconds S] [--out PATH] <harness.run overrides>`: the rates
+"""`python -m harness.bench.rates [--seconds S] [--out PATH] <harness.run overrides>`: the rates
 behind a sweep's cost estimate (harness/estimate.py), measured for each distinct job kind of
 the sweep — (family, task directory, algorithm, device) — with that job's own composed config.
 
 For each kind, one job (its lowest seed) is prepared as the sweep would run it and driven
-by the training loop: untimed until its first update (replay warm-up, a full rollout,
+by the training loop (harness/loop.py): untimed until its first update (replay warm-up, a full rollout,
 enough episodes; at most WARMUP_CAP_S), then timed over whole update rounds (from just
 after a step with updates to just after a later one) for at least S seconds. Then one
 greedy evaluation of eval_n_envs episodes is timed, after an untimed one (JIT compiles,
@@ -13,7 +13,7 @@ table), merged with the rows already there, with the machine they came from: hos
 model, cores, torch version and threads, and the load average before and after, since the
 figures of a busy machine are slow.
 
-    python -m harness.bench_rates suite=full algo=hasac,hatd3 --out harness/rates.json
+    python -m harness.bench.rates suite=full algo=hasac,hatd3 --out harness/rates.json
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -39,49 +38,38 @@ ROUND_CAP_S = 600.0
 """Timing ends after this long even inside a round (a very slow kind is timed partially)."""
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine(command: str) -> dict[str, Any]:
-    import torch
+    """The bench's machine record (host, CPU model, cores, torch, threads, load average)."""
+    from harness.bench import machine as bench_machine
 
-    return {"created": datetime.datetime.now().isoformat(timespec="seconds"), "host": platform.node(),
-            "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "loadavg_start": list(os.getloadavg()), "command": command}
+    return bench_machine() | {"created": datetime.datetime.now().isoformat(timespec="seconds"), "command": command}
 
 
 def measure(settings, seconds: float) -> dict[str, float]:
     """Training env steps/s over whole update rounds after the first update, and the
     seconds of one greedy evaluation episode."""
-    from harness.bench_algos import Loop
     from harness.evaluate import evaluate
+    from harness.loop import rounds
     from harness.quiet import captured
     from harness.train import EVAL_SEED_OFFSET, prepare
 
     with captured():
         prepared = prepare(dataclasses.replace(settings, progress=False))
     try:
-        loop, n_envs = Loop(prepared), settings.n_envs
-        start = time.perf_counter()
-        while loop.updates == 0 and time.perf_counter() - start < WARMUP_CAP_S:
-            loop.advance(n_envs)
-        steps, updates, start = loop.total, loop.updates, time.perf_counter()
+        stream = rounds(prepared.algo, prepared.env, prepared.env.reset(settings.seed))
+        start, done = time.perf_counter(), next(stream)
+        while not done.metrics and time.perf_counter() - start < WARMUP_CAP_S:
+            done = next(stream)
+        updates, first, start = bool(done.metrics), done.env_steps, time.perf_counter()
+        timed_updates = 0
         while True:
-            before = loop.updates
-            loop.advance(n_envs)
+            done = next(stream)
+            timed_updates += len(done.metrics)
             elapsed = time.perf_counter() - start
-            round_ended = loop.updates > before or updates == 0  # an algorithm that never updates: any step
+            round_ended = bool(done.metrics) or not updates  # an algorithm that never updated: any step
             if (round_ended and elapsed >= seconds) or elapsed >= ROUND_CAP_S:
                 break
-        rate = (loop.total - steps) / elapsed
+        rate = (done.env_steps - first) / elapsed
         episodes = prepared.eval_env.n_envs
         evaluate(prepared.algo, prepared.eval_env, episodes, settings.seed)  # warm-up: lazy allocations, JIT compiles
         start = time.perf_counter()
@@ -89,8 +77,8 @@ def measure(settings, seconds: float) -> dict[str, float]:
         eval_seconds = (time.perf_counter() - start) / episodes
     finally:
         prepared.close()
-    return {"steps_per_s": rate, "eval_s_per_episode": eval_seconds, "timed_steps": loop.total - steps,
-            "timed_updates": loop.updates - updates}
+    return {"steps_per_s": rate, "eval_s_per_episode": eval_seconds, "timed_steps": done.env_steps - first,
+            "timed_updates": timed_updates}
 
 
 def kinds(argv: list[str]) -> tuple[Any, dict[Key, Any]]:
@@ -139,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only_missing and out.exists():
         have = {(r["family"], r["task"], r["algo"], r["device"]) for r in json.loads(out.read_text()).get("rates", [])}
         found = {k: v for k, v in found.items() if k not in have}
-    info = machine(" ".join(["python -m harness.bench_rates", *(sys.argv[1:] if argv is None else argv)]))
+    info = machine(" ".join(["python -m harness.bench.rates", *(sys.argv[1:] if argv is None else argv)]))
     machine_id = f"{info['host']} {info['created']}"
     rows = []
     for n, (key, settings) in enumerate(found.items(), 1):
