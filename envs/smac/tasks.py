@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from envs.base import FamilyConfig
-from envs.errors import ConfigError
+from envs.errors import ConfigError, TaskUnsupported
 
 # SMAX unit type indices (jaxmarl's unit_type_names order).
 MARINE, MARAUDER, STALKER, ZEALOT, ZERGLING, HYDRALISK = range(6)
@@ -138,10 +138,12 @@ def check(family: str, task: str, config: Config) -> tuple[MapInfo, str, int]:
     limit = info.limit if config.episode_limit is None else int(config.episode_limit)
     if limit < 1:
         raise ConfigError(f"env.episode_limit must be >= 1, got {config.episode_limit}")
+    # The two lines below name no task: a sweep lists each once, with the tasks it covers.
     if backend == "smax" and info.allies is None and info.race is None:
-        raise ConfigError(
-            f"{family} task {task} cannot run on SMAX (no medivacs/terrain in SMAX); use env.backend=sc2 with StarCraft II"
+        raise TaskUnsupported(
+            "the task needs StarCraft II: SMAX has no medivacs or terrain; "
+            + ("use env.backend=sc2" if sc2_installed() else "StarCraft II 4.10 and smacv2 are not installed here (README: SMAC)")
         )
     if backend == "sc2" and info.race == "any":
-        raise ConfigError(f"{family} task {task} is a SMAX scenario; use env.backend=smax")
+        raise TaskUnsupported("the task is a SMAX scenario: it runs on env.backend=smax only")
     return info, backend, limit
