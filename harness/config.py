@@ -13,6 +13,7 @@ applied before the command line, so explicit `algo.<field>=` overrides always wi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,10 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "seeds", "results_dir", "torch_threads")
 
 
+@functools.cache
 def register_schemas() -> None:
-    """Put every algorithm config, family config and launcher into Hydra's ConfigStore."""
+    """Put every algorithm config, family config and launcher into Hydra's ConfigStore
+    (once per process: the store is global)."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
@@ -70,12 +73,23 @@ def compose(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
 
 def tuned_overrides(algo: str, family: str, task: str) -> list[str]:
     """The per-task values of harness/conf/tuned/<algo>.yaml as `algo.k=v` overrides."""
-    path = CONF_DIR / "tuned" / f"{algo}.yaml"
-    if not path.exists():
-        return []
-    table = yaml.safe_load(path.read_text()) or {}
-    values = table.get(f"{family}/{task}", {})
+    values = _tuned_table(algo).get(f"{family}/{task}", {})
     return [f"algo.{k}={_hydra_value(v)}" for k, v in values.items()]
+
+
+@functools.cache
+def _tuned_table(algo: str) -> dict[str, Any]:
+    path = CONF_DIR / "tuned" / f"{algo}.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+def _named_tuned(overrides: list[str]) -> list[str]:
+    """The tuned values of the algorithm, env and task the overrides name (the last of each),
+    [] when one is not named: load_settings composes once when this guess is right."""
+    named = dict(o.split("=", 1) for o in overrides if o.split("=", 1)[0] in ("algo", "env", "task"))
+    if len(named) < 3 or "tuned=false" in overrides:
+        return []
+    return tuned_overrides(named["algo"], named["env"], named["task"])
 
 
 def _hydra_value(value: Any) -> str:
@@ -105,12 +119,12 @@ def _describe(exc: BaseException) -> str:
 def load_settings(overrides: list[str]) -> tuple[Settings, DictConfig]:
     """Compose, apply tuned values, and return (Settings, resolved config)."""
     register_schemas()
-    cfg, choices = compose(overrides)
+    guess = _named_tuned(overrides)
+    cfg, choices = compose(guess + overrides)
     algo = choices["algo"]
-    if cfg.get("tuned", True):
-        tuned = tuned_overrides(algo, cfg.env.family, cfg.task)
-        if tuned:
-            cfg, choices = compose(tuned + overrides)
+    tuned = tuned_overrides(algo, cfg.env.family, cfg.task) if cfg.get("tuned", True) else []
+    if tuned != guess:  # the composed names differ from those on the command line: compose again
+        cfg, choices = compose(tuned + overrides)
     try:
         algo_config = OmegaConf.to_object(cfg.algo)
         env_fields = OmegaConf.to_container(cfg.env, resolve=True)

@@ -57,9 +57,11 @@ class Prober:
 
         key = yaml.safe_dump([family, task, fields])
         if key not in self._found:
+            # one copy in this process: worker processes would show nothing more about the spec
+            local = fields | {"vectorization": "sync"} if fields.get("vectorization") == "subproc" else fields
             with captured() as out:
                 try:
-                    env = envs.make(family, task, n_envs=1, seed=0, **fields)
+                    env = envs.make(family, task, n_envs=1, seed=0, **local)
                 except (EnvUnavailable, TaskUnsupported) as exc:
                     self._found[key] = exc
                 else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -77,23 +78,27 @@ def expand(argv: list[str]) -> tuple[DictConfig, list[list[str]]]:
 
 class Composer:
     """load_settings once per job apart from its seed: seeds 0..N-1 of one task and algorithm
-    differ in `seed` alone, so the other seeds copy the first one's composition."""
+    differ in `seed` alone, so the other seeds reuse the first one's composition (its config
+    object, with `seed` set: valid until the next call, and its YAML with the seed line
+    replaced)."""
 
     def __init__(self) -> None:
-        self._done: dict[tuple[str, ...], tuple[Settings, DictConfig]] = {}
+        self._done: dict[tuple[str, ...], tuple[Settings, DictConfig, str]] = {}
 
-    def __call__(self, overrides: list[str]) -> tuple[Settings, DictConfig]:
+    def __call__(self, overrides: list[str]) -> tuple[Settings, DictConfig, str]:
         rest = [o for o in overrides if not o.startswith("seed=")]
         seed = overrides[-1].split("=", 1)[1] if len(rest) == len(overrides) - 1 and overrides[-1].startswith("seed=") else None
         if seed is None or not seed.isdigit():
-            return load_settings(overrides)
+            settings, cfg = load_settings(overrides)
+            return settings, cfg, OmegaConf.to_yaml(cfg)
         if tuple(rest) not in self._done:
-            self._done[tuple(rest)] = load_settings(overrides)
-        settings, cfg = self._done[tuple(rest)]
-        cfg = copy.deepcopy(cfg)
+            settings, cfg = load_settings(overrides)
+            self._done[tuple(rest)] = settings, cfg, OmegaConf.to_yaml(cfg)
+        settings, cfg, config_yaml = self._done[tuple(rest)]
         cfg.seed = int(seed)
+        config_yaml = re.sub(r"^seed: .*$", f"seed: {int(seed)}", config_yaml, count=1, flags=re.M)
         return dataclasses.replace(settings, seed=int(seed), algo_config=copy.deepcopy(settings.algo_config),
-                                   env_fields=copy.deepcopy(settings.env_fields)), cfg
+                                   env_fields=copy.deepcopy(settings.env_fields)), cfg, config_yaml
 
 
 def prepare_jobs(argv: list[str]) -> tuple[DictConfig, list[Job], Prober]:
@@ -105,11 +110,11 @@ def prepare_jobs(argv: list[str]) -> tuple[DictConfig, list[Job], Prober]:
     strict = len(job_overrides) == 1 and not base.dry_run
     composer, prober, jobs = Composer(), Prober(), []
     for overrides in job_overrides:
-        settings, cfg = composer(overrides)
+        settings, cfg, config_yaml = composer(overrides)
         settings.validate()
         path = run_path(cfg, settings)
         job = Job(overrides=overrides, path=path, budget=settings.budget, family=settings.family, task=settings.task,
-                  algo=settings.algo, seed=settings.seed, config_yaml=OmegaConf.to_yaml(cfg))
+                  algo=settings.algo, seed=settings.seed, config_yaml=config_yaml)
         verdict = classify(settings.algo, settings.algo_config, settings.family, settings.task, settings.env_fields,
                            prober, strict=strict)
         job.verdict, job.reason = verdict.kind, verdict.reason

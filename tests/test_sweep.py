@@ -399,9 +399,9 @@ def test_seeds_share_one_composition_and_get_the_config_composing_would_give():
 
     composer = Composer()
     base = ["env=mpe", "task=simple_spread", "algo=hasac", "suite=quick"]
-    first, _ = composer([*base, "seed=0"])
+    first, _, _ = composer([*base, "seed=0"])
     for seed in (1, 7):
-        settings, cfg = composer([*base, f"seed={seed}"])
+        settings, cfg, config_yaml = composer([*base, f"seed={seed}"])
         expected, expected_cfg = load_settings([*base, f"seed={seed}"])
-        assert OmegaConf.to_yaml(cfg) == OmegaConf.to_yaml(expected_cfg) and settings == expected
+        assert config_yaml == OmegaConf.to_yaml(cfg) == OmegaConf.to_yaml(expected_cfg) and settings == expected
         assert settings.algo_config is not first.algo_config  # copies: a job cannot change another's config
