@@ -5,7 +5,7 @@
 #   scripts/slurm_local.sh start    install (apt, first time) and start munge, MariaDB,
 #                                    slurmdbd, slurmctld, slurmd; idempotent
 #   scripts/slurm_local.sh stop     stop them in reverse order, each by its own pid file
-#   scripts/slurm_local.sh status   one line per daemon and the node; exit 0 when all run
+#   scripts/slurm_local.sh status   one line per daemon and the node; exit 0 when all are up
 #
 # Debian/Ubuntu, root (re-run under sudo otherwise), no systemd needed. The cluster is
 # `local`, one node (this host at 127.0.0.1) in partition `debug`, with accounting
@@ -227,23 +227,28 @@ stop() {
   stop_by_pidfile munge "$PIDS/munged.pid"
 }
 
-status() {
-  local up=0 down=0 name
+status() {  # each daemon: does it answer, and was it started here
+  local down=0 name check owner
   for name in munged mariadbd slurmdbd slurmctld slurmd; do
-    if alive "$PIDS/$name.pid"; then
-      say "$name: running (pid $(cat "$PIDS/$name.pid"))"
-      up=$((up + 1))
+    case $name in
+      munged) check=munge_works ;;
+      mariadbd) check=db_works ;;
+      slurmdbd) check="sacctmgr -n show cluster" ;;
+      slurmctld) check="scontrol ping" ;;
+      slurmd) check=node_ready ;;
+    esac
+    owner="not started by this script"
+    alive "$PIDS/$name.pid" && owner="pid $(cat "$PIDS/$name.pid")"
+    if command -v "${check%% *}" >/dev/null && $check >/dev/null 2>&1; then
+      say "$name: up ($owner)"
     else
-      say "$name: not running (from here)"
+      say "$name: down"
       down=$((down + 1))
     fi
   done
-  if command -v sinfo >/dev/null && scontrol ping >/dev/null 2>&1; then
-    say "$(sinfo --version): $(sinfo -h -o '%P %D node(s) %T %c CPUs')"
-    return 0
-  fi
-  say "no SLURM controller answers"
-  return 3
+  [ "$down" -eq 0 ] || return 3
+  say "$(sinfo --version), cluster $(scontrol show config | awk '/^ClusterName/ {print $3}'):" \
+    "$(sinfo -h -o '%P %D node(s) %T %c CPUs')"
 }
 
 case "${1:-}" in
