@@ -33,6 +33,12 @@ class FamilyConfig:
     n_workers: int | None = None
     """Worker processes for 'subproc' (default: one per core, at most n_envs)."""
 
+    def substitute(self) -> str | None:
+        """The name of the simulator this config runs when it is a substitute for the
+        published one (SMAC's 'smax'), else None. Results of a substitute are filed apart
+        (`<task>@<name>`, harness/layout.py) and never compared with published numbers."""
+        return None
+
 
 @dataclass(frozen=True)
 class EnvSpec:

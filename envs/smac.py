@@ -136,6 +136,9 @@ class Config(FamilyConfig):
     difficulty: str = "7"
     """sc2 only: the built-in AI's difficulty (SMAC: '7', very hard)."""
 
+    def substitute(self) -> str | None:
+        return None if self.backend == "sc2" else self.backend
+
 
 SC2_INSTALL = (
     "install StarCraft II 4.10 (Linux build), set SC2PATH to it, copy the SMAC maps into "

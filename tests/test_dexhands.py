@@ -17,7 +17,7 @@ from gymnasium import spaces
 import envs
 from envs import dexhands
 from envs.errors import ConfigError, EnvUnavailable
-from harness.sweep import load_suite
+from harness.suites import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 E, HAND, SHARED, ACT = 3, 4, 2, 5  # envs, per-hand obs block, shared object block, actions per hand
