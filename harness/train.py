@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import signal
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from envs.base import EnvSpec, Step, VecEnv
 from envs.errors import ConfigError, UserError
 from harness.checkpoint import load_checkpoint, save_checkpoint, set_global_rng_state
 from harness.config import check_same_config, load_settings, run_path
+from harness import preempt
 from harness.evaluate import EvalResult, evaluate, study_envs
 from harness.layout import RunPath
 from harness.loop import TrainingDiverged, rounds
@@ -152,6 +154,10 @@ def train(p: Prepared, record: RunRecord, resume: bool = False) -> dict[str, Any
             bar.set_postfix(eval_return=f"{loop.last_eval.row(None)['eval_return_mean']:.3g}")
         if finished:
             break
+        if preempt.requested():  # SIGTERM / pre-timeout signal / Ctrl-C: keep everything, then stop
+            loop.wall_seconds = wall_before + time.perf_counter() - start
+            save_state(checkpoint, algo, env, step, loop)
+            raise preempt.Interrupted(preempt.requested(), loop.env_steps)
         done = next(stream)
         step, loop.env_steps = done.step, done.env_steps
         loop.updates += len(done.metrics)
@@ -194,6 +200,24 @@ def summary_of(loop: LoopState, spec: EnvSpec, resumed_from: int | None) -> dict
     return summary
 
 
+def train_recorded(prepared: Prepared, record: RunRecord, resume: bool) -> dict[str, Any]:
+    """train() with its end written in meta: a stop on a signal (checkpoint written), a
+    divergence, or a crash (its traceback in error.txt)."""
+    try:
+        return train(prepared, record, resume=resume)
+    except preempt.Interrupted as stop:
+        record.interrupt(signal.Signals(stop.signum).name, stop.env_steps)
+        raise
+    except TrainingDiverged as exc:
+        record.fail("failed: nan", str(exc))
+        raise
+    except UserError:
+        raise
+    except BaseException:
+        record.fail("failed", traceback.format_exc())
+        raise
+
+
 def run_one(overrides: list[str]) -> tuple[RunPath, str]:
     """Train one (task, algo, seed), resuming from its checkpoint if it has one; returns
     (where its results are, done | resumed | skipped)."""
@@ -207,21 +231,16 @@ def run_one(overrides: list[str]) -> tuple[RunPath, str]:
     prepared = prepare(settings)  # every bad input fails here, before any file is written
     record = RunRecord(path)
     try:
-        record.lock()
-        resume = path.state == "resume"
-        if not resume:
-            record.start(config_yaml, str(settings.torch_device))
-        try:
-            summary = train(prepared, record, resume=resume)
-        except TrainingDiverged as exc:
-            record.fail("failed: nan", str(exc))
-            raise
-        except UserError:
-            raise
-        except BaseException:
-            record.fail("failed", traceback.format_exc())
-            raise
-        record.finish(summary)
+        with preempt.watch():
+            record.lock()
+            if path.done:  # finished by another job between the check above and the lock
+                print(f"skip: {path} was finished by another job meanwhile")
+                return path, "skipped"
+            resume = path.state == "resume"
+            if not resume:
+                record.start(config_yaml, str(settings.torch_device))
+            summary = train_recorded(prepared, record, resume)
+            record.finish(summary)
     finally:
         record.unlock()
         prepared.close()
