@@ -136,7 +136,7 @@ def run_slurm(executor: submitit.SlurmExecutor, launcher: Launcher, jobs: list[J
     """Submit, as one array, the runs SLURM is not already running; list them with their job
     ids; with launcher.wait, wait for them and return how each ended."""
     outcomes, todo, before = [], [], {}
-    previous = {id(j): slurm.read_submission(j.path.dir) for j in jobs}
+    previous = {id(j): slurm.read_submission(j.path) for j in jobs}
     states = slurm.job_states([p["job_id"] for p in previous.values() if p])
     for job in jobs:
         record = previous[id(job)]
@@ -155,7 +155,7 @@ def run_slurm(executor: submitit.SlurmExecutor, launcher: Launcher, jobs: list[J
     with executor.batch():
         handles = [executor.submit(RunJob(launcher.max_requeues), quiet(j.overrides)) for j in todo]
     for job, handle in zip(todo, handles):
-        slurm.record_submission(job.path.dir, handle.job_id, handle.paths.stdout, handle.paths.stderr)
+        slurm.record_submission(job.path, handle.job_id, handle.paths.stdout, handle.paths.stderr)
     arrays = sorted({h.job_id.split("_")[0] for h in handles})
     print(f"submitted {len(handles)} job{'s' * (len(handles) > 1)} as SLURM array {', '.join(arrays)}:")
     for job, handle in zip(todo, handles):

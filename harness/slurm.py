@@ -1,6 +1,6 @@
 """What SLURM knows about a sweep's jobs: which job last ran each run, and in what state it is.
 
-Submitting a run writes `slurm.json` in its directory (job id, log paths, time). A later
+Submitting a run writes `slurm.json` in its directory (RunPath.slurm) (job id, log paths, time). A later
 sweep asks SLURM about those jobs: a run whose job is still pending or running is left to
 it (`queued`), and one whose job ended without finishing the run (cancelled, timed out,
 failed, node failure) is reported with that state and its log, then submitted again.
@@ -13,23 +13,23 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from harness.layout import RunPath
 from harness.records import atomic_write_json, now
 
-RECORD = "slurm.json"
 ACTIVE = frozenset({"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED",
                     "RESIZING", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "PREEMPTED"})
 """States of a job that will still run, or is running (PREEMPTED: about to be requeued)."""
 
 
-def record_submission(run_dir: Path, job_id: str, stdout: Path, stderr: Path) -> None:
-    atomic_write_json(run_dir / RECORD, {"job_id": job_id, "submitted": now(), "stdout": str(stdout),
+def record_submission(path: RunPath, job_id: str, stdout: Path, stderr: Path) -> None:
+    atomic_write_json(path.slurm, {"job_id": job_id, "submitted": now(), "stdout": str(stdout),
                                          "stderr": str(stderr)})
 
 
-def read_submission(run_dir: Path) -> dict[str, Any]:
+def read_submission(path: RunPath) -> dict[str, Any]:
     """The run's last submission ({} if none or unreadable)."""
     try:
-        record = json.loads((run_dir / RECORD).read_text())
+        record = json.loads(path.slurm.read_text())
     except (OSError, ValueError):
         return {}
     return record if isinstance(record, dict) and "job_id" in record else {}

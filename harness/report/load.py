@@ -32,7 +32,7 @@ class Run:
     seed: int
     path: RunPath
     status: str
-    """done | failed | failed: nan | running | unreadable | ..."""
+    """done | failed | failed: nan | running | interrupted | submitted | unreadable | ..."""
     metric: str = "return"
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -59,6 +59,9 @@ class Run:
 
 def read_run(path: RunPath) -> Run:
     run = Run(path.suite, path.family, path.task, path.algo, path.seed, path, status="unknown")
+    if not path.meta.exists() and path.slurm.exists():
+        run.status, run.reason = "submitted", "its SLURM job has not started it (slurm.json)"
+        return run
     try:
         run.status = json.loads(path.meta.read_text()).get("status", "unknown")
     except (OSError, ValueError) as exc:
