@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from algos.common.registry import ALGORITHMS, config_class
 from envs import FAMILIES, family_module, make_config
 from envs.errors import ConfigError
-from harness.layout import RunPath, task_dir
+from harness.layout import RunPath, task_dir, variant_label
 from harness.settings import LAUNCHERS, LoopConfig, RunConfig, Settings
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
@@ -128,8 +128,9 @@ def load_settings(overrides: list[str]) -> tuple[Settings, DictConfig]:
 
 def run_path(cfg: DictConfig, settings: Settings) -> RunPath:
     """Where a composed run's results go (harness/layout.py)."""
-    substitute = make_config(settings.family, **settings.env_fields).substitute()
-    name = task_dir(settings.task, str(cfg.get("variant") or ""), substitute)
+    family_config = make_config(settings.family, **settings.env_fields)
+    variant = variant_label(family_config.variant_tokens(), str(cfg.get("variant") or ""))
+    name = task_dir(settings.task, variant, family_config.substitute())
     return RunPath.build(cfg.results_dir, str(cfg.suite), settings.family, name, settings.algo, settings.seed)
 
 
