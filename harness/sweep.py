@@ -25,7 +25,7 @@ from envs.errors import ConfigError, EnvUnavailable
 from harness.checkpoint import check_checkpoint_intact
 from harness.config import check_same_config, compose, load_settings, register_schemas, run_path
 from harness.jobs import Job, Outcome, dry_run_table, summary_table
-from harness.launch import launch, load_cluster_profile, slurm_parameters
+from harness.launch import launch, load_cluster_profile, slurm_executor
 from harness.layout import RunPath
 from harness.records import check_writable, heartbeat_age_seconds, read_meta
 from harness.settings import Settings
@@ -142,7 +142,7 @@ def run_sweep(argv: list[str]) -> int:
     check_writable(results_dir)
     launcher = OmegaConf.to_object(base.launcher)
     if launcher.name == "slurm":
-        slurm_parameters(load_cluster_profile(base.cluster))  # a bad profile fails before anything runs
+        slurm_executor(results_dir / launcher.folder, load_cluster_profile(base.cluster))  # a bad profile fails first
     for job, age in stale_runs(jobs, base.stale_after_min * 60):
         print(f"stale: {job.path} says running but its heartbeat is {age / 60:.0f} min old "
               "(the process died); it resumes from its checkpoint")
