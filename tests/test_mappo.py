@@ -11,12 +11,12 @@ import envs
 from algos.mappo import Mappo, MappoConfig
 from envs.errors import ConfigError
 
+from algo_helpers import run_loop, toy_env
+
 try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import run_loop, toy_env
     from test_happo import check_matrix_outcomes, matrix_outcomes
     from test_on_policy import build_on_policy, masked_env
 except ImportError:
-    from tests.test_algos_common import run_loop, toy_env
     from tests.test_happo import check_matrix_outcomes, matrix_outcomes
     from tests.test_on_policy import build_on_policy, masked_env
 

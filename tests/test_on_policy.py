@@ -22,12 +22,7 @@ from algos.common.registry import algorithm_class
 from envs.base import AgentView, EnvSpec, SingleEnv, Step, VecEnv
 from envs.errors import ConfigError
 
-try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import SeededToyEnv, flat_params, run_loop, toy_env
-    from test_hasac import learn
-except ImportError:
-    from tests.test_algos_common import SeededToyEnv, flat_params, run_loop, toy_env
-    from tests.test_hasac import learn
+from algo_helpers import SeededToyEnv, flat_params, learn, run_loop, toy_env
 
 torch.set_num_threads(1)
 

@@ -20,12 +20,7 @@ from algos.qmix import Qmix, QmixConfig, lambda_targets, next_agent_values
 from envs.base import AgentView, EnvSpec, SingleEnv, VecEnv
 from envs.errors import ConfigError
 
-try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import SeededToyEnv, run_loop
-    from test_hasac import learn
-except ImportError:
-    from tests.test_algos_common import SeededToyEnv, run_loop
-    from tests.test_hasac import learn
+from algo_helpers import SeededToyEnv, learn, run_loop
 
 torch.set_num_threads(1)
 
