@@ -153,3 +153,11 @@ class FakeDirectMARLEnv:
 
     def close(self):
         self.closed = True
+
+
+def isaaclab_over_double():
+    """The Isaac Lab adapter over FakeDirectMARLEnv (a picklable factory: it also runs in
+    a worker process, as the harness's second simulation does)."""
+    from envs.dexhands.isaaclab_backend import IsaacLabVecEnv
+
+    return IsaacLabVecEnv(FakeDirectMARLEnv(max_episode_length=6, drop_at={1: 3}, one_agent_at={2: 2}), "Over", 5)

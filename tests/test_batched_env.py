@@ -13,10 +13,10 @@ from typing import Callable
 import numpy as np
 import pytest
 from gymnasium import spaces
-from isaac_doubles import FakeDirectMARLEnv, FakeMultiVecTask
+from isaac_doubles import FakeMultiVecTask, isaaclab_over_double
 
 import envs
-from envs.base import BatchedEnv, EpisodeStats, Step, final_views
+from envs.base import BatchedEnv, EpisodeStats, ProcessBatchedEnv, Step, final_views
 
 @dataclass(frozen=True)
 class Case:
@@ -33,10 +33,8 @@ def _isaacgym_double() -> BatchedEnv:
     return IsaacGymVecEnv(FakeMultiVecTask(max_episode_length=5, fail_at={1: 3}), "Over")
 
 
-def _isaaclab_double() -> BatchedEnv:
-    from envs.dexhands.isaaclab_backend import IsaacLabVecEnv
-
-    return IsaacLabVecEnv(FakeDirectMARLEnv(max_episode_length=6, drop_at={1: 3}, one_agent_at={2: 2}), "Over", 5)
+def _in_worker() -> BatchedEnv:
+    return ProcessBatchedEnv(isaaclab_over_double)
 
 
 CASES = [
@@ -47,7 +45,9 @@ CASES = [
     # 3m's own limit (60) and 4 copies: the shape tests/test_smac.py compiles, compiled once
     Case("smax-3m", lambda: envs.make("smac", "3m", n_envs=4, seed=0, backend="smax"), needs="jaxmarl", n_steps=61),
     Case("dexhands-isaacgym-double", _isaacgym_double, lazy_reset=True),
-    Case("dexhands-isaaclab-double", _isaaclab_double),
+    Case("dexhands-isaaclab-double", isaaclab_over_double),
+    # the same env in a worker process: how the harness's second Isaac Lab simulation runs
+    Case("dexhands-isaaclab-double-in-worker", _in_worker),
 ]
 
 

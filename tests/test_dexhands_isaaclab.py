@@ -184,3 +184,72 @@ def test_report_never_compares_the_port_with_the_papers_numbers(tmp_path):
     row = pd.read_csv(out / "table.csv").iloc[0]
     assert row["task"] == "Over@isaaclab" and row["verdict"] == "not comparable: isaaclab backend"
     assert np.isnan(row["published"]) and "substitute for the published simulator" in row["source"]
+
+
+class FakeAppLauncher:
+    """TEST DOUBLE of isaaclab.app.AppLauncher: records how it was started."""
+
+    started: list = []
+
+    def __init__(self, **kwargs):
+        FakeAppLauncher.started.append(kwargs)
+        self.app = object()
+
+
+def test_make_starts_the_app_once_and_configures_the_port(monkeypatch):
+    """The start-up path of envs.make with the isaaclab backend, against test doubles of
+    isaaclab.app, isaaclab_tasks.utils.parse_env_cfg and gymnasium.make."""
+    import types
+
+    import gymnasium
+
+    FakeAppLauncher.started = []
+    monkeypatch.setattr(tasks, "installed", lambda name: True)
+    monkeypatch.setattr(isaaclab_backend, "_APP", [])
+    cfgs, built = [], []
+
+    def parse_env_cfg(task_id, device, num_envs):
+        cfgs.append(types.SimpleNamespace(task_id=task_id, device=device, num_envs=num_envs, seed="unset",
+                                          episode_length_s=7.5, decimation=2, sim=types.SimpleNamespace(dt=1 / 120)))
+        return cfgs[-1]
+
+    def make(task_id, cfg):
+        if built:
+            raise RuntimeError("Simulation context already exists. Cannot create a new one.")
+        built.append((task_id, cfg))
+        return types.SimpleNamespace(unwrapped=FakeDirectMARLEnv())
+
+    for name, attrs in {"isaaclab": {}, "isaaclab.app": {"AppLauncher": FakeAppLauncher}, "isaaclab_tasks": {},
+                        "isaaclab_tasks.utils": {"parse_env_cfg": parse_env_cfg}}.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attrs)
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(gymnasium, "make", make)
+    env = envs.make("dexhands", "Over", n_envs=E, seed=7, backend="isaaclab")
+    assert FakeAppLauncher.started == [{"headless": True}]
+    cfg = cfgs[0]
+    assert (cfg.task_id, cfg.device, cfg.num_envs, cfg.seed) == ("Isaac-Shadow-Hand-Over-Direct-v0", "cuda:0", E, 7)
+    # Over times out at episode_length_buf >= ceil(episode_length_s / step_dt) - 1: 75 steps
+    assert int(np.ceil(cfg.episode_length_s / (cfg.sim.dt * cfg.decimation))) - 1 == 75
+    assert env.spec.task == "Over[isaaclab]" and env.spec.episode_limit == 75
+    # a second simulation while this one is open (the evaluation env) goes to a worker process
+    monkeypatch.setattr(isaaclab_backend, "ProcessBatchedEnv", lambda factory: ("worker", factory))
+    kind, factory = envs.make("dexhands", "Over", n_envs=2, seed=8, backend="isaaclab")
+    assert kind == "worker" and factory.func is isaaclab_backend.build and factory.args[2:] == (2, 8)
+    with pytest.raises(ConfigError, match="one simulation per process") as info:  # Isaac Lab's own refusal
+        isaaclab_backend.build("Over", tasks.Config(backend="isaaclab"), E, 9)
+    assert "\n" not in str(info.value) and len(FakeAppLauncher.started) == 1
+    env.close()
+    assert not isaaclab_backend._OPEN
+
+
+def test_a_worker_simulation_raises_the_same_one_line_error():
+    """The second simulation's worker (a spawned interpreter without Isaac Lab here) hands
+    its EnvUnavailable back unchanged, so the harness still prints one line."""
+    from functools import partial
+
+    from envs.base import ProcessBatchedEnv
+
+    with pytest.raises(EnvUnavailable, match=r"pip install 'isaaclab\[isaacsim,all\]") as info:
+        ProcessBatchedEnv(partial(isaaclab_backend.build, "Over", tasks.Config(backend="isaaclab"), E, 0))
+    assert "\n" not in str(info.value)

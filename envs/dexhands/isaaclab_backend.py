@@ -24,6 +24,9 @@ What it converts (the `DirectMARLEnv` API; facts from direct_marl_env.py):
   ±`clip_actions` (the task maps [-1, 1] onto each joint's range).
 - One device→host copy per step (observations, state, reward and flags packed on the
   device first), one more on steps where an episode ended (its final view).
+- One simulation per process (Isaac Lab refuses a second simulation context): `make`
+  builds the first in this process and any other while it is open (the harness's
+  evaluation env) in a worker process (`envs.base.ProcessBatchedEnv`).
 - Seeds: `DirectMARLEnv.seed` reseeds torch, numpy and random process-wide, so the seed
   goes into the env config once, when the simulation is built; `reset(seed)` restarts
   every env without reseeding. Isaac Sim cannot snapshot its simulation: `set_state`
@@ -33,14 +36,16 @@ What it converts (the `DirectMARLEnv` API; facts from direct_marl_env.py):
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
 
-from envs.base import EnvSpec, EpisodeStats, Step, final_views
+from envs.base import BatchedEnv, EnvSpec, EpisodeStats, ProcessBatchedEnv, Step, final_views
 from envs.dexhands.convert import RestartSnapshots, device_actions, float32_box, host
-from envs.dexhands.tasks import ISAACLAB_MODULES, Config, episode_length, installed
-from envs.errors import EnvUnavailable
+from envs.dexhands import tasks
+from envs.dexhands.tasks import ISAACLAB_MODULES, Config, episode_length
+from envs.errors import ConfigError, EnvUnavailable
 
 # our task -> Isaac Lab's gym id (its only Bi-DexHands port)
 TASK_IDS = {"Over": "Isaac-Shadow-Hand-Over-Direct-v0"}
@@ -51,13 +56,15 @@ INSTALL = (
 )
 RESULTS_NOTE = ("Isaac Lab's port of Bi-DexHands Over (Isaac Sim PhysX; its own observations, reward "
                 "2·exp(−20·d) and ball), not the paper's Isaac Gym task (docs/envs.md)")
+ONE_SIMULATION = "env.backend=isaaclab: Isaac Lab runs one simulation per process and one is open in this process"
 _APP: list = []  # the one Isaac Sim app of this process (Isaac Sim allows one per process)
+_OPEN: list = []  # the envs whose simulation this process holds (at most one)
 
 
 def import_simulator() -> None:
     """EnvUnavailable with the install line unless isaacsim, isaaclab and isaaclab_tasks
     are importable (checked without importing them: that needs the app running)."""
-    missing = [name for name in ISAACLAB_MODULES if not installed(name)]
+    missing = [name for name in ISAACLAB_MODULES if not tasks.installed(name)]
     if missing:
         version = f"this is Python {sys.version_info[0]}.{sys.version_info[1]}"
         raise EnvUnavailable(f"{INSTALL} ({version}; not installed: {', '.join(missing)})")
@@ -74,8 +81,17 @@ def start_app(headless: bool = True) -> Any:
     return _APP[0]
 
 
-def make(task: str, config: Config, n_envs: int, seed: int | None) -> IsaacLabVecEnv:
-    """`n_envs` envs of the port of `task` in one Isaac Lab simulation on `sim_device`."""
+def make(task: str, config: Config, n_envs: int, seed: int | None) -> BatchedEnv:
+    """`n_envs` envs of the port of `task` in one Isaac Lab simulation on `sim_device`: in
+    this process, or in a worker process when this one already holds a simulation (the
+    harness's evaluation env beside its training env)."""
+    if _OPEN:
+        return ProcessBatchedEnv(partial(build, task, config, n_envs, seed))
+    return build(task, config, n_envs, seed)
+
+
+def build(task: str, config: Config, n_envs: int, seed: int | None) -> IsaacLabVecEnv:
+    """The port of `task` in this process's simulation (the app starts if it has not)."""
     start_app(config.headless)
     import gymnasium as gym
     import isaaclab_tasks  # noqa: F401  (registers the Isaac-* gym ids)
@@ -88,8 +104,13 @@ def make(task: str, config: Config, n_envs: int, seed: int | None) -> IsaacLabVe
     # max_episode_length = ceil(episode_length_s / step_dt): (limit + 0.5) steps of time
     # give max_episode_length = limit + 1, so episodes last `limit` steps.
     cfg.episode_length_s = (limit + 0.5) * cfg.sim.dt * cfg.decimation
-    env = gym.make(TASK_IDS[task], cfg=cfg).unwrapped
-    return IsaacLabVecEnv(env, task, limit, config.clip_actions)
+    try:
+        env = gym.make(TASK_IDS[task], cfg=cfg).unwrapped
+    except RuntimeError as exc:
+        if "already exists" not in str(exc):
+            raise
+        raise ConfigError(ONE_SIMULATION) from None
+    return IsaacLabVecEnv(env, task, limit, config.clip_actions, owns_simulation=True)
 
 
 class IsaacLabVecEnv(RestartSnapshots):
@@ -98,7 +119,8 @@ class IsaacLabVecEnv(RestartSnapshots):
 
     vectorization = "simulator"
 
-    def __init__(self, marl_env: Any, task: str, episode_limit: int, clip_actions: float = 1.0):
+    def __init__(self, marl_env: Any, task: str, episode_limit: int, clip_actions: float = 1.0,
+                 owns_simulation: bool = False):
         import torch
 
         self._torch = torch
@@ -122,6 +144,8 @@ class IsaacLabVecEnv(RestartSnapshots):
         self._stepping = False
         self._capture_resets(marl_env)
         self._closed = False
+        if owns_simulation:
+            _OPEN.append(self)
 
     # -- BatchedEnv API ----------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> Step:
@@ -155,6 +179,8 @@ class IsaacLabVecEnv(RestartSnapshots):
         if not self._closed:
             self._closed = True
             self._env.close()  # the app stays: Isaac Sim starts once per process
+            if self in _OPEN:
+                _OPEN.remove(self)
 
     # -- conversion ----------------------------------------------------------------------------
     def _capture_resets(self, marl_env: Any) -> None:

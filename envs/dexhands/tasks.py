@@ -30,7 +30,10 @@ ISAACLAB_MODULES = ("isaacsim", "isaaclab", "isaaclab_tasks")
 
 def installed(module: str) -> bool:
     """The module can be imported (found without importing it)."""
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # already imported, without a spec
+        return True
 
 
 def detected_backend() -> str:
