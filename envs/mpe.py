@@ -54,7 +54,7 @@ class Config(FamilyConfig):
         return () if self.continuous_actions else ("discrete",)
 
 
-def _import_task(task: str):
+def import_task(task: str):
     """The mpe2 module of a task, or EnvUnavailable naming the extra to install."""
     try:
         return importlib.import_module(f"mpe2.{MODULES[task]}")
@@ -68,7 +68,7 @@ class MpeEnv(SingleEnv):
     """One mpe2 copy; agents in mpe2's `possible_agents` order."""
 
     def __init__(self, task: str, config: Config):
-        self._env = _import_task(task).raw_env(
+        self._env = import_task(task).raw_env(
             max_cycles=config.max_cycles, continuous_actions=config.continuous_actions
         )
         env = self._env
@@ -140,5 +140,5 @@ def env_factory(task: str, config: Config):
         raise ConfigError(f"env.continuous_actions must be true or false, got {config.continuous_actions!r}")
     if int(config.max_cycles) < 1:
         raise ConfigError(f"env.max_cycles must be >= 1, got {config.max_cycles}")
-    _import_task(task)
+    import_task(task)
     return partial(MpeEnv, task, config)

@@ -220,10 +220,10 @@ def test_sync_and_subproc_give_identical_trajectories(case):
 def test_mpe_matches_the_official_parallel_api_with_summed_reward(task, continuous):
     """Our one-AEC-cycle stepping equals mpe2's parallel_env; team reward = sum over agents."""
     pytest.importorskip("mpe2")
-    from envs.mpe import Config, MpeEnv, _import_task
+    from envs.mpe import Config, MpeEnv, import_task
 
     ours = MpeEnv(task, Config(continuous_actions=continuous))
-    theirs = _import_task(task).parallel_env(max_cycles=25, continuous_actions=continuous)
+    theirs = import_task(task).parallel_env(max_cycles=25, continuous_actions=continuous)
     agents = theirs.possible_agents
     view, (obs, _) = ours.reset(seed=3), theirs.reset(seed=3)
     rng = np.random.default_rng(0)
