@@ -89,6 +89,11 @@ class Config(FamilyConfig):
                                  lambda task, c: resolve_name(task) in RESCALED),
     }
 
+    def variant_tokens(self) -> tuple[str, ...]:
+        if self.obs_mode != "local":
+            return ()
+        return ("local",) if self.agent_obsk == 1 else ("local", f"k{self.agent_obsk}")
+
 
 def _import_mamujoco():
     """gymnasium-robotics' MaMuJoCo module, or EnvUnavailable naming the extra."""

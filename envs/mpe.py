@@ -82,6 +82,9 @@ class Config(FamilyConfig):
                              lambda task, c: task == "simple_speaker_listener"),
     }
 
+    def variant_tokens(self) -> tuple[str, ...]:
+        return () if self.continuous_actions else ("discrete",)
+
 
 def _import_task(task: str):
     """The mpe2 module of a task, or EnvUnavailable naming the extra to install."""

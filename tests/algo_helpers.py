@@ -15,6 +15,7 @@ from algos.common.registry import ALGORITHMS, algorithm_class
 from algos.random_policy import RandomConfig, RandomPolicy
 from envs.base import AgentView, EnvSpec, SingleEnv, Step, VecEnv
 from envs.errors import EnvUnavailable
+from harness.loop import rounds
 
 HA_OFF_POLICY = [name for name in ALGORITHMS if issubclass(algorithm_class(name), HaOffPolicy)]
 """Every registered off-policy heterogeneous-agent algorithm (HASAC, MEHAML-KL, HATD3, ...)."""
@@ -84,17 +85,15 @@ def small_config(name: str, **overrides):
 
 
 def run_loop(algo, env: VecEnv, env_steps: int, seed: int = 0, step: Step | None = None, start: int = 0):
-    """The harness's training loop (harness/train.py), in miniature. Returns (last step, env steps)."""
+    """The harness's training loop (harness/loop.py `rounds`, which train and the bench
+    drive) for at least `env_steps` env steps. Returns (last step, env steps, the last
+    update's metrics)."""
     step = env.reset(seed) if step is None else step
     total, metrics = start, {}
-    while total < start + env_steps:
-        actions = algo.act(step, explore=True)
-        nxt = env.step(actions)
-        total += env.n_envs
-        algo.observe(step, actions, nxt)
-        while algo.ready(total):
-            metrics = algo.update()
-        step = nxt
+    for done in rounds(algo, env, step, start):
+        step, total, metrics = done.step, done.env_steps, (done.metrics[-1] if done.metrics else metrics)
+        if total >= start + env_steps:
+            break
     return step, total, metrics
 
 
