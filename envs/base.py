@@ -479,10 +479,3 @@ def _stack_views(views: list[AgentView], n_agents: int):
     else:
         alive = np.array([np.ones(n_agents, bool) if v.alive is None else v.alive for v in views], bool)
     return obs, state, avail, alive
-
-
-def concat_obs_space(obs_spaces: Sequence[spaces.Box]) -> spaces.Box:
-    """State space for families without a global state: the concatenated observations."""
-    low = np.concatenate([s.low.ravel() for s in obs_spaces]).astype(np.float32)
-    high = np.concatenate([s.high.ravel() for s in obs_spaces]).astype(np.float32)
-    return spaces.Box(low, high, dtype=np.float32)

@@ -160,7 +160,7 @@ class MaMuJoCoEnv(SingleEnv):
 
     def __init__(self, task: str, config: Config):
         scenario, conf, factorization = resolve_task(task)
-        self._env = _build(scenario, conf, factorization, config)
+        self._env = build_env(scenario, conf, factorization, config)
         self._agents = list(self._env.possible_agents)
         self._local = config.obs_mode == "local"
         self._norm = config.obs_norm == "official"
@@ -277,7 +277,7 @@ def _unbounded(space: spaces.Box) -> spaces.Box:
 def _action_map(env, action_spaces) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
     """The library's map_local_actions_to_global_action (after clipping each agent's action
     into its Box) with the body-part loop done once here: per agent, which entries of its
-    action go to which robot actuators. (_build always passes an integer agent_obsk, so the
+    action go to which robot actuators. (build_env always passes an integer agent_obsk, so the
     library's partitions always exist.)"""
     n = env.single_agent_env.action_space.shape[0]
     low, high = np.full(n, np.nan), np.full(n, np.nan)
@@ -318,7 +318,7 @@ def _counters(wrapper) -> dict:
     return {k: v for k, v in vars(wrapper).items() if isinstance(v, (bool, int, float)) and k != "env"}
 
 
-def _build(scenario: str, conf: str, factorization: dict | None, config: Config):
+def build_env(scenario: str, conf: str, factorization: dict | None, config: Config):
     """The gymnasium-robotics env, with our time limit on the single-agent env."""
     mamujoco_v1 = _import_mamujoco()
     kwargs = {"max_episode_steps": int(config.episode_limit)}

@@ -86,7 +86,7 @@ class Config(FamilyConfig):
         return () if self.continuous_actions else ("discrete",)
 
 
-def _import_task(task: str):
+def import_task(task: str):
     """The mpe2 module of a task, or EnvUnavailable naming the extra to install."""
     try:
         return importlib.import_module(f"mpe2.{MODULES[task]}")
@@ -100,7 +100,7 @@ class MpeEnv(SingleEnv):
     """One mpe2 copy; agents in mpe2's `possible_agents` order."""
 
     def __init__(self, task: str, config: Config):
-        self._env = _import_task(task).raw_env(
+        self._env = import_task(task).raw_env(
             max_cycles=config.max_cycles, continuous_actions=config.continuous_actions
         )
         env = self._env
@@ -229,5 +229,5 @@ def env_factory(task: str, config: Config):
     if int(config.max_cycles) < 1:
         raise ConfigError(f"env.max_cycles must be >= 1, got {config.max_cycles}")
     check_switches(config, "env", task)
-    _import_task(task)
+    import_task(task)
     return partial(MpeEnv, task, config)

@@ -228,10 +228,10 @@ def test_mpe_on_mpe2_switches_matches_mpe2_parallel_api_with_summed_reward(task,
     """With mpe2's reward, physics and spaces, our one-AEC-cycle stepping equals mpe2's
     parallel_env; team reward = sum over agents."""
     pytest.importorskip("mpe2")
-    from envs.mpe import Config, MpeEnv, _import_task
+    from envs.mpe import Config, MpeEnv, import_task
 
     ours = MpeEnv(task, Config(continuous_actions=continuous, **MPE2_FIELDS[task]))
-    theirs = _import_task(task).parallel_env(max_cycles=25, continuous_actions=continuous)
+    theirs = import_task(task).parallel_env(max_cycles=25, continuous_actions=continuous)
     agents = theirs.possible_agents
     view, (obs, _) = ours.reset(seed=3), theirs.reset(seed=3)
     rng = np.random.default_rng(0)
