@@ -32,6 +32,16 @@ class AlgoConfig:
     def validate(self, spec: EnvSpec) -> None:
         """Raise ConfigError for values that cannot work (e.g. alpha <= 0); default: none."""
 
+    def fixed_alpha(self) -> float | None:
+        """The entropy temperature α when the algorithm has one and it is fixed (the soft
+        objective J(π) is evaluated at it by default); None when learned or absent."""
+        return None
+
+    def temperature_label(self) -> str | None:
+        """How reports name this config's temperature ('0.05' for a fixed α, 'auto' for a
+        learned one); None for algorithms without an entropy temperature."""
+        return None
+
 
 class Algorithm(ABC):
     """One CTDE learner over all agents of a task. Subclasses set `Config`."""

@@ -29,10 +29,7 @@ from harness.report import write_report
 from harness.run import main
 from harness.sweep import dry_run_table, prepare_jobs
 
-try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import build, toy_env
-except ImportError:
-    from tests.test_algos_common import build, toy_env
+from algo_helpers import build, toy_env
 
 torch.set_num_threads(1)
 PAYOFF = np.array(CLIMBING, float)
@@ -78,10 +75,12 @@ def test_qre_distance_is_to_the_nearest_soft_qre():
         assert all(np.allclose(p, q, atol=1e-6) for p, q in zip(qre, soft_qre(PAYOFF, 0.01, init=qre)))
 
 
-def test_squashed_gaussian_entropy_matches_its_narrow_limit():
+@pytest.mark.parametrize("box_action", ["official", "affine"])
+def test_squashed_gaussian_entropy_matches_its_narrow_limit(box_action):
     # σ → 0: a = scale(tanh(u)) is nearly affine around μ, so H(a) ≈ Σ_j [½ log(2πe σ²) +
-    # log(1 − tanh²μ_j) + log((high_j − low_j)/2)]
-    algo, env = build("hasac", env=toy_env(n_envs=256))
+    # log(1 − tanh²μ_j) + log((high_j − low_j)/2)], without the last term for HARL's log π
+    # (the density of tanh(u), box_action=official)
+    algo, env = build("hasac", env=toy_env(n_envs=256), box_action=box_action)
     mu, sigma = 0.3, 0.01
     with torch.no_grad():
         for actor in algo.actors:
@@ -91,7 +90,7 @@ def test_squashed_gaussian_entropy_matches_its_narrow_limit():
     sample = algo.sample_policy(env.reset(0), torch.Generator().manual_seed(0))
     for i, space in enumerate(env.spec.action_spaces):
         expected = sum(0.5 * math.log(2 * math.pi * math.e * sigma**2) + math.log(1 - math.tanh(mu) ** 2)
-                       + math.log((hi - lo) / 2) for lo, hi in zip(space.low, space.high))
+                       + (math.log((hi - lo) / 2) if box_action == "affine" else 0.0) for lo, hi in zip(space.low, space.high))
         # each row is a 16-draw Monte-Carlo estimate (std ≈ 0.25 nats here); their mean is tight
         assert abs(sample.entropy[i].mean() - expected) < 0.06 and sample.entropy[i].std() < 0.5
         assert sample.actions[i].dtype == np.float32 and np.all(sample.actions[i] <= space.high)
@@ -184,7 +183,9 @@ def test_ablation_alpha_sets_each_temperature():
             assert not algo["auto_alpha"] and algo["alpha"] == float(variant[-1].removeprefix("alpha"))
         else:
             assert algo["auto_alpha"]
-            assert algo["discrete_target_entropy"] == ("official" if variant[-1] == "official" else "intended")
+            box = config["env"]["family"] == "mamujoco" or config["env"].get("continuous_actions") is True
+            # Box tasks keep the default: the Discrete target does not apply to them
+            assert algo["discrete_target_entropy"] == ("official" if variant[-1] == "official" or box else "intended")
 
 
 # -- the report's study sections ----------------------------------------------------------------
@@ -207,22 +208,26 @@ def studies_tree(root: Path) -> Path:
             final = 10 * math.log10(alpha) + 30 + offset
             study_run(suite / "mpe" / f"simple_spread-alpha{alpha:g}" / "hasac" / f"seed_{seed}",
                       {"env_steps": steps, "eval_return_mean": [0, 5, final], "eval_entropy": [3.0, 2.0, 1.0 + alpha]},
-                      {"task": "simple_spread", "variant": f"alpha{alpha:g}", "algo": {"auto_alpha": False, "alpha": alpha}})
+                      {"task": "simple_spread", "variant": f"alpha{alpha:g}", "choices": {"algo": "hasac"},
+                       "algo": {"auto_alpha": False, "alpha": alpha}})
         study_run(suite / "mpe" / "simple_spread-auto" / "hasac" / f"seed_{seed}",
                   {"env_steps": steps, "eval_return_mean": [0, 5, 25 + offset], "eval_entropy": [3.0, 2.5, 2.0]},
-                  {"task": "simple_spread", "variant": "auto", "algo": {"auto_alpha": True, "alpha": 0.001}})
+                  {"task": "simple_spread", "variant": "auto", "choices": {"algo": "hasac"},
+                   "algo": {"auto_alpha": True, "alpha": 0.001}})
         for algo, j, tv in (("hasac", [1.0, 3.0, 4.0], [0.5, 0.2, 0.01]), ("mehaml_kl", [1.0, 2.0, 4.0], [0.5, 0.3, 0.02]),
                             ("happo", [1.0, 2.5, 2.0], [0.5, 0.4, 0.3])):
             study_run(suite / "matrix" / "climbing" / algo / f"seed_{seed}",
                       {"env_steps": steps, "eval_return_mean": [0, 5, 6], "eval_soft_objective": np.array(j) + offset,
-                       "eval_qre_tv": tv}, {"task": "climbing", "variant": "", "algo": {"auto_alpha": False, "alpha": 10.0}})
+                       "eval_qre_tv": tv}, {"task": "climbing", "variant": "", "choices": {"algo": algo},
+                                            "algo": {} if algo == "happo" else {"auto_alpha": False, "alpha": 10.0}})
         for scale in (0.1, 10.0):
             for algo in ("hasac", "hatd3"):
                 final = 20 + offset + (scale > 1) * (algo == "hasac") * 10
                 study_run(suite / "mamujoco" / f"HalfCheetah-2x3-scale{scale:g}" / algo / f"seed_{seed}",
                           {"env_steps": steps, "eval_return_mean": [0, 5, final], "eval_return_obsnoise_0.1": [0, 3, final - 2],
                            "eval_return_actnoise_0.3": [0, 0, final - 5], "eval_soft_objective": [np.nan] * 3},
-                          {"task": "HalfCheetah-2x3", "variant": f"scale{scale:g}", "reward_scale": scale, "algo": {}})
+                          {"task": "HalfCheetah-2x3", "variant": f"scale{scale:g}", "reward_scale": scale,
+                           "choices": {"algo": algo}, "algo": {}})
     return suite
 
 
@@ -274,3 +279,15 @@ def test_real_tiny_runs_end_to_end_into_the_report(tmp_path):
     out = write_report([tmp_path / "adhoc"], tmp_path / "report", reps=100, seed=0, normalisation="paper", figures=False)
     soft = pd.read_csv(out / "studies" / "soft_objective.csv")
     assert set(soft.algo) == {"hasac", "mehaml_kl"} and np.isfinite(soft.qre_tv).all()
+
+
+def test_algorithm_configs_name_their_own_temperature():
+    from algos.common.registry import config_class
+
+    hasac = config_class("hasac")
+    assert hasac(auto_alpha=False, alpha=0.05).fixed_alpha() == 0.05 and hasac(auto_alpha=False, alpha=0.05).temperature_label() == "0.05"
+    assert hasac(auto_alpha=True).fixed_alpha() is None and hasac(auto_alpha=True).temperature_label() == "auto"
+    assert hasac(auto_alpha=True, discrete_target_entropy="intended").temperature_label() == "auto (intended H̄)"
+    assert config_class("mehaml_kl")(auto_alpha=False, alpha=0.2).fixed_alpha() == 0.2  # a HASAC instance
+    for name in ("hatd3", "happo", "qmix", "random"):
+        assert config_class(name)().fixed_alpha() is None and config_class(name)().temperature_label() is None
