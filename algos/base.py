@@ -1,9 +1,9 @@
-"""The algorithm interface the one training loop drives (DESIGN.md, "The algorithm interface").
+"""The algorithm interface the one training loop (harness/loop.py) drives.
 
     actions = algo.act(step, explore=True)     # per-agent list, numpy in and out
     nxt = env.step(actions)
     algo.observe(step, actions, nxt)           # the algorithm owns its buffer
-    if algo.ready(total_env_steps): metrics = algo.update()
+    while algo.ready(total_env_steps): metrics = algo.update()   # every update owed now
 
 Capabilities are ClassVars on the config (`action_spaces`, `on_policy`) so the harness can
 refuse an impossible pairing once, before any env or results directory exists.

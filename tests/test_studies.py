@@ -1,4 +1,4 @@
-"""The studies of issue 14 (docs/studies.md): the soft-objective estimator against its closed
+"""The studies (docs/studies.md): the soft-objective estimator against its closed
 form, the entropies, the evaluation probes, the reward-scale wrapper, the suites' job tables,
 and the report sections on a generated tree and on a real tiny run."""
 
