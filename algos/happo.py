@@ -3,7 +3,7 @@ Policy Optimisation in Multi-Agent Reinforcement Learning", ICLR 2022; HARL happ
 on_policy_ha_runner.py). A baseline of the HASAC paper.
 
 Critic: centralised V(s), GAE(λ) with truncation bootstrapping, clipped Huber value loss
-on ValueNorm-normalised returns (algos/common/on_policy.py).
+on ValueNorm-normalised returns (algos/common/on_policy.py, ppo.py).
 Actors (separate parameters), every iteration in a fresh random permutation i_1..i_N:
     L(θ^{i_m}) = −E[M^{i_m} · min(r Â, clip(r, 1 ± ε) Â)] − c_H H(π^{i_m}),
     M^{i_m} = Π_{k<m} π^{i_k}_new(a^{i_k}|o^{i_k}) / π^{i_k}_old(a^{i_k}|o^{i_k})   (detached)
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from algos.common.on_policy import OnPolicyConfig, OnPolicyLearner
+from algos.common.rollout import Rollout
 
 
 @dataclass
@@ -41,14 +42,14 @@ class Happo(OnPolicyLearner):
     def actor_groups(self) -> list[list[int]]:
         return [[i] for i in range(self.spec.n_agents)]
 
-    def train_actors(self, data: dict[str, torch.Tensor]) -> dict[str, float]:
+    def train_actors(self, rollout: Rollout, advantage: torch.Tensor) -> dict[str, float]:
         factor, metrics = None, {}
         for i in self.rng.permutation(self.spec.n_agents):
-            batch = self.group_batch(data, [int(i)], factor)
-            metrics[f"factor/agent_{i}"] = float(batch["factor"].mean())
+            batch = self.actor_batch(rollout, advantage, [int(i)], factor)
+            metrics[f"factor/agent_{i}"] = float(batch.factor.mean())
             metrics |= self.train_group(int(i), batch)
             new_log_prob = self.group_log_prob(int(i), batch)
-            factor = update_factor(batch["factor"], new_log_prob, batch["old_log_prob"])
+            factor = update_factor(batch.factor, new_log_prob, batch.old_log_prob)
         return metrics
 
 

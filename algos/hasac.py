@@ -34,8 +34,8 @@ from gymnasium import spaces
 from torch import nn
 
 from algos.common.distributions import gumbel_noise, gumbel_softmax_hard, masked_argmax_onehot, masked_logits, scale_action, squashed_gaussian_sample
-from algos.common.networks import plain_mlp
-from algos.common.off_policy import HaOffPolicy, OffPolicyConfig, masked_mean, read_metrics
+from algos.common.networks import layernorm_mlp, masked_mean, orthogonal, plain_mlp
+from algos.common.off_policy import HaOffPolicy, OffPolicyConfig, read_metrics
 from algos.common.policy_sample import PolicySample, sample_stochastic_actors
 from algos.common.replay import Batch
 from envs.base import EnvSpec, Step
@@ -110,10 +110,7 @@ class CategoricalActor(nn.Module):
 
     def __init__(self, obs_dim: int, n_actions: int, hidden_sizes: list[int]):
         super().__init__()
-        layers: list[nn.Module] = [nn.LayerNorm(obs_dim)]
-        for n_in, n_out in zip([obs_dim, *hidden_sizes[:-1]], hidden_sizes):
-            layers += [orthogonal(nn.Linear(n_in, n_out), nn.init.calculate_gain("relu")), nn.ReLU(), nn.LayerNorm(n_out)]
-        self.body = nn.Sequential(*layers, orthogonal(nn.Linear(hidden_sizes[-1], n_actions), 0.01))
+        self.body = nn.Sequential(*layernorm_mlp(obs_dim, hidden_sizes), orthogonal(nn.Linear(hidden_sizes[-1], n_actions), 0.01))
 
     def forward(self, obs: torch.Tensor, avail: torch.Tensor | None, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Straight-through Gumbel-Softmax sample: (one-hot [B, n], log_prob [B, 1])."""
@@ -132,12 +129,6 @@ class CategoricalActor(nn.Module):
     def log_probs(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
         """log πⁱ(·|o) over all actions [B, n]; unavailable ones get probability 0."""
         return F.log_softmax(masked_logits(self.body(obs).float(), avail), dim=-1)
-
-
-def orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
-    nn.init.orthogonal_(layer.weight, gain=gain)
-    nn.init.zeros_(layer.bias)
-    return layer
 
 
 class Hasac(HaOffPolicy):

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from algos.common.distributions import scale_action
-from algos.common.networks import plain_mlp
-from algos.common.off_policy import HaOffPolicy, OffPolicyConfig, masked_mean, read_metrics
+from algos.common.networks import masked_mean, plain_mlp
+from algos.common.off_policy import HaOffPolicy, OffPolicyConfig, read_metrics
 from algos.common.replay import Batch
 from envs.base import EnvSpec, Step
 from envs.errors import ConfigError

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from algos.common.on_policy import OnPolicyConfig, OnPolicyLearner
+from algos.common.rollout import Rollout
 from envs.base import EnvSpec
 from envs.errors import ConfigError
 
@@ -50,8 +51,8 @@ class Mappo(OnPolicyLearner):
         agents = list(range(self.spec.n_agents))
         return [agents] if self.config.share_params else [[i] for i in agents]
 
-    def train_actors(self, data: dict[str, torch.Tensor]) -> dict[str, float]:
+    def train_actors(self, rollout: Rollout, advantage: torch.Tensor) -> dict[str, float]:
         metrics = {}
         for g, agents in enumerate(self.groups):  # independent parameters: order is irrelevant
-            metrics |= self.train_group(g, self.group_batch(data, agents))
+            metrics |= self.train_group(g, self.actor_batch(rollout, advantage, agents))
         return metrics

@@ -41,7 +41,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from algos.common.off_policy import masked_mean, read_metrics
+from algos.common.networks import masked_mean
+from algos.common.off_policy import read_metrics
 from algos.common.replay import Batch
 from algos.hasac import Hasac, HasacConfig
 from envs.base import EnvSpec

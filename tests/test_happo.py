@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import envs
-from algos.common.on_policy import ppo_actor_loss
+from algos.common.ppo import ppo_actor_loss
 from algos.happo import Happo, HappoConfig, update_factor
 from envs.matrix import penalty_payoff
 
@@ -39,8 +39,8 @@ def test_factor_is_the_product_of_ratios_of_agents_already_updated_in_this_itera
     algo = Happo(env.spec, config, 4, torch.device("cpu"), 0)
     r = {0: 1.5, 1: 0.5, 2: 2.0}
     seen: list[tuple[int, torch.Tensor]] = []
-    algo.train_group = lambda g, batch: seen.append((g, batch["factor"].clone())) or {}
-    algo.group_log_prob = lambda g, batch: batch["old_log_prob"] + np.log(r[g])
+    algo.train_group = lambda g, batch: seen.append((g, batch.factor.clone())) or {}
+    algo.group_log_prob = lambda g, batch: batch.old_log_prob + np.log(r[g])
     orders = []
     for _ in range(4):
         seen.clear()

@@ -55,8 +55,8 @@ def test_shared_update_trains_on_every_agents_data_without_a_factor():
     algo.train_group = lambda g, batch: seen.append(batch) or original(g, batch)
     _, _, metrics = run_loop(algo, env, 32)
     (batch,) = seen
-    assert batch["obs"].shape[1] == 2 * 8 * 4  # both agents' samples in one batch
-    assert torch.equal(batch["factor"], torch.ones_like(batch["factor"]))
+    assert batch.obs.shape[1] == 2 * 8 * 4  # both agents' samples in one batch
+    assert torch.equal(batch.factor, torch.ones_like(batch.factor))
     assert not any(k.startswith("factor/") for k in metrics) and "loss/actor/shared" in metrics
 
 

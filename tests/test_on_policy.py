@@ -1,4 +1,5 @@
-"""Shared on-policy machinery (algos/common/on_policy.py, recurrent.py): GAE by hand,
+"""Shared on-policy machinery (algos/common/on_policy.py, ppo.py, rollout.py, actor_critic.py,
+recurrent.py): GAE by hand,
 ValueNorm, PPO losses, action masks, GRU resets, updates on Box and Discrete games, death
 masking, config errors, exact resume and slow learning checks on MPE and MaMuJoCo —
 parametrised over HAPPO and MAPPO."""
@@ -12,7 +13,10 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from algos.common.on_policy import Policy, ValueNorm, gae, normalise_advantage, ppo_actor_loss, to_chunks, value_loss
+from algos.common.actor_critic import Policy
+from algos.common.networks import masked_mean
+from algos.common.ppo import ValueNorm, gae, normalise_advantage, ppo_actor_loss, value_loss
+from algos.common.rollout import to_chunks
 from algos.common.recurrent import ResettingGru
 from algos.common.registry import algorithm_class
 from envs.base import AgentView, EnvSpec, SingleEnv, Step, VecEnv
@@ -135,6 +139,16 @@ def test_clipped_value_loss_takes_the_larger_error():
     assert loss.item() == pytest.approx(10.0 * (30.0 - 5.0))
 
 
+def test_masked_mean_reshapes_the_mask_and_never_broadcasts_it():
+    x = torch.tensor([[1.0], [2.0], [6.0]])  # [B, 1]
+    valid = torch.tensor([1.0, 0.0, 1.0])  # [B]: one weight per entry, as the off-policy losses pass it
+    assert masked_mean(x, valid).item() == pytest.approx(3.5)  # broadcasting [B] against [B, 1]: (x·valid).sum() / valid.sum() = 18 / 2
+    assert masked_mean(x, valid.view(3, 1)).item() == pytest.approx(3.5)
+    assert masked_mean(x, torch.zeros(3)).item() == 0.0
+    with pytest.raises(ValueError, match="mask has 2 entries"):
+        masked_mean(x, torch.ones(2))
+
+
 def test_to_chunks_keeps_each_env_stream_contiguous():
     x = torch.arange(12).view(6, 2)  # T = 6, E = 2: x[t, e] = 2t + e
     chunks = to_chunks(x, 3)
@@ -144,8 +158,7 @@ def test_to_chunks_keeps_each_env_stream_contiguous():
 
 # -- masks and policies ------------------------------------------------------------------------
 def test_masks_give_zero_probability_to_unavailable_actions():
-    config = on_policy_config("happo", masked_env())
-    policy = Policy(4, spaces.Discrete(5), config)
+    policy = Policy(4, spaces.Discrete(5), [16, 16])
     avail = torch.tensor([[True, False, True, False, False], [False, False, False, True, False]])
     dist = policy.distribution(policy.base(torch.randn(2, 4)), avail)
     assert torch.equal(dist.probs[~avail], torch.zeros(int((~avail).sum())))
@@ -186,7 +199,8 @@ def test_box_actions_sent_to_env_are_clipped_but_log_prob_uses_raw_sample():
 
 
 def test_gaussian_std_is_state_independent_and_starts_as_official():
-    policy = Policy(3, spaces.Box(-1, 1, (2,)), on_policy_config("happo", toy_env()))
+    c = algorithm_class("happo").Config()  # the defaults are HARL's std_x_coef 1, std_y_coef 0.5
+    policy = Policy(3, spaces.Box(-1, 1, (2,)), [16, 16], None, c.std_x_coef, c.std_y_coef)
     dist = policy.distribution(policy.base(torch.randn(5, 3)), None)
     assert torch.allclose(dist.stddev, torch.full((5, 2), 0.5 * torch.sigmoid(torch.tensor(1.0)).item()))
 
@@ -250,11 +264,11 @@ def test_observe_stores_the_true_next_state_even_at_episode_ends():
         finals.append(nxt.info["final_state"].copy())
         algo.observe(step, actions, nxt)
         step = nxt
-    arrays = algo.buffer.arrays
-    assert np.array_equal(arrays["final_state"], np.stack(finals)) and arrays["done"].any()
-    not_done = ~arrays["done"][:-1]
-    assert np.array_equal(arrays["final_state"][:-1][not_done], arrays["state"][1:][not_done])
-    assert not np.array_equal(arrays["final_state"][:-1][~not_done], arrays["state"][1:][~not_done])
+    data = algo.buffer.data
+    assert np.array_equal(data.final_state, np.stack(finals)) and data.done.any()
+    not_done = ~data.done[:-1]
+    assert np.array_equal(data.final_state[:-1][not_done], data.state[1:][not_done])
+    assert not np.array_equal(data.final_state[:-1][~not_done], data.state[1:][~not_done])
 
 
 @pytest.mark.parametrize("name", ON_POLICY)
@@ -280,10 +294,10 @@ def test_dead_agents_are_excluded_from_the_actor_batch():
     run_loop(algo, env, 7 * env.n_envs)
     actions = algo.act(env.reset(3))  # fill the last row, then look at the prepared data
     algo.observe(env.reset(3), actions, env.step(actions))
-    data = algo.prepare()
-    batch = algo.group_batch(data, [1])
-    alive = torch.as_tensor(algo.buffer.arrays["alive"][..., 1]).float()
-    assert torch.equal(batch["active"], to_chunks(alive, 1)) and batch["active"].min() == 0
+    rollout = algo.buffer.tensors(algo.device)
+    batch = algo.actor_batch(rollout, algo.returns(rollout)[2], [1])
+    alive = torch.as_tensor(algo.buffer.data.alive[..., 1]).float()
+    assert torch.equal(batch.active, to_chunks(alive, 1)) and batch.active.min() == 0
 
 
 def test_linear_lr_decay_follows_harl_schedule():

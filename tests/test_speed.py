@@ -16,7 +16,7 @@ from torch import nn
 import envs
 from algos.common.networks import TwinQ, plain_mlp, polyak_update
 from algos.common.off_policy import read_metrics
-from algos.common.on_policy import sample
+from algos.common.actor_critic import sample
 from algos.common.registry import algorithm_class
 from algos.common.replay import Batch, ReplayBuffer
 from algos.hatd3 import actor_loss as hatd3_actor_loss

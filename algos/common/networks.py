@@ -1,4 +1,6 @@
-"""Network blocks shared by the off-policy HA algorithms (HASAC, HATD3).
+"""Network blocks and helpers shared by the algorithms: HARL's PlainMLP (off-policy critics
+and Box actors) and LayerNorm MLP base (on-policy networks, HASAC's categorical actor), the
+orthogonal initialiser, the twin Q critic, Polyak averaging and the masked mean of losses.
 
 Shapes: B batch, S state dim, A joint-action width (sum of the agents' critic encodings).
 """
@@ -18,6 +20,35 @@ def plain_mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU, final_act
         last = j == len(sizes) - 2
         layers += [nn.Linear(n_in, n_out), final_activation() if last else activation()]
     return nn.Sequential(*layers)
+
+
+def orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
+    """`layer` with orthogonal weights of gain `gain` and a zero bias (HARL init_ with
+    initialization_method orthogonal_)."""
+    nn.init.orthogonal_(layer.weight, gain=gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def layernorm_mlp(input_dim: int, hidden_sizes: list[int]) -> nn.Sequential:
+    """HARL MLPBase with use_feature_normalization: LayerNorm on the input, then per hidden
+    layer Linear (orthogonal, ReLU gain, zero bias) → ReLU → LayerNorm. [..., D] → [..., H]."""
+    layers: list[nn.Module] = [nn.LayerNorm(input_dim)]
+    for n_in, n_out in zip([input_dim, *hidden_sizes[:-1]], hidden_sizes):
+        layers += [orthogonal(nn.Linear(n_in, n_out), nn.init.calculate_gain("relu")), nn.ReLU(), nn.LayerNorm(n_out)]
+    return nn.Sequential(*layers)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of x over the entries whose mask is 1 (HARL active masks / valid_transition).
+    `mask` holds one 0/1 weight per entry of x, in x's layout: any shape with x's number of
+    entries (valid [B] for x [B, 1], active [L, C] for x [L, C]). It is reshaped to x's shape,
+    never broadcast, so a [B] mask cannot silently widen a [B, 1] loss to [B, B]. An all-zero
+    mask gives 0."""
+    if mask.numel() != x.numel():
+        raise ValueError(f"masked_mean: mask has {mask.numel()} entries, x has {x.numel()}")
+    mask = mask.reshape(x.shape).to(x.dtype)
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 class TwinQ(nn.Module):

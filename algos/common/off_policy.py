@@ -235,9 +235,3 @@ def critic_loss(q1: torch.Tensor, q2: torch.Tensor, target: torch.Tensor, huber_
     else:
         loss = F.huber_loss(q1, target, delta=huber_delta) + F.huber_loss(q2, target, delta=huber_delta)
     return loss, {"loss/critic": loss.detach(), "q/mean": q1.detach().mean(), "q/target_mean": target.mean()}
-
-
-def masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean of x [B, 1] over rows with valid [B] = 1 (HARL valid_transition masks)."""
-    valid = valid.reshape(x.shape)
-    return (x * valid).sum() / valid.sum().clamp_min(1.0)

@@ -1,18 +1,16 @@
-"""What HAPPO and MAPPO share (HARL's on-policy HA runner, actors and VCritic): the config
-fields, the rollout buffer, GAE(λ) with truncation bootstrapping, ValueNorm, the PPO-clip
-losses, Gaussian and masked categorical policies (optionally recurrent), the centralised
-V(s) critic, and the learner that acts, stores, and trains. Each algorithm file keeps
-only how its actors are grouped and the order/weighting of their updates.
+"""What HAPPO and MAPPO share (HARL's on-policy HA runner): the config fields and the
+learner that acts, stores a rollout and trains actors and critic on it. The pieces live
+beside it: PPO's pure functions in ppo.py, the networks in actor_critic.py, the typed
+rollout and actor batches in rollout.py. Each algorithm file keeps only how its actors are
+grouped and the order and weighting of their updates.
 
-Rollout layout: T = episode_length vectorised steps, E env copies, N agents; a rollout is
-T × E transitions. Actor data is cut into chunks of L = data_chunk_length steps for GRU
-policies (L = 1 otherwise): tensors [L, C, ...] with C = (T / L) · E chunk columns per agent.
+Rollout layout: T = episode_length vectorised steps, E env copies, N agents (rollout.py).
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,8 +20,9 @@ from gymnasium import spaces
 from torch import nn
 
 from algos.base import AlgoConfig, Algorithm, PolicySample
-from algos.common.distributions import masked_logits
-from algos.common.recurrent import ResettingGru
+from algos.common.actor_critic import Policy, VCritic, sample
+from algos.common.ppo import ValueNorm, gae, normalise_advantage, ppo_actor_loss, value_loss
+from algos.common.rollout import ActorBatch, Rollout, RolloutBuffer, agent_batch
 from envs.base import EnvSpec, Step
 from envs.errors import ConfigError
 
@@ -113,245 +112,6 @@ class OnPolicyConfig(AlgoConfig):
                 raise ConfigError(f"algo: {message}")
 
 
-# -- value normalisation and returns ---------------------------------------------------------
-class ValueNorm(nn.Module):
-    """Running mean/std of the returns with debiased exponential averages (HARL ValueNorm,
-    β = 0.99999, variance floored at 1e-2). normalize(x) = (x − μ)/σ, denormalize inverts it."""
-
-    def __init__(self, beta: float = 0.99999, epsilon: float = 1e-5):
-        super().__init__()
-        self.beta, self.epsilon = beta, epsilon
-        self.register_buffer("running_mean", torch.zeros(1, dtype=torch.float64))
-        self.register_buffer("running_mean_sq", torch.zeros(1, dtype=torch.float64))
-        self.register_buffer("debiasing_term", torch.zeros(1, dtype=torch.float64))
-
-    def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
-        debias = self.debiasing_term.clamp(min=self.epsilon)
-        mean, mean_sq = self.running_mean / debias, self.running_mean_sq / debias
-        return mean, (mean_sq - mean**2).clamp(min=1e-2)
-
-    @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
-        x = x.detach().double()
-        w = self.beta
-        self.running_mean.mul_(w).add_(x.mean() * (1.0 - w))
-        self.running_mean_sq.mul_(w).add_((x**2).mean() * (1.0 - w))
-        self.debiasing_term.mul_(w).add_(1.0 - w)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        mean, var = self.mean_var()
-        return ((x.double() - mean) / var.sqrt()).to(x.dtype)
-
-    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        mean, var = self.mean_var()
-        return (x.double() * var.sqrt() + mean).to(x.dtype)
-
-
-def gae(reward: torch.Tensor, value: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor,
-        done: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE(λ) (Schulman et al. 2016) with proper time limits. All inputs [T, E]:
-    next_value = V(true next state) — info["final_state"] where the episode ended — so a
-    truncated step bootstraps from its final state and a terminated one from 0:
-        δ_t = r_t + γ (1 − term_t) V(s'_t) − V(s_t),   Â_t = δ_t + γλ (1 − done_t) Â_{t+1}.
-    Returns (advantage, return = advantage + value), both [T, E]."""
-    advantage = torch.zeros_like(reward)
-    running = torch.zeros_like(reward[0])
-    for t in reversed(range(reward.shape[0])):
-        delta = reward[t] + gamma * (1.0 - terminated[t]) * next_value[t] - value[t]
-        running = delta + gamma * lam * (1.0 - done[t]) * running
-        advantage[t] = running
-    return advantage, advantage + value
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of x over entries where mask (same shape, 0/1) is 1."""
-    mask = mask.to(x.dtype)
-    return (x * mask).sum() / mask.sum().clamp_min(1.0)
-
-
-def normalise_advantage(advantage: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-    """(Â − mean)/(std + 1e-5) over active entries only (HARL nanmean/nanstd over alive
-    agents). advantage [T, E], active [T, E, N] → [T, E]."""
-    weights = active.to(advantage.dtype).sum(-1)
-    total = weights.sum().clamp_min(1.0)
-    mean = (advantage * weights).sum() / total
-    std = (((advantage - mean) ** 2 * weights).sum() / total).sqrt()
-    return (advantage - mean) / (std + 1e-5)
-
-
-# -- losses ---------------------------------------------------------------------------------
-def ppo_actor_loss(ratio: torch.Tensor, advantage: torch.Tensor, factor: torch.Tensor, entropy: torch.Tensor,
-                   active: torch.Tensor, clip: float, entropy_coef: float) -> tuple[torch.Tensor, dict[str, float]]:
-    """HAPPO/MAPPO actor loss (Kuba et al. 2022, eq. 11):
-        L = −E_active[ M · min(r Â, clip(r, 1 ± ε) Â) ] − c_H · E_active[H(π)],
-    with r = π_new(a|o)/π_old(a|o) (product over action dims) and M = `factor`, the
-    product of the ratios of the agents already updated (1 for MAPPO). The factor is
-    detached: it weights agent i's surrogate but carries no gradient to agent i.
-    All tensors share one shape ([L, C]); active is the alive mask."""
-    surrogate = torch.min(ratio * advantage, ratio.clamp(1.0 - clip, 1.0 + clip) * advantage)
-    policy_loss = -masked_mean(factor.detach() * surrogate, active)
-    entropy_mean = masked_mean(entropy, active)
-    with torch.no_grad():
-        log_ratio = ratio.log()
-        metrics = {
-            "loss/actor": policy_loss.item(),
-            "entropy": entropy_mean.item(),
-            "approx_kl": masked_mean((ratio - 1.0) - log_ratio, active).item(),
-            "clip_fraction": masked_mean(((ratio - 1.0).abs() > clip).float(), active).item(),
-            "ratio": masked_mean(ratio, active).item(),
-        }
-    return policy_loss - entropy_coef * entropy_mean, metrics
-
-
-def value_loss(value: torch.Tensor, old_value: torch.Tensor, target: torch.Tensor, clip: float,
-               huber_delta: float | None, clipped: bool) -> tuple[torch.Tensor, dict[str, float]]:
-    """PPO value loss in normalised space (HARL v_critic.cal_value_loss):
-    ℓ = Huber_δ or ½e²; loss = mean(max(ℓ(R − V), ℓ(R − V_clipped))) when clipped, with
-    V_clipped = V_old + clip(V − V_old, ±ε). value, old_value, target: [B]."""
-    def ell(error: torch.Tensor) -> torch.Tensor:
-        if huber_delta is None:
-            return 0.5 * error**2
-        return F.huber_loss(error, torch.zeros_like(error), delta=huber_delta, reduction="none")
-
-    loss = ell(target - value)
-    if clipped:
-        value_clipped = old_value + (value - old_value).clamp(-clip, clip)
-        loss = torch.max(loss, ell(target - value_clipped))
-    loss = loss.mean()
-    return loss, {"loss/critic": loss.item()}
-
-
-# -- networks -------------------------------------------------------------------------------
-def layernorm_mlp(input_dim: int, hidden_sizes: list[int]) -> nn.Sequential:
-    """HARL MLPBase: LayerNorm on the input (use_feature_normalization), then per hidden
-    layer Linear (orthogonal, ReLU gain, zero bias) → ReLU → LayerNorm."""
-    layers: list[nn.Module] = [nn.LayerNorm(input_dim)]
-    for n_in, n_out in zip([input_dim, *hidden_sizes[:-1]], hidden_sizes):
-        layers += [orthogonal(nn.Linear(n_in, n_out), nn.init.calculate_gain("relu")), nn.ReLU(), nn.LayerNorm(n_out)]
-    return nn.Sequential(*layers)
-
-
-def orthogonal(layer: nn.Linear, gain: float) -> nn.Linear:
-    nn.init.orthogonal_(layer.weight, gain=gain)
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
-class Policy(nn.Module):
-    """Stochastic actor: MLP base, optional GRU, then a Gaussian head (mean from a linear
-    layer, state-independent σ = sigmoid(log_std/x)·y as HARL DiagGaussian) for Box, or a
-    categorical head over masked logits for Discrete (unavailable actions get π = 0).
-    Head weights orthogonal with gain 0.01 (HARL `gain`)."""
-
-    def __init__(self, input_dim: int, action_space: spaces.Space, c: OnPolicyConfig):
-        super().__init__()
-        width = c.hidden_sizes[-1]
-        self.base = layernorm_mlp(input_dim, c.hidden_sizes)
-        self.rnn = ResettingGru(width, width, c.recurrent_n) if c.use_recurrent_policy else None
-        self.discrete = isinstance(action_space, spaces.Discrete)
-        n_out = int(action_space.n) if self.discrete else int(np.prod(action_space.shape))
-        self.head = orthogonal(nn.Linear(width, n_out), 0.01)
-        if not self.discrete:
-            self.log_std = nn.Parameter(torch.full((n_out,), float(c.std_x_coef)))
-        self.x_coef, self.y_coef = c.std_x_coef, c.std_y_coef
-
-    def features(self, obs: torch.Tensor, hidden: torch.Tensor | None, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """obs [L, B, O], hidden [B, R, H] or None, starts [L, B] → (features [L, B, H], last hidden)."""
-        x = self.base(obs)
-        if self.rnn is None:
-            return x, None
-        return self.rnn(x, hidden, starts)
-
-    def distribution(self, x: torch.Tensor, avail: torch.Tensor | None) -> torch.distributions.Distribution:
-        out = self.head(x)
-        if self.discrete:
-            return torch.distributions.Categorical(logits=masked_logits(out, avail), validate_args=False)
-        std = torch.sigmoid(self.log_std / self.x_coef) * self.y_coef
-        return torch.distributions.Normal(out, std.expand_as(out), validate_args=False)  # no per-call argument checks
-
-    def evaluate(self, obs, hidden, starts, actions, avail) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log π(a|o) [L, B], entropy [L, B]) of stored actions; Box dims are summed
-        (HARL action_aggregation 'prod' of the per-dimension ratios)."""
-        dist = self.distribution(self.features(obs, hidden, starts)[0], avail)
-        if self.discrete:
-            return dist.log_prob(actions), dist.entropy()
-        return dist.log_prob(actions).sum(-1), dist.entropy().sum(-1)
-
-
-def sample(dist: torch.distributions.Distribution, generator: torch.Generator) -> torch.Tensor:
-    """One draw from `dist` with an explicit generator (Box: raw, unclipped)."""
-    if isinstance(dist, torch.distributions.Categorical):
-        return torch.multinomial(dist.probs.reshape(-1, dist.probs.shape[-1]), 1, generator=generator).view(dist.probs.shape[:-1])
-    eps = torch.randn(dist.mean.shape, generator=generator, device=dist.mean.device, dtype=dist.mean.dtype)
-    return dist.mean + dist.stddev * eps
-
-
-class VCritic(nn.Module):
-    """Centralised V(s) (HARL VCritic, EP state): MLP base → Linear(1). Outputs are in
-    ValueNorm's normalised space when use_valuenorm."""
-
-    def __init__(self, state_dim: int, hidden_sizes: list[int]):
-        super().__init__()
-        self.base = layernorm_mlp(state_dim, hidden_sizes)
-        self.v_out = orthogonal(nn.Linear(hidden_sizes[-1], 1), 1.0)
-
-    def forward(self, state: torch.Tensor) -> torch.Tensor:
-        """state [..., S] → value [...]."""
-        return self.v_out(self.base(state)).squeeze(-1)
-
-
-# -- rollout buffer -------------------------------------------------------------------------
-class RolloutBuffer:
-    """T × E transitions as numpy arrays, filled step by step (position `pos`)."""
-
-    def __init__(self, spec: EnvSpec, T: int, E: int, hidden_shape: tuple[int, int] | None):
-        N = spec.n_agents
-        self.spec, self.T, self.E, self.pos = spec, T, E, 0
-        f32 = np.float32
-        self.arrays: dict[str, np.ndarray] = {
-            "state": np.zeros((T, E, spec.state_space.shape[0]), f32),
-            "final_state": np.zeros((T, E, spec.state_space.shape[0]), f32),
-            "alive": np.zeros((T, E, N), bool), "reward": np.zeros((T, E), f32),
-            "terminated": np.zeros((T, E), bool), "done": np.zeros((T, E), bool), "starts": np.zeros((T, E), bool),
-        }
-        for i, (obs, act) in enumerate(zip(spec.obs_spaces, spec.action_spaces)):
-            discrete = isinstance(act, spaces.Discrete)
-            self.arrays[f"obs_{i}"] = np.zeros((T, E, obs.shape[0]), f32)
-            self.arrays[f"action_{i}"] = np.zeros((T, E), np.int64) if discrete else np.zeros((T, E, *act.shape), f32)
-            self.arrays[f"log_prob_{i}"] = np.zeros((T, E), f32)
-            if discrete:  # all ones where the family gives no masks
-                self.arrays[f"avail_{i}"] = np.ones((T, E, act.n), bool)
-            if hidden_shape is not None:
-                self.arrays[f"hidden_{i}"] = np.zeros((T, E, *hidden_shape), f32)
-
-    def add(self, values: dict[str, np.ndarray]) -> None:
-        for key, value in values.items():
-            self.arrays[key][self.pos] = value
-        self.pos += 1
-
-    @property
-    def full(self) -> bool:
-        return self.pos >= self.T
-
-    def tensors(self, device: torch.device) -> dict[str, torch.Tensor]:
-        return {k: torch.as_tensor(v, device=device) for k, v in self.arrays.items()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"pos": self.pos, "arrays": {k: v.copy() for k, v in self.arrays.items()}}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pos = state["pos"]
-        for k, v in state["arrays"].items():
-            self.arrays[k][...] = v
-
-
-def to_chunks(x: torch.Tensor, L: int) -> torch.Tensor:
-    """[T, E, ...] → [L, (T/L)·E, ...]: consecutive L-step pieces of each env's stream."""
-    T, E = x.shape[:2]
-    x = x.reshape(T // L, L, E, *x.shape[2:]).transpose(0, 1)
-    return x.reshape(L, (T // L) * E, *x.shape[3:])
-
-
 # -- the learner ----------------------------------------------------------------------------
 class OnPolicyLearner(Algorithm):
     """Actors (one per group of agents; `actor_groups` decides sharing), one V(s) critic,
@@ -374,7 +134,8 @@ class OnPolicyLearner(Algorithm):
         with torch.random.fork_rng(devices=[]):  # initial weights from the run's seed only
             torch.manual_seed(seed)
             self.actors = nn.ModuleList(
-                [Policy(self.input_dim(g[0]), spec.action_spaces[g[0]], c) for g in self.groups]).to(self.device)
+                [Policy(self.input_dim(g[0]), spec.action_spaces[g[0]], c.hidden_sizes, c.recurrent_n if c.use_recurrent_policy else None,
+                        c.std_x_coef, c.std_y_coef) for g in self.groups]).to(self.device)
             self.critic = VCritic(spec.state_space.shape[0], c.hidden_sizes).to(self.device)
         self.value_norm = ValueNorm().to(self.device)
         self.actor_optimizers = [torch.optim.Adam(a.parameters(), lr=c.lr, eps=c.opti_eps) for a in self.actors]
@@ -393,8 +154,8 @@ class OnPolicyLearner(Algorithm):
         """Agents served by each actor network, e.g. [[0], [1], [2]] or [[0, 1, 2]]."""
 
     @abstractmethod
-    def train_actors(self, data: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Train every actor on the prepared rollout (see `prepare`)."""
+    def train_actors(self, rollout: Rollout, advantage: torch.Tensor) -> dict[str, float]:
+        """Train every actor on the rollout; `advantage` [T, E] is normalised (see `returns`)."""
 
     def input_dim(self, i: int) -> int:
         """Actor input width: obs, plus a one-hot agent id when the actor is shared."""
@@ -456,15 +217,12 @@ class OnPolicyLearner(Algorithm):
     def observe(self, step: Step, actions: list[np.ndarray], nxt: Step) -> None:
         assert self.pending is not None, "observe() needs the act(explore=True) that chose the actions"
         p, self.pending = self.pending, None
-        row = {"state": step.state, "final_state": nxt.info.get("final_state", nxt.state), "alive": step.alive,
-               "reward": nxt.reward, "terminated": nxt.terminated, "done": nxt.done, "starts": p["starts"]}
-        for i in range(self.spec.n_agents):
-            row |= {f"obs_{i}": step.obs[i], f"action_{i}": p["raw"][i], f"log_prob_{i}": p["log_prob"][i]}
-            if f"avail_{i}" in self.buffer.arrays:
-                row[f"avail_{i}"] = True if step.avail_actions is None else step.avail_actions[i]
-            if p["hidden"] is not None:
-                row[f"hidden_{i}"] = p["hidden"][i]
-        self.buffer.add(row)
+        avail = [None if b is not None else True if step.avail_actions is None else step.avail_actions[i]
+                 for i, b in enumerate(self.bounds)]  # Discrete without masks: all available
+        self.buffer.add(Rollout(
+            state=step.state, final_state=nxt.info.get("final_state", nxt.state), alive=step.alive, reward=nxt.reward,
+            terminated=nxt.terminated, truncated=nxt.truncated, starts=p["starts"], obs=list(step.obs),
+            action=p["raw"], log_prob=p["log_prob"], avail=avail, hidden=p["hidden"]))
         self.env_steps += step.n_envs
 
     def ready(self, total_env_steps: int) -> bool:
@@ -474,9 +232,10 @@ class OnPolicyLearner(Algorithm):
     def update(self) -> dict[str, float]:
         if self.config.use_linear_lr_decay:
             self.decay_learning_rates()
-        data = self.prepare()
-        metrics = self.train_actors(data)
-        metrics |= self.train_critic(data)
+        rollout = self.buffer.tensors(self.device)
+        v_old, returns, advantage = self.returns(rollout)
+        metrics = self.train_actors(rollout, advantage)
+        metrics |= self.train_critic(rollout.state, v_old, returns)
         self.buffer.pos = 0
         self.updates += 1
         return metrics
@@ -494,59 +253,46 @@ class OnPolicyLearner(Algorithm):
             group["lr"] = c.critic_lr * scale
 
     @torch.no_grad()
-    def prepare(self) -> dict[str, torch.Tensor]:
-        """Buffer tensors plus V_old (normalised) [T, E], returns [T, E], normalised Â [T, E]."""
-        c, data = self.config, self.buffer.tensors(self.device)
-        v_old = self.critic(data["state"])
-        v_next = self.critic(data["final_state"])
+    def returns(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(V_old normalised, returns, normalised Â), each [T, E], from the critic before
+        this update (HARL computes V at rollout time with the same parameters)."""
+        c = self.config
+        v_old, v_next = self.critic(rollout.state), self.critic(rollout.final_state)
         if c.use_valuenorm:
             value, next_value = self.value_norm.denormalize(v_old), self.value_norm.denormalize(v_next)
         else:
             value, next_value = v_old, v_next
-        advantage, returns = gae(data["reward"], value, next_value, data["terminated"].float(), data["done"].float(),
+        advantage, returns = gae(rollout.reward, value, next_value, rollout.terminated.float(), rollout.done.float(),
                                  c.gamma, c.gae_lambda)
-        data |= {"v_old": v_old, "returns": returns, "advantage": normalise_advantage(advantage, data["alive"])}
-        return data
+        return v_old, returns, normalise_advantage(advantage, rollout.alive)
 
-    def group_batch(self, data: dict[str, torch.Tensor], agents: list[int], factor: torch.Tensor | None = None) -> dict[str, Any]:
-        """The actor data of `agents`, chunked and concatenated along the columns: obs
-        [L, C, O], actions, old log_prob, advantage, active, starts, factor [L, C];
-        avail [L, C, n] or None; hidden [C, R, H] or None. `factor` is already in this
-        chunked layout (HAPPO passes on the previous agent's); default ones."""
-        L, parts = self.L, []
+    def actor_batch(self, rollout: Rollout, advantage: torch.Tensor, agents: list[int],
+                    factor: torch.Tensor | None = None) -> ActorBatch:
+        """The actor data of `agents` side by side (rollout.py `ActorBatch`). `factor` is
+        already in the chunked layout (HAPPO passes on the previous agent's); default ones."""
+        parts = []
         for i in agents:
-            obs = data[f"obs_{i}"]
+            obs = rollout.obs[i]
             if len(agents) > 1:
                 obs = torch.cat([obs, F.one_hot(torch.full(obs.shape[:2], i, device=self.device), self.spec.n_agents).float()], -1)
-            active = data["alive"][..., i] if self.config.use_policy_active_masks else torch.ones_like(data["alive"][..., i])
-            part = {"obs": obs, "action": data[f"action_{i}"], "old_log_prob": data[f"log_prob_{i}"],
-                    "advantage": data["advantage"], "active": active.float(), "starts": data["starts"],
-                    "factor": torch.ones_like(data["advantage"])}
-            if f"avail_{i}" in data:
-                part["avail"] = data[f"avail_{i}"]
-            chunked = {k: to_chunks(v, L) for k, v in part.items()}
-            if self.hidden_shape is not None:
-                chunked["hidden"] = to_chunks(data[f"hidden_{i}"], L)[0]
-            parts.append(chunked)
-        batch = {k: torch.cat([p[k] for p in parts], dim=1 if k != "hidden" else 0) for k in parts[0]}
-        if factor is not None:
-            batch["factor"] = factor
-        batch.setdefault("avail", None)
-        batch.setdefault("hidden", None)
-        return batch
+            alive = rollout.alive[..., i]
+            active = alive if self.config.use_policy_active_masks else torch.ones_like(alive)
+            parts.append(agent_batch(rollout, i, obs, advantage, active, self.L))
+        batch = ActorBatch.cat(parts)
+        return batch if factor is None else replace(batch, factor=factor)
 
     def minibatches(self, n_columns: int) -> list[np.ndarray]:
         return np.array_split(self.rng.permutation(n_columns), self.config.num_mini_batch)
 
-    def train_group(self, g: int, batch: dict[str, Any]) -> dict[str, float]:
+    def train_group(self, g: int, batch: ActorBatch) -> dict[str, float]:
         """ppo_epoch × num_mini_batch clipped-surrogate steps of actor g; mean metrics."""
         c, actor, history = self.config, self.actors[g], []
         for _ in range(c.ppo_epoch):
-            for idx in self.minibatches(batch["obs"].shape[1]):
-                mb = {k: None if v is None else (v[idx] if k == "hidden" else v[:, idx]) for k, v in batch.items()}
-                log_prob, entropy = actor.evaluate(mb["obs"], mb["hidden"], mb["starts"], mb["action"], mb["avail"])
-                ratio = torch.exp(log_prob - mb["old_log_prob"])
-                loss, metrics = ppo_actor_loss(ratio, mb["advantage"], mb["factor"], entropy, mb["active"], c.clip_param, c.entropy_coef)
+            for idx in self.minibatches(batch.obs.shape[1]):
+                mb = batch.columns(idx)
+                log_prob, entropy = actor.evaluate(mb.obs, mb.hidden, mb.starts, mb.action, mb.avail)
+                ratio = torch.exp(log_prob - mb.old_log_prob)
+                loss, metrics = ppo_actor_loss(ratio, mb.advantage, mb.factor, entropy, mb.active, c.clip_param, c.entropy_coef)
                 self.actor_optimizers[g].zero_grad()
                 loss.backward()
                 metrics["grad_norm/actor"] = nn.utils.clip_grad_norm_(actor.parameters(), c.max_grad_norm).item()
@@ -556,22 +302,23 @@ class OnPolicyLearner(Algorithm):
         return {f"{k}/{name}": float(np.mean([m[k] for m in history])) for k in history[0]}
 
     @torch.no_grad()
-    def group_log_prob(self, g: int, batch: dict[str, Any]) -> torch.Tensor:
+    def group_log_prob(self, g: int, batch: ActorBatch) -> torch.Tensor:
         """log π_g(a|o) [L, C] of the stored actions under actor g's current parameters."""
-        return self.actors[g].evaluate(batch["obs"], batch["hidden"], batch["starts"], batch["action"], batch["avail"])[0]
+        return self.actors[g].evaluate(batch.obs, batch.hidden, batch.starts, batch.action, batch.avail)[0]
 
     def group_name(self, g: int) -> str:
         agents = self.groups[g]
         return f"agent_{agents[0]}" if len(agents) == 1 else "shared"
 
-    def train_critic(self, data: dict[str, torch.Tensor]) -> dict[str, float]:
-        """critic_epoch × num_mini_batch value-loss steps on T·E (state, return) pairs; ValueNorm
-        is updated with each mini-batch's returns before normalising them (as HARL)."""
+    def train_critic(self, state: torch.Tensor, v_old: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
+        """critic_epoch × num_mini_batch value-loss steps on the T·E (state [T, E, S], V_old,
+        return [T, E]) samples; ValueNorm is updated with each mini-batch's returns before
+        normalising them (as HARL)."""
         c, history = self.config, []
-        state, v_old, returns = data["state"].flatten(0, 1), data["v_old"].flatten(), data["returns"].flatten()
+        state, v_old, flat_returns = state.flatten(0, 1), v_old.flatten(), returns.flatten()
         for _ in range(c.critic_epoch):
             for idx in self.minibatches(state.shape[0]):
-                target = returns[idx]
+                target = flat_returns[idx]
                 if c.use_valuenorm:
                     self.value_norm.update(target)
                     target = self.value_norm.normalize(target)
@@ -583,7 +330,7 @@ class OnPolicyLearner(Algorithm):
                 self.critic_optimizer.step()
                 history.append(metrics)
         out = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
-        return out | {"value/mean": float(data["returns"].mean())}
+        return out | {"value/mean": float(returns.mean())}
 
     # -- checkpointing and probabilities -------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
