@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from envs.errors import ConfigError
+from harness.layout import RunPath
 
 LOGGERS = {"csv": None, "tensorboard": "tensorboard", "wandb": "wandb"}
 """Logger name → the package (and hasac-bench extra of the same name) it needs."""
@@ -72,18 +73,13 @@ def check_loggers(value: str | Iterable[str], wandb_mode: str | None = None) -> 
 class RunInfo:
     """What a logger attaches to a run: where it is in the sweep, its config, its provenance."""
 
-    run_dir: Path
-    suite: str
-    family: str
-    task: str
-    algo: str
-    seed: int
+    path: RunPath
     config: dict[str, Any]
     provenance: dict[str, Any]
 
     @property
     def label(self) -> str:
-        return f"{self.family}/{self.task}/{self.algo}"
+        return f"{self.path.family}/{self.path.task}/{self.path.algo}"
 
 
 @dataclass(frozen=True)
@@ -121,9 +117,9 @@ class TensorBoardLogger:
     def __init__(self, info: RunInfo):
         from torch.utils.tensorboard import SummaryWriter
 
-        for old in info.run_dir.glob(TB_EVENT_GLOB):
+        for old in info.path.dir.glob(TB_EVENT_GLOB):
             old.unlink()  # rebuilt from the CSV rows below, so nothing is shown twice
-        self.writer = SummaryWriter(log_dir=str(info.run_dir), flush_secs=TB_FLUSH_SECS)
+        self.writer = SummaryWriter(log_dir=str(info.path.dir), flush_secs=TB_FLUSH_SECS)
         self.writer.add_text("config", _code_block(json.dumps(info.config, indent=2, default=str)), 0)
         self.writer.add_text("provenance", _code_block(json.dumps(info.provenance, indent=2, default=str)), 0)
 
@@ -146,20 +142,20 @@ class WandbLogger:
         mode = options.mode or os.environ.get("WANDB_MODE") or "offline"
         if mode not in WANDB_MODES:
             raise ConfigError(f"wandb mode must be one of {', '.join(WANDB_MODES)}, got {mode!r}")
-        run_id = _wandb_run_id(info.run_dir / "wandb")
+        run_id = _wandb_run_id(info.path.dir / "wandb")
         self.run = wandb.init(
-            dir=str(info.run_dir), mode=mode, id=run_id, resume="allow",
-            project=options.project or f"hasac-bench-{info.suite}", entity=options.entity,
-            group=info.label, name=f"{info.label}/seed_{info.seed}", job_type="train",
-            tags=[info.family, info.task, info.algo],
-            config={**info.config, "provenance": info.provenance, "run_dir": str(info.run_dir)},
+            dir=str(info.path.dir), mode=mode, id=run_id, resume="allow",
+            project=options.project or f"hasac-bench-{info.path.suite}", entity=options.entity,
+            group=info.label, name=f"{info.label}/seed_{info.path.seed}", job_type="train",
+            tags=[info.path.family, info.path.task, info.path.algo],
+            config={**info.config, "provenance": info.provenance, "run_dir": str(info.path)},
             settings=wandb.Settings(console="off", silent=True),
         )
         # Online, a resumed run already holds every step below run.step; offline starts anew.
         self.first_step = self.run.step if mode == "online" else 0
         if mode == "offline":
             current = Path(self.run.dir).parent
-            for old in (info.run_dir / "wandb").glob(f"offline-run-*-{run_id}"):
+            for old in (info.path.dir / "wandb").glob(f"offline-run-*-{run_id}"):
                 if old.resolve() != current.resolve():
                     shutil.rmtree(old, ignore_errors=True)
 

@@ -26,32 +26,12 @@ from typing import Any
 
 import yaml
 
+from harness.layout import RunPath
 from harness.records import atomic_write_json, heartbeat_age_seconds, read_meta
 
 JOBS_FILE = "jobs.json"
 """<results_dir>/<suite>/jobs.json: every run a sweep launched there ({run path: budget})."""
 DEFAULT_STALE_MIN = 30.0
-
-
-@dataclass(frozen=True)
-class RunPath:  # the results layout of harness/records.py, read back
-    dir: Path
-
-    @classmethod
-    def find(cls, root: Path) -> list["RunPath"]:
-        return [cls(d) for d in sorted(root.rglob("seed_*"))
-                if d.is_dir() and ".submitit" not in d.parts and len(d.relative_to(root).parts) in (4, 5)]
-
-    family = property(lambda self: self.dir.parts[-4])
-    task = property(lambda self: self.dir.parts[-3])
-    algo = property(lambda self: self.dir.parts[-2])
-    seed = property(lambda self: int(self.dir.name.removeprefix("seed_")))
-    config = property(lambda self: self.dir / "config.yaml")
-    train_csv = property(lambda self: self.dir / "train.csv")
-    eval_csv = property(lambda self: self.dir / "eval.csv")
-    summary = property(lambda self: self.dir / "summary.json")
-    error = property(lambda self: self.dir / "error.txt")
-    done = property(lambda self: (self.dir / "DONE").exists())
 STATES = ("done", "running", "stale", "failed", "new")
 
 
@@ -142,7 +122,7 @@ def _last_eval(run: RunPath) -> tuple[str, float, int] | None:
 
 def read_status(run: RunPath, budget: int | None, stale_after_min: float | None) -> RunStatus:
     """The state of one run from its files alone."""
-    meta = read_meta(run.dir)
+    meta = read_meta(run)
     config = _config(run)
     status = RunStatus(run, "new", budget=config.get("budget", budget), last_eval=_last_eval(run))
     row = last_row(run.train_csv)
