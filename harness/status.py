@@ -54,16 +54,19 @@ class RunStatus:
         return 0 if self.state == "done" or self.budget is None else max(self.budget - self.env_steps, 0)
 
 
-def record_jobs(suite_dir: Path, budgets: dict[Path, int]) -> None:
-    """Add a sweep's runs ({run dir: budget}) to the suite's job list, so that status knows
-    the seeds that have not started yet."""
-    path = suite_dir / JOBS_FILE
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
-    known.update({str(run_dir.relative_to(suite_dir)): budget for run_dir, budget in budgets.items()})
-    atomic_write_json(path, known)
+def record_jobs(budgets: dict[RunPath, int]) -> None:
+    """Add a sweep's runs and budgets to their suite's jobs.json, so that status knows the
+    seeds that have not started yet (a run directory exists only once its job starts)."""
+    suites: dict[Path, dict[str, int]] = {}
+    for run, budget in budgets.items():
+        suite_dir = run.dir.parents[3]
+        suites.setdefault(suite_dir, {})[run.dir.relative_to(suite_dir).as_posix()] = budget
+    for suite_dir, added in suites.items():
+        try:
+            known = json.loads((suite_dir / JOBS_FILE).read_text())
+        except (OSError, ValueError):
+            known = {}
+        atomic_write_json(suite_dir / JOBS_FILE, known | added)
 
 
 def last_row(path: Path, chunk: int = 65536) -> dict[str, str] | None:

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from harness import status
+from harness.layout import RunPath
 
 NOW = dt.datetime.now(dt.timezone.utc)
 
@@ -62,9 +63,9 @@ def suite(tmp_path: Path) -> Path:
     write_run(root, "hasac", 3, "failed", 5_000, started_s=110, beat_s=10)
     for seed in (0, 1):
         write_run(root, "mappo", seed, "done", 100_000, evals=[-75.0, -65.0 - seed])
-    jobs = {root / "mpe" / "simple_spread" / a / f"seed_{k}": 100_000 for a, n in (("hasac", 5), ("mappo", 2))
-            for k in range(n)}
-    status.record_jobs(root, jobs)
+    jobs = {RunPath(root / "mpe" / "simple_spread" / a / f"seed_{k}"): 100_000
+            for a, n in (("hasac", 5), ("mappo", 2)) for k in range(n)}
+    status.record_jobs(jobs)
     return root
 
 
@@ -154,7 +155,7 @@ def test_last_row_ignores_a_torn_line_and_reads_long_files_from_the_end(tmp_path
 
 def test_jobs_file_keeps_earlier_sweeps(tmp_path: Path):
     root = tmp_path / "quick"
-    status.record_jobs(root, {root / "mpe/simple_spread/hasac/seed_0": 1000})
-    status.record_jobs(root, {root / "mpe/simple_spread/mappo/seed_0": 2000})
+    status.record_jobs({RunPath(root / "mpe/simple_spread/hasac/seed_0"): 1000})
+    status.record_jobs({RunPath(root / "mpe/simple_spread/mappo/seed_0"): 2000})
     runs = status.collect(root)
     assert [(r.path.algo, r.state, r.budget) for r in runs] == [("hasac", "new", 1000), ("mappo", "new", 2000)]
