@@ -42,7 +42,6 @@ from harness.layout import RunPath
 LOGGERS = {"csv": None, "tensorboard": "tensorboard", "wandb": "wandb"}
 """Logger name → the package (and hasac-bench extra of the same name) it needs."""
 WANDB_MODES = ("offline", "online")
-TB_EVENT_GLOB = "events.out.tfevents.*"
 TB_FLUSH_SECS = 10
 
 
@@ -90,6 +89,19 @@ class WandbOptions:
     entity: str | None = None
 
 
+@dataclass(frozen=True)
+class LoggerSettings:
+    """The run keys `logger`, `wandb_mode`, `wandb_project`, `wandb_entity`."""
+
+    names: tuple[str, ...] = ("csv",)
+    wandb: WandbOptions = WandbOptions()
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> LoggerSettings:
+        return cls(tuple(check_loggers(cfg.logger, cfg.wandb_mode)),
+                   WandbOptions(cfg.wandb_mode, cfg.wandb_project, cfg.wandb_entity))
+
+
 def tag(table: str, column: str) -> str:
     return column if "/" in column else f"{table}/{column}"
 
@@ -117,7 +129,7 @@ class TensorBoardLogger:
     def __init__(self, info: RunInfo):
         from torch.utils.tensorboard import SummaryWriter
 
-        for old in info.path.dir.glob(TB_EVENT_GLOB):
+        for old in info.path.tensorboard_events:
             old.unlink()  # rebuilt from the CSV rows below, so nothing is shown twice
         self.writer = SummaryWriter(log_dir=str(info.path.dir), flush_secs=TB_FLUSH_SECS)
         self.writer.add_text("config", _code_block(json.dumps(info.config, indent=2, default=str)), 0)
@@ -141,22 +153,26 @@ class WandbLogger:
 
         mode = options.mode or os.environ.get("WANDB_MODE") or "offline"
         if mode not in WANDB_MODES:
-            raise ConfigError(f"wandb mode must be one of {', '.join(WANDB_MODES)}, got {mode!r}")
-        run_id = _wandb_run_id(info.path.dir / "wandb")
-        self.run = wandb.init(
-            dir=str(info.path.dir), mode=mode, id=run_id, resume="allow",
-            project=options.project or f"hasac-bench-{info.path.suite}", entity=options.entity,
-            group=info.label, name=f"{info.label}/seed_{info.path.seed}", job_type="train",
-            tags=[info.path.family, info.path.task, info.path.algo],
-            config={**info.config, "provenance": info.provenance, "run_dir": str(info.path)},
-            settings=wandb.Settings(console="off", silent=True),
-        )
+            raise ConfigError(f"W&B mode must be one of {', '.join(WANDB_MODES)}, got {mode!r}")
+        run_id = _wandb_run_id(info.path.wandb)
+        try:
+            self.run = wandb.init(
+                dir=str(info.path.dir), mode=mode, id=run_id, resume="allow",
+                project=options.project or f"hasac-bench-{info.path.suite}", entity=options.entity,
+                group=info.label, name=f"{info.label}/seed_{info.path.seed}", job_type="train",
+                tags=[info.path.family, info.path.task, info.path.algo],
+                config={**info.config, "provenance": info.provenance, "run_dir": str(info.path)},
+                settings=wandb.Settings(console="off", silent=True),
+            )
+        except wandb.errors.Error as exc:  # e.g. online without `wandb login`
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            raise ConfigError(f"W&B could not start the run ({mode}): {lines[0]}") from None
         # Online, a resumed run already holds every step below run.step; offline starts anew.
         self.first_step = self.run.step if mode == "online" else 0
         if mode == "offline":
-            current = Path(self.run.dir).parent
-            for old in (info.path.dir / "wandb").glob(f"offline-run-*-{run_id}"):
-                if old.resolve() != current.resolve():
+            current = Path(self.run.dir).parent.resolve()
+            for old in info.path.wandb.glob(f"offline-run-*-{run_id}"):
+                if old.resolve() != current:
                     shutil.rmtree(old, ignore_errors=True)
 
     def log(self, table: str, row: dict[str, Any]) -> None:
@@ -165,7 +181,7 @@ class WandbLogger:
             self.run.log(scalars(table, row), step=step)
 
     def flush(self) -> None:
-        pass  # wandb-core writes each record as it comes
+        pass  # wandb-core writes its file itself, every 15 s and at the end
 
     def close(self, failed: bool = False) -> None:
         self.run.finish(exit_code=1 if failed else 0)
@@ -173,13 +189,14 @@ class WandbLogger:
 
 def _wandb_run_id(folder: Path) -> str:
     """The run directory's W&B id, made once and kept beside W&B's own files."""
-    from harness.records import atomic_write_text
-
     path = folder / "run_id"
     if path.exists():
         return path.read_text().strip()
     run_id = uuid.uuid4().hex[:16]
-    atomic_write_text(path, run_id + "\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".run_id.tmp"
+    tmp.write_text(run_id + "\n")
+    os.replace(tmp, path)  # never a torn id
     return run_id
 
 
@@ -207,18 +224,18 @@ class Loggers:
         self.sinks = []
 
 
-def open_loggers(names: Iterable[str], info: RunInfo, options: WandbOptions = WandbOptions(),
-                 train_rows: list[dict] = (), eval_rows: list[dict] = ()) -> Loggers:
+def open_loggers(settings: LoggerSettings, info: RunInfo, train_rows: list[dict] = (),
+                 eval_rows: list[dict] = ()) -> Loggers:
     """Open the selected loggers (besides csv) for a run whose CSV tables hold `train_rows`
     and `eval_rows` (empty for a new run, the rows up to the checkpoint for a resumed one);
     those rows are written to the loggers first."""
     sinks: list[Any] = []
     try:
-        for name in names:
+        for name in settings.names:
             if name == "tensorboard":
                 sinks.append(TensorBoardLogger(info))
             elif name == "wandb":
-                sinks.append(WandbLogger(info, options))
+                sinks.append(WandbLogger(info, settings.wandb))
     except BaseException:
         Loggers(sinks).close(failed=True)
         raise

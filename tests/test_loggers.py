@@ -5,6 +5,7 @@ run killed and resumed; a missing package stops a run before it writes anything.
 from __future__ import annotations
 
 import math
+import os
 import struct
 import sys
 from pathlib import Path
@@ -88,7 +89,7 @@ def csv_points(run_dir: Path) -> dict[str, dict[int, float]]:
     """What the loggers must hold: every non-empty cell of train.csv and eval.csv."""
     out: dict[str, dict[int, float]] = {}
     for table in ("train", "eval"):
-        frame = pd.read_csv(run_dir / f"{table}.csv")
+        frame = pd.read_csv(run_dir / f"{table}.csv", float_precision="round_trip")
         for column in frame.columns.drop("env_steps"):
             cells = frame[["env_steps", column]].dropna()
             out[loggers.tag(table, column)] = dict(zip(cells["env_steps"].astype(int), cells[column].astype(float)))
@@ -128,3 +129,105 @@ def test_rows_are_logged_in_the_loops_order_without_empty_cells():
                                                                  ("eval", 200)]
     assert loggers.scalars("train", train[1]) == {"train/episodes": 3.0}
     assert loggers.scalars("eval", evals[0]) == {"eval/eval_return_mean": -1.0}
+
+
+ARGS = ["env=mpe", "task=simple_spread", "algo=hasac", "algo.warmup_steps=200", "algo.train_every=100",
+        "algo.updates_per_train=2", "algo.batch_size=32", "algo.hidden_sizes=[32,32]", "budget=2000",
+        "eval_every=500", "log_every=250", "n_envs=4", "eval_n_envs=2", "eval_episodes=2", "progress=false",
+        "logger=csv,tensorboard,wandb"]
+RUN = Path("adhoc/mpe/simple_spread/hasac/seed_0")
+KILL_AFTER_ROW = 1252
+"""The train row after which the killed run dies: past the checkpoint at 1000, before the next."""
+KILLED_CHILD = f"""
+import os, signal, sys
+import harness.records
+from harness.run import main
+write = harness.records.RunRecord.add_train_row
+def add_train_row(self, row):
+    write(self, row)
+    if row["env_steps"] >= {KILL_AFTER_ROW}:
+        self.loggers.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+harness.records.RunRecord.add_train_row = add_train_row
+main(sys.argv[1:])
+"""
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    """A short HASAC run (updates included) with every logger."""
+    from harness.run import main
+
+    root = tmp_path_factory.mktemp("straight")
+    assert main([*ARGS, f"results_dir={root}"]) == 0
+    return root / RUN
+
+
+def test_loggers_hold_exactly_the_csv_rows_with_config_and_provenance(straight: Path):
+    import json
+
+    expected = csv_points(straight)
+    assert {"loss/critic", "train/train_return_mean", "eval/eval_return_mean", "perf/sps"} <= set(expected)
+    assert len(list(straight.glob("events.out.tfevents.*"))) == 1
+    assert_same_points(tensorboard_scalars(straight), expected, as_float32=True)
+    run, history = wandb_run(straight)
+    assert_same_points(history, expected, as_float32=False)
+    meta = json.loads((straight / "meta.json").read_text())
+    assert run["id"] == (straight / "wandb" / "run_id").read_text().strip()
+    assert (run["project"], run["group"], run["name"]) == (
+        "hasac-bench-adhoc", "mpe/simple_spread/hasac", "mpe/simple_spread/hasac/seed_0")
+    assert run["config"]["provenance"]["git"] == meta["git"]
+    assert run["config"]["budget"] == 2000 and run["config"]["algo"]["batch_size"] == 32
+
+
+def test_tensorboard_has_the_config_text(straight: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(straight))
+    accumulator.Reload()
+    [config] = accumulator.Tensors("config/text_summary")
+    assert '"budget": 2000' in config.tensor_proto.string_val[0].decode()
+
+
+def test_a_killed_and_resumed_run_logs_each_point_once(straight: Path, tmp_path: Path):
+    import json
+    import subprocess
+
+    from harness.run import main
+
+    run = tmp_path / RUN
+    own_service = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}  # as a requeued job: its own wandb-core
+    child = subprocess.run([sys.executable, "-c", KILLED_CHILD, *ARGS, f"results_dir={tmp_path}"], env=own_service,
+                           capture_output=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert child.returncode == -9, child.stderr.decode()[-2000:]
+    assert json.loads((run / "meta.json").read_text())["status"] == "running"
+    killed = tensorboard_scalars(run)  # {tag: {step: value}}: points past the checkpoint at 1000
+    assert max(killed["train/episodes"]) == KILL_AFTER_ROW and max(killed["eval/eval_return_mean"]) == 1000
+    run_id = (run / "wandb" / "run_id").read_text().strip()
+    [killed_wandb] = (run / "wandb").glob("offline-run-*")
+
+    assert main([*ARGS, f"results_dir={tmp_path}"]) == 0
+    assert json.loads((run / "summary.json").read_text())["resumed_from"] == 1000
+    expected = csv_points(run)
+    assert max(expected["train/episodes"]) == 2000
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1
+    assert_same_points(tensorboard_scalars(run), expected, as_float32=True)
+    resumed, history = wandb_run(run)  # one offline run left, under the same id
+    assert resumed["id"] == run_id and not killed_wandb.exists()
+    assert_same_points(history, expected, as_float32=False)
+    for table in ("train.csv", "eval.csv"):  # and the loggers leave resume exact
+        a, b = pd.read_csv(straight / table), pd.read_csv(run / table)
+        same = [c for c in a.columns if c != "perf/sps"]
+        pd.testing.assert_frame_equal(a[same], b[same])
+
+
+def test_a_selected_logger_without_its_package_stops_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    from harness.run import main
+
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    assert main([*ARGS, f"results_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: logger=wandb needs the wandb package: pip install 'hasac-bench[wandb]'\n"
+    assert list(tmp_path.iterdir()) == []
+    assert main([*ARGS[:-1], "logger=csv,tensorbord", f"results_dir={tmp_path}"]) == 2
+    assert "unknown logger 'tensorbord'" in capsys.readouterr().err

@@ -20,6 +20,13 @@ from harness.layout import RunPath
 NOW = dt.datetime.now(dt.timezone.utc)
 
 
+@pytest.fixture(autouse=True)
+def now():
+    """One clock reading per test, so that every file of a tree is dated from it."""
+    global NOW
+    NOW = dt.datetime.now(dt.timezone.utc)
+
+
 def ago(seconds: float) -> str:
     return (NOW - dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
