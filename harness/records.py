@@ -157,7 +157,7 @@ class RunRecord:
 
     def start(self, config_yaml: str, device: str) -> None:
         self.meta = {**provenance(device), "start": now(), "end": None, "status": "running", "heartbeat": now()}
-        self._open_loggers(yaml.safe_load(config_yaml))  # one that cannot start (no W&B login) stops us here
+        self._open_loggers(yaml.safe_load(config_yaml) or {})  # one that cannot start (no W&B login) stops us here
         self.path.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path.config, config_yaml)
         atomic_write_json(self.path.meta, self.meta)
@@ -178,6 +178,8 @@ class RunRecord:
 
     def _open_loggers(self, config: dict[str, Any] | None = None) -> None:
         """Open the selected loggers, holding the rows the CSV tables hold now."""
+        if self.logger_settings.names == ("csv",):
+            return  # the CSV tables are written here anyway
         config = config if config is not None else yaml.safe_load(self.path.config.read_text()) or {}
         fields = {k: v for k, v in self.meta.items() if k not in ("status", "end", "heartbeat")}
         self.loggers = open_loggers(self.logger_settings, RunInfo(self.path, config, fields),
