@@ -60,7 +60,7 @@ def job_states(job_ids: list[str]) -> dict[str, str]:
 
 
 def follow_hint(array_ids: list[str], results_dir: Path) -> str:
-    """How to follow submitted jobs."""
+    """How to follow submitted jobs: SLURM's view, the runs' view, and the sweep's summary."""
     ids = ",".join(array_ids)
-    return (f"follow: squeue -j {ids}   |   sacct -X -j {ids}   |   rerun this command for the summary "
-            f"(logs: {results_dir}/.submitit/<job id>/)")
+    return (f"follow: squeue -j {ids}  |  python -m harness.status {results_dir}  |  rerun this command "
+            f"for the summary (job logs: {results_dir}/.submitit/<job id>/)")
