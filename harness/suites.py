@@ -16,6 +16,8 @@ from envs.errors import ConfigError
 SUITE_DIR = Path(__file__).resolve().parent / "conf" / "suite"
 ADHOC = "adhoc"
 """The suite of runs given on the command line alone."""
+LIST_KEYS = ("logger",)
+"""Keys whose `key=a,b` is one list value (`logger=csv,tensorboard`), never a sweep."""
 
 
 def available_suites() -> list[str]:
@@ -65,7 +67,11 @@ def split_overrides(argv: list[str]) -> tuple[list[str], dict[str, list[str]]]:
         raise ConfigError(f"cannot parse overrides: {str(exc).splitlines()[0]}") from None
     plain, swept = [], {}
     for override in parsed:
-        if override.is_sweep_override():
+        key = override.key_or_group
+        if key in LIST_KEYS and not isinstance(override.value(), list):
+            values = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
+            plain.append(f"{key}=[{','.join(str(v) for v in values)}]")
+        elif override.is_sweep_override():
             swept[override.key_or_group] = list(override.sweep_string_iterator())
         else:
             plain.append(override.input_line)

@@ -29,6 +29,7 @@ from harness.launch import launch, load_cluster_profile, slurm_executor
 from harness.layout import RunPath
 from harness.records import check_writable, heartbeat_age_seconds, read_meta
 from harness.settings import Settings
+from harness.status import record_jobs
 from harness.suites import entry_overrides, load_suite, split_overrides
 
 def seed_list(base: DictConfig, plain: list[str], swept: dict[str, list[str]]) -> list[str]:
@@ -146,6 +147,7 @@ def run_sweep(argv: list[str]) -> int:
     for job, age in stale_runs(jobs, base.stale_after_min * 60):
         print(f"stale: {job.path} says running but its heartbeat is {age / 60:.0f} min old "
               "(the process died); it resumes from its checkpoint")
+    record_jobs({job.path: job.budget for job in jobs if job.compatible})  # for harness.status
     total = sum(j.compatible for j in jobs)
     seen: list[Outcome] = []
 
