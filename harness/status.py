@@ -187,6 +187,12 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 60:.0f}m" if seconds < 5400 else f"{seconds / 3600:.1f}h"
 
 
+def _hours(hours: float | None) -> str:
+    if hours is None:
+        return "?"
+    return "0" if hours == 0 else f"{hours:.{0 if hours >= 10 else 1 if hours >= 1 else 2}f}"
+
+
 def _steps(n: float) -> str:
     unit = next(((d, u) for d, u in ((1e9, "G"), (1e6, "M"), (1e3, "k")) if n >= d), (1, ""))
     return f"{n / unit[0]:.1f}".removesuffix(".0") + unit[1]
@@ -209,7 +215,7 @@ def _group_row(runs: list[RunStatus]) -> list[str]:
             f"{_steps(sum(r.env_steps for r in runs))}/{_steps(budget) if budget else '?'}",
             f"{shown_rate:.0f}" if shown_rate else "-",
             _duration(eta) if running else "-",
-            "?" if work is None else f"{work:.1f}", evals]
+            _hours(work), evals]
 
 
 HEADER = ["task", "algo", "done", "run", "stale", "fail", "new", "env steps", "steps/s", "eta",

@@ -1,7 +1,8 @@
 """The command line and the suites, before anything is composed: Hydra's override parser
 splits swept keys from plain ones, and `conf/suite/<name>.yaml` files list runs (env, task,
-budget, eval_every, variant, overrides; default `algos`; per-algorithm `algo_overrides`;
-`include` of other suites). Light on imports (no torch): the entry point reads the families
+budget, eval_every, variant, overrides, per-algorithm `algo_overrides`, and the run's own
+`algos` and `seeds`), the suite's default `algos` and `seeds`, per-algorithm
+`algo_overrides`, and `include` of other suites. Light on imports (no torch): the entry point reads the families
 a command line reaches from here before anything imports torch."""
 
 from __future__ import annotations

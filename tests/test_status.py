@@ -104,7 +104,7 @@ def test_table_counts_seeds_and_estimates_time_left(suite: Path):
     assert row[10] == f"{left:.1f}"
     assert row[11:] == ["0:-60.5", "1:-70.2", "2:2", "3:2", "4:-"]
     mappo = next(line.split() for line in lines if line.split()[:2] == ["mpe/simple_spread", "mappo"])
-    assert mappo[2:7] == ["2", "0", "0", "0", "0"] and mappo[9:11] == ["-", "0.0"]
+    assert mappo[2:7] == ["2", "0", "0", "0", "0"] and mappo[9:11] == ["-", "0"]
     assert lines[-1].endswith("7 runs: 3 done, 1 running, 1 stale, 1 failed, 1 not started")
     assert any(line.startswith("failed ") and "hasac s3" in line for line in lines)
     assert any(line.startswith("stale ") and "hasac s2" in line for line in lines)
@@ -124,8 +124,10 @@ def test_exit_status_is_nonzero_for_failed_or_stale_runs(suite: Path, tmp_path: 
 
 def test_stale_after_overrides_the_runs_own_limit(tmp_path: Path):
     root = tmp_path / "quick"
-    write_run(root, "hasac", 0, "running", 10_000, beat_s=600)  # 10 min old, the run's limit is 30
+    write_run(root, "hasac", 0, "running", 10_000, started_s=800, beat_s=600)  # 10 min old, the run's limit is 30
     assert status.collect(root)[0].state == "running"
+    row = status.render(status.collect(root), root).splitlines()[1].split()
+    assert row[10] == f"{90_000 / 50 / 3600:.2f}"  # under an hour of work left: two decimals
     assert status.collect(root, stale_after_min=5)[0].state == "stale"
     assert status.main([str(root), "--stale-after", "5"]) == 1
 
