@@ -86,6 +86,9 @@ class RunConfig(LoopConfig):
     """A `running` run whose heartbeat is older than this is reported as stale (dead)."""
     choices: Optional[Dict[str, str]] = None
     """Filled in by the harness: which env/algo yaml was composed."""
+    fidelity: Optional[Dict[str, str]] = None
+    """Filled in by the harness: the fidelity switches away from the official behaviour
+    ({"algo.box_action": "affine", ...}; {} = official behaviour; envs/fidelity.py)."""
 
 
 @dataclass(kw_only=True)

@@ -62,6 +62,21 @@ def smac_tree(root: Path) -> Path:
     return suite
 
 
+def test_source_column_says_official_behaviour_or_names_the_switches(tmp_path):
+    suite = tmp_path / "fidelity"
+    for k in range(3):
+        write_run(suite / "mpe" / "simple_spread" / "hasac" / f"seed_{k}", STEPS, np.array([-120.0, -80.0, -70.0 - k]),
+                  summary={"fidelity": {}})
+        write_run(suite / "mpe" / "simple_spread-reward.mpe2" / "hasac" / f"seed_{k}", STEPS, np.array([-80.0, -40.0, -30.0 - k]),
+                  summary={"fidelity": {"env.reward": "mpe2", "algo.box_action": "affine"}})
+        write_run(suite / "mpe" / "simple_reference" / "hasac" / f"seed_{k}", STEPS, np.array([-60.0, -30.0, -20.0]))
+    out = write_report([suite], tmp_path / "report", reps=100, seed=0, normalisation="observed", figures=False)
+    source = pd.read_csv(out / "table.csv").set_index("task")["source"]
+    assert source["simple_spread"].endswith("; official behaviour")
+    assert source["simple_spread-reward.mpe2"].endswith("; differs: algo.box_action=affine, env.reward=mpe2")
+    assert source["simple_reference"].endswith("; fidelity not recorded")  # a run from before the record
+
+
 def test_table_rows_carry_published_numbers_and_verdicts(tmp_path):
     out = write_report([smac_tree(tmp_path)], tmp_path / "report", reps=500, seed=0, normalisation="paper", figures=False)
     table = pd.read_csv(out / "table.csv").set_index("algo")
