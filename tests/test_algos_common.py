@@ -343,3 +343,21 @@ def test_suites_run_the_official_off_policy_thread_counts(suite):
             assert int(value.get("n_envs", 8)) == next(OFF_POLICY_THREADS[k] for k in keys if k in OFF_POLICY_THREADS), (value["task"], algo)
             seen.add(algo)
     assert seen
+
+
+def test_fidelity_suite_variants_each_set_exactly_their_named_switch():
+    """suite=fidelity: a run named fid.<switch>.<value> differs from the official behaviour
+    in that switch alone (algo or env); the others are the official runs of their task."""
+    from harness.config import load_settings
+    from harness.sweep import expand
+
+    _, jobs = expand(["suite=fidelity", "seeds=1"])
+    named = 0
+    for overrides in jobs:
+        variant = dict(o.split("=", 1) for o in overrides).get("variant", "")
+        _, cfg = load_settings(overrides)
+        tokens = [t for t in variant.split("-") if t.startswith("fid.")]
+        expected = dict(token.split(".")[1:] for token in tokens)
+        assert {k.split(".", 1)[1]: v for k, v in dict(cfg.fidelity).items()} == expected, overrides
+        named += bool(tokens)
+    assert named >= 10
