@@ -24,13 +24,15 @@ from envs import FAMILIES, family_module, make_config
 from envs.errors import ConfigError
 from envs.fidelity import differing
 from harness.layout import RunPath, task_dir, variant_label
+from harness.loggers import check_loggers
 from harness.settings import LAUNCHERS, LoopConfig, RunConfig, Settings
 from harness.suites import available_suites
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 # Keys that say how or where to run, not what is computed: a rerun may change them freely;
 # and `fidelity`, derived from the algo/env fields that are compared anyway.
-VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "seeds", "results_dir", "torch_threads", "fidelity")
+VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "seeds", "results_dir", "torch_threads",
+                 "logger", "wandb_mode", "wandb_project", "wandb_entity", "fidelity")
 
 
 def register_schemas() -> None:
@@ -130,6 +132,7 @@ def load_settings(overrides: list[str]) -> tuple[Settings, DictConfig]:
     except Exception as exc:
         raise ConfigError(first_line(exc)) from None
     env_fields.pop("family")
+    check_loggers(cfg.logger, cfg.wandb_mode)  # a missing package stops the run before it writes
     cfg.choices = {k: choices[k] for k in ("env", "algo")}  # which algo/env yaml was used: config.yaml alone identifies the run
     loop_keys = {f.name: cfg[f.name] for f in dataclasses.fields(LoopConfig)}
     settings = Settings(

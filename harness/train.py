@@ -30,6 +30,7 @@ from harness.checkpoint import load_checkpoint, save_checkpoint, set_global_rng_
 from harness.config import check_same_config, fidelity_of, load_settings, run_path
 from harness.evaluate import EvalResult, evaluate, study_envs
 from harness.layout import RunPath
+from harness.loggers import LoggerSettings
 from harness.loop import TrainingDiverged, rounds
 from harness.records import RunRecord
 from harness.settings import Settings
@@ -206,7 +207,7 @@ def run_one(overrides: list[str]) -> tuple[RunPath, str]:
     config_yaml = OmegaConf.to_yaml(cfg)
     check_same_config(path, config_yaml)
     prepared = prepare(settings)  # every bad input fails here, before any file is written
-    record = RunRecord(path)
+    record = RunRecord(path, LoggerSettings.from_config(cfg))
     try:
         record.lock()
         resume = path.state == "resume"

@@ -42,8 +42,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from envs.base import BatchedEnv, EnvSpec, EpisodeStats, ProcessBatchedEnv, Step, final_views
-from envs.dexhands.convert import RestartSnapshots, device_actions, float32_box, host
 from envs.dexhands import tasks
+from envs.dexhands.convert import RestartSnapshots, device_actions, float32_box, host
 from envs.dexhands.tasks import ISAACLAB_MODULES, Config, episode_length
 from envs.errors import ConfigError, EnvUnavailable
 
