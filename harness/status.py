@@ -256,21 +256,23 @@ def main(argv: list[str] | None = None) -> int:
     if not args.root.is_dir():
         print(f"error: {args.root} is not a directory (give results/<suite>)", file=sys.stderr)
         return 2
-    while True:
-        runs = collect(args.root, args.stale_after)
-        if not runs:
-            print(f"error: no runs under {args.root} (give results/<suite>)", file=sys.stderr)
-            return 2
-        if args.watch is not None and sys.stdout.isatty():
-            print("\033[H\033[2J", end="")
-        stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{stamp}\n{render(runs, args.root)}", flush=True)
-        if args.watch is None:
-            return exit_code(runs)
-        try:
+    code = 0
+    try:
+        while True:
+            runs = collect(args.root, args.stale_after)
+            if not runs:
+                print(f"error: no runs under {args.root} (give results/<suite>)", file=sys.stderr)
+                return 2
+            if args.watch is not None and sys.stdout.isatty():
+                print("\033[H\033[2J", end="")
+            stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{stamp}\n{render(runs, args.root)}", flush=True)
+            code = exit_code(runs)
+            if args.watch is None:
+                return code
             time.sleep(args.watch)
-        except KeyboardInterrupt:
-            return exit_code(runs)
+    except KeyboardInterrupt:  # the way out of --watch: the last table's status
+        return code
 
 
 if __name__ == "__main__":

@@ -168,3 +168,19 @@ def test_jobs_file_keeps_earlier_sweeps(tmp_path: Path):
     status.record_jobs({RunPath(root / "mpe/simple_spread/mappo/seed_0"): 2000})
     runs = status.collect(root)
     assert [(r.path.algo, r.state, r.budget) for r in runs] == [("hasac", "new", 1000), ("mappo", "new", 2000)]
+
+
+def test_watch_refreshes_until_interrupted_and_exits_with_the_last_status(suite: Path):
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "harness.status", str(suite), "--watch", "0.2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    seen, deadline = [], time.time() + 120
+    while len([line for line in seen if line.startswith("task ")]) < 2 and time.time() < deadline:
+        seen.append(proc.stdout.readline())
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert len([line for line in seen if line.startswith("task ")]) == 2
+    assert proc.returncode == 1 and "Traceback" not in err  # a failed and a stale run in the tree
