@@ -28,8 +28,8 @@ from algos.common.registry import algorithm_class, check_compatible
 from envs.base import EnvSpec, Step, VecEnv
 from envs.errors import ConfigError, UserError
 from harness.checkpoint import load_checkpoint, save_checkpoint, set_global_rng_state
-from harness.config import check_same_config, load_settings, run_path
 from harness import preempt
+from harness.config import check_same_config, fidelity_of, load_settings, run_path
 from harness.evaluate import EvalResult, evaluate, study_envs
 from harness.layout import RunPath
 from harness.loggers import LoggerSettings
@@ -173,7 +173,7 @@ def train(p: Prepared, record: RunRecord, resume: bool = False) -> dict[str, Any
             last_log_time, loop.last_log_steps = time.perf_counter(), loop.env_steps
             loop.next_log += s.log_every
     bar.close()
-    return summary_of(loop, spec, steps_at_start if resume else None)
+    return summary_of(loop, spec, steps_at_start if resume else None, fidelity_of(s))
 
 
 def train_row(loop: LoopState, elapsed: float) -> dict[str, float]:
@@ -187,12 +187,13 @@ def train_row(loop: LoopState, elapsed: float) -> dict[str, float]:
     }
 
 
-def summary_of(loop: LoopState, spec: EnvSpec, resumed_from: int | None) -> dict[str, Any]:
-    """summary.json: the counters and the final evaluation."""
+def summary_of(loop: LoopState, spec: EnvSpec, resumed_from: int | None, fidelity: dict[str, str]) -> dict[str, Any]:
+    """summary.json: the counters, the final evaluation and the fidelity switches away
+    from the official behaviour ({} = official behaviour)."""
     summary = {
         "env_steps": loop.env_steps, "updates": loop.updates, "train_episodes": loop.episodes,
         "wall_seconds": loop.wall_seconds, "resumed_from": resumed_from,
-        **loop.last_eval.row(spec.success_metric),
+        **loop.last_eval.row(spec.success_metric), "fidelity": fidelity,
     }
     if spec.results_note:
         summary["results_note"] = spec.results_note
