@@ -48,11 +48,22 @@ class Job:
         return self.verdict == RUNNABLE
 
 
+FINE = frozenset({"done", "resumed", "skipped", "submitted", "queued", "busy"})
+
+
 @dataclass
 class Outcome:
     job: Job
     status: str
-    """done | resumed | skipped | failed | failed: nan | submitted."""
+    """done | resumed | skipped | submitted | queued (SLURM runs it) | busy (another process
+    trains it) — or, needing a rerun: failed | failed: nan | cancelled | timeout |
+    interrupted (stopped on a signal, checkpoint written). Jobs that cannot run here have
+    no outcome: the summary lists them with their reasons."""
+
+    @property
+    def fine(self) -> bool:
+        """Nothing is asked of the user (any other outcome makes the sweep exit 1)."""
+        return self.status in FINE
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -106,14 +117,14 @@ def plan_table(jobs: list[Job], book: RateBook, hint: str) -> str:
 
 def summary_table(outcomes: list[Outcome], jobs: list[Job]) -> str:
     """The closing summary of a real run: how each runnable job ended (seeds of a task and
-    algorithm together; each failure on its own line with its error.txt), the counts, and
-    the jobs that could not run here and why."""
+    algorithm together; each outcome that needs a rerun on its own line, with its detail and
+    error.txt), the counts, and the jobs that could not run here and why."""
     counts: dict[str, int] = {}
     grouped: dict[tuple[str, str, str], list[Outcome]] = {}
     failures = []
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
-        if outcome.status.startswith("failed"):
+        if not outcome.fine:
             error = f"  [{outcome.job.path.error}]" if outcome.job.path.error.exists() else ""
             failures.append(f"{outcome.status:<12} {outcome.job.label}  {outcome.detail}{error}")
         else:

@@ -72,7 +72,8 @@ class RunConfig(LoopConfig):
     """Apply harness/conf/tuned/<algo>.yaml for this family/task before the command line."""
     variant: str = ""
     """Label appended to the task in the results path (task-variant), for suites that run
-    one task in several configurations (e.g. discrete MPE)."""
+    one task in several configurations (`alpha0.2`). Env fields that change the task's
+    spaces label themselves (`env.continuous_actions=false` → `-discrete`, harness/layout.py)."""
     launcher: Any = MISSING
     """Where jobs run: local | submitit_local | slurm (harness/launch.py)."""
     cluster: Optional[str] = None
@@ -83,8 +84,20 @@ class RunConfig(LoopConfig):
     """Print the job table and estimated device-hours; launch nothing."""
     stale_after_min: float = 30.0
     """A `running` run whose heartbeat is older than this is reported as stale (dead)."""
+    logger: List[str] = field(default_factory=lambda: ["csv"])
+    """Where train.csv/eval.csv rows also go: `logger=csv,tensorboard,wandb`, any subset; csv
+    is always on (harness/loggers.py)."""
+    wandb_mode: Optional[str] = None
+    """offline | online; None: $WANDB_MODE, else offline (files in the run's wandb/)."""
+    wandb_project: Optional[str] = None
+    """W&B project; None: hasac-bench-<suite>."""
+    wandb_entity: Optional[str] = None
+    """W&B user or team; None: the logged-in user's default."""
     choices: Optional[Dict[str, str]] = None
     """Filled in by the harness: which env/algo yaml was composed."""
+    fidelity: Optional[Dict[str, str]] = None
+    """Filled in by the harness: the fidelity switches away from the official behaviour
+    ({"algo.box_action": "affine", ...}; {} = official behaviour; envs/fidelity.py)."""
 
 
 @dataclass(kw_only=True)
@@ -98,6 +111,8 @@ class Settings(LoopConfig):
     env_fields: dict[str, Any]
 
     def validate(self) -> None:
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
+            raise ConfigError(f"seed must be an integer in [0, 2**31), got {self.seed!r}")
         for name in ("budget", "n_envs", "eval_every", "eval_episodes", "eval_n_envs", "log_every", "torch_threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

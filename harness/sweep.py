@@ -28,26 +28,43 @@ from harness.config import check_same_config, compose, load_settings, register_s
 from harness.estimate import CostQuery, RateBook, device_kind
 from harness.jobcheck import Prober, classify
 from harness.jobs import Job, Outcome, not_runnable_lines, plan_table, steps_done, summary_table
-from harness.launch import launch, load_cluster_profile, slurm_parameters
+from harness.launch import launch, load_cluster_profile, slurm_executor
 from harness.layout import sweep_log
-from harness.records import heartbeat_age_seconds, read_meta
+from harness.records import check_writable, heartbeat_age_seconds, read_meta
 from harness.settings import Settings
+from harness.status import record_jobs
 from harness.suites import entry_overrides, load_suite, split_overrides
 
-def seed_list(base: DictConfig, plain: list[str], swept: dict[str, list[str]]) -> list[str]:
-    """Overrides for the seeds: `seeds=N` → seed=0…N−1; otherwise none (seed=K or default)."""
+def seed_list(base: DictConfig, plain: list[str], swept: dict[str, list[str]]) -> list[str] | None:
+    """Overrides for the user's seeds: `seeds=N` → seed=0…N−1; [] for seed=K; None when the
+    command line names no seed (a suite's or run's `seeds:` then applies)."""
     seeds = base.seeds
+    given = "seed" in swept or any(o.split("=", 1)[0].lstrip("+") == "seed" for o in plain)
     if seeds is None:
-        return []
-    if seeds < 1:
-        raise ConfigError(f"seeds must be >= 1, got {seeds}")
-    if "seed" in swept or any(o.split("=", 1)[0].lstrip("+") == "seed" for o in plain):
+        return [] if given else None
+    if given:
         raise ConfigError("give seed=K (one run) or seeds=N (seeds 0..N-1), not both")
+    return count_seeds(seeds)
+
+
+def count_seeds(seeds: Any) -> list[str]:
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise ConfigError(f"seeds must be >= 1 (an integer), got {seeds!r}")
     return [f"seed={k}" for k in range(seeds)]
 
 
+def note_pending(suite: dict[str, Any], name: str) -> None:
+    """One line naming the algorithms a suite lists (`algos:`, its own or a run's) that this
+    version does not implement; they are left out."""
+    listed = [*(suite.get("algos") or []), *(a for entry in suite["runs"] for a in entry.get("algos", []))]
+    pending = sorted(set(listed) - set(ALGORITHMS))
+    if pending:
+        print(f"note: suite {name} lists {', '.join(pending)}, not implemented in this version; left out")
+
+
 def expand(argv: list[str]) -> tuple[DictConfig, list[list[str]]]:
-    """(base config, every job's overrides) for a command line."""
+    """(base config, every job's overrides) for a command line. A suite run's `algos:` and
+    `seeds:` (else the suite's) apply unless the command line gives algo= / seeds= / seed=."""
     register_schemas()
     plain, swept = split_overrides(argv)
     # The base needs only the top-level keys, the launcher and the group choices. Algorithm and
@@ -56,16 +73,20 @@ def expand(argv: list[str]) -> tuple[DictConfig, list[list[str]]]:
     # whole, and checked, in prepare_jobs.
     base, choices = compose([o for o in plain if not o.lstrip("+~").startswith(("algo.", "env."))])
     suite = load_suite(str(base.suite))
-    if "algo" not in swept and not any(o.startswith("algo=") for o in plain) and suite.get("algos"):
-        pending = [a for a in suite["algos"] if a not in ALGORITHMS]
-        if pending:
-            print(f"note: suite {base.suite} lists {', '.join(pending)}, not implemented in this version; left out")
-        swept = {"algo": [a for a in suite["algos"] if a in ALGORITHMS], **swept}
-    seeds = seed_list(base, plain, swept) or [None]
-    keys = list(swept)
+    user_algo = "algo" in swept or any(o.startswith("algo=") for o in plain)
+    user_seeds = seed_list(base, plain, swept)
+    if not user_algo:
+        note_pending(suite, str(base.suite))
     jobs = []
     for entry in suite["runs"]:
-        for values in itertools.product(*(swept[k] for k in keys)):
+        entry_swept = dict(swept)
+        algos = entry.get("algos", suite.get("algos"))
+        if not user_algo and algos:
+            entry_swept = {"algo": [a for a in algos if a in ALGORITHMS], **swept}
+        default_seeds = entry.get("seeds", suite.get("seeds"))
+        seeds = (user_seeds if user_seeds is not None else count_seeds(default_seeds) if default_seeds is not None else []) or [None]
+        keys = list(entry_swept)
+        for values in itertools.product(*(entry_swept[k] for k in keys)):
             combo = dict(zip(keys, values))
             algo = combo.get("algo", choices["algo"])
             per_algo = [str(o) for o in suite["algo_overrides"].get(algo, [])]
@@ -144,8 +165,9 @@ def stale_runs(jobs: list[Job], stale_after_s: float) -> list[tuple[Job, float]]
 
 def run_sweep(argv: list[str], simulator_output: str = "") -> int:
     """Expand, classify, launch the runnable jobs; print the summary. 0 when every runnable
-    job ended well, 1 otherwise; a sweep with no runnable job is a ConfigError.
-    `simulator_output`: what the simulators printed before (preloads), for the sweep's log."""
+    job ended well (or is still queued or running elsewhere), 1 otherwise; a sweep with no
+    runnable job is a ConfigError. `simulator_output`: what the simulators printed before
+    (preloads), for the sweep's log."""
     base, jobs, prober = prepare_jobs(argv)
     results_dir = Path(base.results_dir)
     if base.dry_run:
@@ -157,6 +179,7 @@ def run_sweep(argv: list[str], simulator_output: str = "") -> int:
         print("\n".join(not_runnable_lines(jobs)))
         reasons = Counter(j.reason for j in jobs)
         raise ConfigError(f"no job of this sweep can run here: {reasons.most_common(1)[0][0]}")
+    check_writable(results_dir)
     printed = simulator_output + "".join(prober.output)  # what the simulators printed while the jobs were checked
     if printed:
         log = sweep_log(results_dir, str(base.suite))
@@ -165,10 +188,11 @@ def run_sweep(argv: list[str], simulator_output: str = "") -> int:
             handle.write(printed)
     launcher = OmegaConf.to_object(base.launcher)
     if launcher.name == "slurm":
-        slurm_parameters(load_cluster_profile(base.cluster))  # a bad profile fails before anything runs
+        slurm_executor(results_dir / launcher.folder, load_cluster_profile(base.cluster))  # a bad profile fails first
     for job, age in stale_runs(runnable, base.stale_after_min * 60):
         print(f"stale: {job.path} says running but its heartbeat is {age / 60:.0f} min old "
               "(the process died); it resumes from its checkpoint")
+    record_jobs({job.path: job.budget for job in runnable})  # for harness.status
     seen: list[Outcome] = []
 
     def report(outcome: Outcome) -> None:
@@ -180,6 +204,6 @@ def run_sweep(argv: list[str], simulator_output: str = "") -> int:
             print(f"skip: {outcome.job.path} is finished (DONE); delete it to run again")
 
     outcomes = launch(launcher, runnable, results_dir, base.cluster, report)
-    if len(jobs) > 1 or any(o.status.startswith("failed") for o in outcomes):
+    if len(jobs) > 1 or not all(o.fine for o in outcomes):
         print(summary_table(outcomes, jobs))
-    return 1 if any(o.status.startswith("failed") for o in outcomes) else 0
+    return 0 if all(o.fine for o in outcomes) else 1

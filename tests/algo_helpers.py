@@ -15,6 +15,7 @@ from algos.common.registry import ALGORITHMS, algorithm_class
 from algos.random_policy import RandomConfig, RandomPolicy
 from envs.base import AgentView, EnvSpec, SingleEnv, Step, VecEnv
 from envs.errors import EnvUnavailable
+from harness.loop import rounds
 
 HA_OFF_POLICY = [name for name in ALGORITHMS if issubclass(algorithm_class(name), HaOffPolicy)]
 """Every registered off-policy heterogeneous-agent algorithm (HASAC, MEHAML-KL, HATD3, ...)."""
@@ -84,17 +85,15 @@ def small_config(name: str, **overrides):
 
 
 def run_loop(algo, env: VecEnv, env_steps: int, seed: int = 0, step: Step | None = None, start: int = 0):
-    """The harness's training loop (harness/train.py), in miniature. Returns (last step, env steps)."""
+    """The harness's training loop (harness/loop.py `rounds`, which train and the bench
+    drive) for at least `env_steps` env steps. Returns (last step, env steps, the last
+    update's metrics)."""
     step = env.reset(seed) if step is None else step
     total, metrics = start, {}
-    while total < start + env_steps:
-        actions = algo.act(step, explore=True)
-        nxt = env.step(actions)
-        total += env.n_envs
-        algo.observe(step, actions, nxt)
-        while algo.ready(total):
-            metrics = algo.update()
-        step = nxt
+    for done in rounds(algo, env, step, start):
+        step, total, metrics = done.step, done.env_steps, (done.metrics[-1] if done.metrics else metrics)
+        if total >= start + env_steps:
+            break
     return step, total, metrics
 
 
@@ -115,6 +114,16 @@ def flat_params(module: torch.nn.Module) -> torch.Tensor:
 
 
 # -- slow learning checks --------------------------------------------------------------------
+SPREAD_SELF_COLLISION_RETURN = -37.5
+"""The part of every simple_spread return (official reward, 25 steps, 3 agents) that no
+policy changes: PettingZoo 1.22's self-collision term (docs/fidelity.md, E1)."""
+
+
+def beats_random_on_spread(learned: float, random_return: float, margin: float = 0.15) -> bool:
+    """`learned` improves on the random policy by `margin` of the random return net of the
+    policy-independent self-collision term (so the bar is the same under either reward)."""
+    return learned > random_return + margin * abs(random_return - SPREAD_SELF_COLLISION_RETURN)
+
 def learn_simple_spread(algo_cls, env_steps: int = 100_000, **fields) -> tuple[float, float]:
     """Train on continuous simple_spread; return (uniform-random policy's, learned
     deterministic policy's) mean evaluation return. Skips when MPE is not installed."""
