@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         have = {(r["family"], r["task"], r["algo"], r["device"]) for r in json.loads(out.read_text()).get("rates", [])}
         found = {k: v for k, v in found.items() if k not in have}
     info = machine(" ".join(["python -m harness.bench.rates", *(sys.argv[1:] if argv is None else argv)]))
-    machine_id = f"{info['host']} {info['created']}"
+    machine_id = f"{info['host']} {datetime.datetime.now().isoformat(timespec='microseconds')}"  # one per measurement
     rows = []
     for n, (key, settings) in enumerate(found.items(), 1):
         figures = measure(settings, args.seconds)
