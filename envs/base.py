@@ -16,7 +16,7 @@ import multiprocessing as mp
 import traceback
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 from gymnasium import spaces
@@ -32,6 +32,12 @@ class FamilyConfig:
     """'sync': copies step in this process; 'subproc': copies step in worker processes."""
     n_workers: int | None = None
     """Worker processes for 'subproc' (default: one per core, at most n_envs)."""
+
+    def substitute(self) -> str | None:
+        """The name of the simulator this config runs when it is a substitute for the
+        published one (SMAC's 'smax'), else None. Results of a substitute are filed apart
+        (`<task>@<name>`, harness/layout.py) and never compared with published numbers."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -142,44 +148,119 @@ class SingleEnv(ABC):
         return f"{family} envs cannot be snapshotted yet; exact resume needs get_state/set_state"
 
 
+@runtime_checkable
+class BatchedEnv(Protocol):
+    """E copies of one task behind one `reset`/`step`: what `envs.make` returns and the
+    training loop drives. `VecEnv` is one; a family whose simulator batches its copies
+    itself returns its own (through the family module's `make_vec`). Every implementation
+    keeps `Step`'s contract: `info["final_*"]` from `final_views`, `info["episodes"]` from
+    `EpisodeStats` (return, length, env_index, plus the family's win/score), terminated
+    kept apart from truncated."""
+
+    spec: EnvSpec
+    n_envs: int
+
+    def reset(self, seed: int | None = None) -> Step:
+        """Restart every copy; copy k gets `seed + k` where the simulator can be reseeded."""
+
+    def step(self, actions: Sequence[np.ndarray]) -> Step:
+        """`actions`: N × [E, act_dim_i] (Box) or N × [E] (Discrete); finished rows auto-reset."""
+
+    def get_state(self) -> list:
+        """One picklable snapshot per copy, in copy order."""
+
+    def set_state(self, states: Sequence) -> None:
+        """Restore `get_state()`'s snapshots; a list of the wrong length is a ValueError."""
+
+    def close(self) -> None:
+        """Release the simulator; a second call does nothing."""
+
+
+class EpisodeStats:
+    """The running return and length of each of E copies, and the records of the episodes
+    that end (`info["episodes"]`): {"return", "length", <the family's episode info>,
+    "env_index"}. Returns accumulate in float64 from the rewards given."""
+
+    def __init__(self, n_envs: int):
+        self.returns = np.zeros(n_envs, np.float64)
+        self.lengths = np.zeros(n_envs, np.int64)
+
+    def reset(self) -> None:
+        self.returns[:] = 0.0
+        self.lengths[:] = 0
+
+    def add(self, reward: np.ndarray, done: np.ndarray, ep_info: Mapping[int, dict] | None = None) -> list[dict]:
+        """Count one step of every copy; close the episodes of the `done` rows (their
+        `ep_info[k]`, e.g. {"win": True}, joins the record) and restart their counters."""
+        self.returns += reward
+        self.lengths += 1
+        rows = np.flatnonzero(done)
+        records = [{"return": float(self.returns[k]), "length": int(self.lengths[k]),
+                    **(ep_info.get(int(k), {}) if ep_info else {}), "env_index": int(k)} for k in rows]
+        self.returns[rows] = 0.0
+        self.lengths[rows] = 0
+        return records
+
+    def snapshot(self, k: int) -> dict:
+        """Copy k's running statistics (part of its env snapshot)."""
+        return {"episode_return": float(self.returns[k]), "episode_length": int(self.lengths[k])}
+
+    def restore(self, snapshots: Sequence[dict]) -> None:
+        self.returns[:] = [s["episode_return"] for s in snapshots]
+        self.lengths[:] = [s["episode_length"] for s in snapshots]
+
+
+def final_views(step: Step, rows: np.ndarray, last: tuple | None = None) -> dict[str, Any]:
+    """`info["final_*"]` of a step: the step's own arrays (shared, not copied) where no
+    episode ended; copies with the finished episodes' last views written into `rows`.
+    `last` = (obs N × [R, ...], state [R, ...], avail N × [R, n] or None, alive [R, N]) for
+    the R = len(rows) rows; with no rows (or no last view: a lazily reset simulator whose
+    done rows still show the last observation) the current arrays are the final ones."""
+    obs, state = list(step.obs), step.state
+    avail, alive = step.avail_actions, step.alive
+    if len(rows) and last is not None:
+        last_obs, last_state, last_avail, last_alive = last
+        obs = [o.copy() for o in obs]
+        state, alive = state.copy(), alive.copy()
+        for i in range(len(obs)):
+            obs[i][rows] = last_obs[i]
+        state[rows] = last_state
+        if avail is not None:
+            avail = [a.copy() for a in avail]
+            for i in range(len(avail)):
+                avail[i][rows] = last_avail[i]
+        alive[rows] = last_alive
+    return {"final_obs": obs, "final_state": state, "final_avail_actions": avail, "final_alive": alive}
+
+
 class _Slot:
-    """One env copy plus its running episode statistics; lives in the process that steps it."""
+    """One env copy with its auto-reset; lives in the process that steps it."""
 
     def __init__(self, env: SingleEnv):
         self.env = env
-        self.episode_return = 0.0
-        self.episode_length = 0
 
     def reset(self, seed: int | None) -> AgentView:
-        self.episode_return, self.episode_length = 0.0, 0
         return self.env.reset(seed)
 
     def step(self, actions: Sequence[np.ndarray]) -> tuple:
+        """(view, final_view, reward, terminated, truncated, episode info or None while the
+        episode runs); a finished episode restarts at once, so `view` is the new one's."""
         view, reward, terminated, truncated, ep_info = self.env.step(actions)
-        self.episode_return += float(reward)
-        self.episode_length += 1
-        episode = None
-        final_view = view
+        final_view, ended = view, None
         if terminated or truncated:
-            episode = {"return": self.episode_return, "length": self.episode_length, **ep_info}
+            ended = ep_info
             view = self.reset(None)
-        return view, final_view, float(reward), bool(terminated), bool(truncated), episode
+        return view, final_view, float(reward), bool(terminated), bool(truncated), ended
 
     def get_state(self) -> dict:
         spec = self.env.spec
-        return {
-            "task": f"{spec.family}/{spec.task}",
-            "env": self.env.get_state(),
-            "episode_return": self.episode_return,
-            "episode_length": self.episode_length,
-        }
+        return {"task": f"{spec.family}/{spec.task}", "env": self.env.get_state()}
 
     def set_state(self, state: dict) -> None:
         spec = self.env.spec
         if state["task"] != f"{spec.family}/{spec.task}":  # a clear error, not a crash deep in the simulator
             raise ValueError(f"snapshot of {state['task']} cannot restore a {spec.family}/{spec.task} env")
         self.env.set_state(state["env"])
-        self.episode_return, self.episode_length = state["episode_return"], state["episode_length"]
 
 
 class WorkerError(RuntimeError):
@@ -222,8 +303,9 @@ def _worker(conn, factories: list[Callable[[], SingleEnv]]) -> None:
 
 
 class VecEnv:
-    """E copies in lock-step. `vectorization='sync'` steps them in this process (cheap
-    envs such as MPE); `'subproc'` spreads them over `n_workers` processes (heavy envs)."""
+    """E `SingleEnv` copies in lock-step (a `BatchedEnv`). `vectorization='sync'` steps
+    them in this process (cheap envs such as MPE); `'subproc'` spreads them over
+    `n_workers` processes (heavy envs). Episode statistics are kept here, in the parent."""
 
     def __init__(
         self,
@@ -259,6 +341,7 @@ class VecEnv:
                 self._procs.append(proc)
             self._conns[0].send(("spec", None))
             self.spec = self._receive(self._conns[0])
+        self._stats = EpisodeStats(n_envs)
         self._closed = False
 
     # -- public API ---------------------------------------------------------------------
@@ -274,7 +357,8 @@ class VecEnv:
             views = [v for conn in self._conns for v in self._receive(conn)]
         zeros = np.zeros(self.n_envs, dtype=bool)
         step = self._batch(views, np.zeros(self.n_envs, np.float32), zeros, zeros.copy())
-        step.info.update(self._finals(step, views, np.array([], int)))
+        self._stats.reset()
+        step.info.update(final_views(step, np.array([], int)))
         step.info["episodes"] = []
         return step
 
@@ -287,15 +371,19 @@ class VecEnv:
             for (lo, hi), conn in zip(self._chunks, self._conns):
                 conn.send(("step", per_env[lo:hi]))
             results = [r for conn in self._conns for r in self._receive(conn)]
-        views, finals, rewards, terms, truncs, episodes = zip(*results)
+        views, finals, rewards, terms, truncs, ended = zip(*results)
         step = self._batch(
             list(views),
             np.asarray(rewards, np.float32),
             np.asarray(terms, bool),
             np.asarray(truncs, bool),
         )
-        step.info.update(self._finals(step, list(finals), np.flatnonzero(step.done)))
-        step.info["episodes"] = [dict(e, env_index=k) for k, e in enumerate(episodes) if e is not None]
+        rows = np.flatnonzero(step.done)
+        last = _stack_views([finals[k] for k in rows], self.spec.n_agents) if len(rows) else None
+        step.info.update(final_views(step, rows, last))
+        # float64 sums of the env's own rewards, before the float32 cast of Step.reward
+        ep_info = {k: e for k, e in enumerate(ended) if e is not None}
+        step.info["episodes"] = self._stats.add(np.asarray(rewards, np.float64), step.done, ep_info)
         return step
 
     def get_state(self) -> list:
@@ -303,10 +391,12 @@ class VecEnv:
         the running episode statistics). Restorable into any VecEnv of the same family,
         task and n_envs, whatever its vectorization."""
         if self.vectorization == "sync":
-            return [s.get_state() for s in self._slots]
-        for conn in self._conns:
-            conn.send(("get_state", None))
-        return [state for conn in self._conns for state in self._receive(conn)]
+            states = [s.get_state() for s in self._slots]
+        else:
+            for conn in self._conns:
+                conn.send(("get_state", None))
+            states = [state for conn in self._conns for state in self._receive(conn)]
+        return [dict(state, **self._stats.snapshot(k)) for k, state in enumerate(states)]
 
     def set_state(self, states: Sequence) -> None:
         """Restore `get_state()`'s snapshots: the next `step` continues exactly as the
@@ -316,11 +406,12 @@ class VecEnv:
         if self.vectorization == "sync":
             for s, state in zip(self._slots, states):
                 s.set_state(state)
-            return
-        for (lo, hi), conn in zip(self._chunks, self._conns):
-            conn.send(("set_state", list(states[lo:hi])))
-        for conn in self._conns:
-            self._receive(conn)
+        else:
+            for (lo, hi), conn in zip(self._chunks, self._conns):
+                conn.send(("set_state", list(states[lo:hi])))
+            for conn in self._conns:
+                self._receive(conn)
+        self._stats.restore(states)
 
     def close(self) -> None:
         if self._closed:
@@ -366,25 +457,6 @@ class VecEnv:
     def _batch(self, views: list[AgentView], reward, terminated, truncated) -> Step:
         obs, state, avail, alive = _stack_views(views, self.spec.n_agents)
         return Step(obs, state, reward, terminated, truncated, avail, alive, {})
-
-    def _finals(self, step: Step, finals: list[AgentView], done_rows: np.ndarray) -> dict[str, Any]:
-        """The true next view: the step's own arrays (shared, not copied) where no episode
-        ended; copies with the finished episodes' last views written into `done_rows`."""
-        obs, state = list(step.obs), step.state
-        avail, alive = step.avail_actions, step.alive
-        if len(done_rows):
-            last = _stack_views([finals[k] for k in done_rows], self.spec.n_agents)
-            obs = [o.copy() for o in obs]
-            state, alive = state.copy(), alive.copy()
-            for i in range(self.spec.n_agents):
-                obs[i][done_rows] = last[0][i]
-            state[done_rows] = last[1]
-            if avail is not None:
-                avail = [a.copy() for a in avail]
-                for i in range(self.spec.n_agents):
-                    avail[i][done_rows] = last[2][i]
-            alive[done_rows] = last[3]
-        return {"final_obs": obs, "final_state": state, "final_avail_actions": avail, "final_alive": alive}
 
 
 def _stack_views(views: list[AgentView], n_agents: int):

@@ -1,14 +1,15 @@
-"""SMACv2-style scenarios: the `smacv2` family, sharing envs/smac.py's two backends.
+"""SMACv2-style scenarios: the `smacv2` family, sharing the envs/smac package's task table
+and two backends.
 
 sc2: smacv2's capability wrapper on the 10gen maps (protoss/terran/zerg, procedurally drawn
 teams and start positions). smax: SMAX's own `smacv2_{5,10,20}_units`, and the race tasks
-approximated with each race's two SMAX unit types (see envs/smac.py, RaceUnitTypes).
+approximated with each race's two SMAX unit types (envs/smac/smax.py, RaceUnitTypes).
 """
 
 from __future__ import annotations
 
-from envs.smac import FAMILY_TASKS, Config
 from envs import smac
+from envs.smac.tasks import FAMILY_TASKS, Config
 
 TASKS = FAMILY_TASKS["smacv2"]
 __all__ = ["TASKS", "Config", "env_factory", "make_vec"]

@@ -42,8 +42,10 @@ import envs
 from envs.errors import ConfigError
 from algos.common.registry import config_class
 from algos.common.spaces import uniform_actions
+from harness.layout import RunPath
 from harness.records import RunRecord
-from harness.train import Settings, prepare, train
+from harness.settings import Settings
+from harness.train import prepare, train
 
 DEFAULT_TASKS = ("mpe/simple_spread", "mamujoco/HalfCheetah-2x3")
 SMAX_TASK = "smac/3m@env.backend=smax"
@@ -110,10 +112,11 @@ def raw_smac(task: str, seconds: float, n_envs: int = 32) -> float:
     import jax
     import jax.numpy as jnp
 
-    from envs.smac import MAPS, _smax_env
+    from envs.smac import MAPS
+    from envs.smac.smax import smax_env
 
     info = MAPS[task]
-    env = _smax_env(task, info, info.limit)
+    env = smax_env(task, info, info.limit)
     keys = jax.random.split(jax.random.PRNGKey(0), n_envs)
     obs, state = jax.vmap(env.reset)(keys)
     avail = jax.vmap(env.get_avail_actions)(state)
@@ -232,13 +235,13 @@ def loop_rate(family: str, task: str, n_envs: int, seconds: float, base_rate: fl
     )
     prepared = prepare(settings)
     with tempfile.TemporaryDirectory() as tmp:
-        record = RunRecord(Path(tmp))
+        record = RunRecord(RunPath(Path(tmp)))
         record.start("", "cpu")
         try:
             train(prepared, record)
         finally:
             prepared.close()
-        rows = pd.read_csv(Path(tmp) / "train.csv")
+        rows = pd.read_csv(record.path.train_csv)
     return float(rows["perf/sps"].iloc[1:].mean()) if len(rows) > 1 else float(rows["perf/sps"].iloc[0])
 
 

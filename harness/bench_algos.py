@@ -39,6 +39,7 @@ from algos.hasac import Hasac
 from algos.hatd3 import Hatd3
 from envs.errors import ConfigError
 from harness.bench import env_fields, split_name, timed_rate, vec_rate
+from harness.config import load_settings
 from harness.train import Prepared, prepare
 
 OFF_POLICY_TINY = ["algo.hidden_sizes=[16,16]", "algo.batch_size=32", "algo.buffer_size=4000", "algo.warmup_steps=64",
@@ -96,8 +97,6 @@ def round_steps(algo, n_envs: int) -> int:
 
 
 def prepare_for_bench(name: str, algo: str, device: str, n_envs: int, overrides: list[str]) -> Prepared:
-    from harness.run import load_settings
-
     family, task, env_overrides = split_name(name)
     settings, _ = load_settings([f"env={family}", f"task={task}", f"algo={algo}", f"device={device}", f"n_envs={n_envs}",
                                  f"torch_threads={torch.get_num_threads()}", "progress=false", *env_overrides, *overrides])

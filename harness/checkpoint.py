@@ -44,3 +44,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError(f"checkpoint {path} was not written by hasac-bench ({FORMAT}); delete it to start over")
     return payload
+
+
+def check_checkpoint_intact(path: Path) -> None:
+    """A cheap up-front check (zip CRCs, no unpickling) so a corrupt checkpoint stops a
+    sweep before it starts; a foreign one is caught when its job loads it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"checkpoint {path} is corrupt or unreadable ({type(exc).__name__}); "
+                          "delete it to start that run over") from None
+    if bad is not None:
+        raise ConfigError(f"checkpoint {path} is corrupt ({bad} fails its CRC); delete it to start that run over")

@@ -38,6 +38,7 @@ from algos.common.spaces import uniform_actions
 from envs.base import EnvSpec, Step, VecEnv
 from envs.errors import ConfigError
 from envs.wrappers import VecEnvWrapper, scale_rewards
+from harness.settings import Settings
 
 QRE_STARTS = 64
 """Pure joint actions whose neighbourhoods seed the search for soft QREs (besides uniform)."""
@@ -93,7 +94,7 @@ class ProbedEnv(VecEnvWrapper):
         self.probes = probes
 
 
-def probes_from(settings: Any, spec: EnvSpec) -> Probes:
+def probes_from(settings: Settings, spec: EnvSpec) -> Probes:
     """The probes of a run's settings; bad values are one-line ConfigErrors."""
     obs_noise, action_noise = tuple(float(x) for x in settings.eval_obs_noise), tuple(float(x) for x in settings.eval_action_noise)
     if any(not (math.isfinite(x) and x >= 0) for x in obs_noise):
@@ -116,7 +117,7 @@ def probes_from(settings: Any, spec: EnvSpec) -> Probes:
                   obs_noise, action_noise, payoff)
 
 
-def study_envs(env: VecEnv, eval_env: VecEnv, settings: Any) -> tuple[VecEnv, VecEnv]:
+def study_envs(env: VecEnv, eval_env: VecEnv, settings: Settings) -> tuple[VecEnv, VecEnv]:
     """(training env under `reward_scale`, eval env carrying the probes), after checking
     the study keys — called by harness/train.py `prepare`, before anything is written."""
     try:

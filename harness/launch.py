@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -21,52 +20,19 @@ import submitit
 import yaml
 
 from envs.errors import ConfigError, UserError
+from harness.jobs import Job, Outcome
 from harness.records import PROJECT_ROOT
-from harness.sweep import Job, Outcome
+from harness.settings import Launcher
+from harness.train import TrainingDiverged, run_one
 
 CLUSTER_DIR = PROJECT_ROOT / "slurm"
-
-
-@dataclass
-class LocalLauncher:
-    name: str = "local"
-    n_jobs: int = 1
-    """Jobs at once; above 1 each runs in its own process without a progress bar."""
-
-
-@dataclass
-class SubmititLocalLauncher:
-    name: str = "submitit_local"
-    n_jobs: int = 2
-    """Jobs at once."""
-    timeout_min: int = 24 * 60
-    folder: str = ".submitit"
-    """Submitit's pickles and logs, under results_dir."""
-
-
-@dataclass
-class SlurmLauncher:
-    name: str = "slurm"
-    wait: bool = False
-    """Block until every job ends and print the summary; otherwise submit and return
-    (rerun the same command later: finished runs are skipped, the summary shows the rest)."""
-    max_requeues: int = 5
-    """Requeues on time-out (Submitit's max_num_timeout); preemptions requeue as well."""
-    folder: str = ".submitit"
-    """Submitit's sbatch files and logs (%j = job id), under results_dir."""
-
-
-LAUNCHERS = {"local": LocalLauncher, "submitit_local": SubmititLocalLauncher, "slurm": SlurmLauncher}
 
 
 def execute(overrides: list[str], raise_user_errors: bool = False) -> dict[str, str]:
     """Run one job; failures become a status (their traceback is in the run's error.txt).
     In this process (`raise_user_errors`), bad input stops the sweep with exit status 2."""
-    from harness.run import run_one
-    from harness.train import TrainingDiverged
-
     try:
-        run_dir, status = run_one(overrides)
+        _, status = run_one(overrides)
         return {"status": status, "detail": ""}
     except TrainingDiverged as exc:
         return {"status": "failed: nan", "detail": str(exc).splitlines()[0]}
@@ -86,7 +52,7 @@ class RunJob(submitit.helpers.Checkpointable):
         return execute(overrides)
 
 
-def launch(launcher: Any, jobs: list[Job], results_dir: Path, cluster: Optional[str],
+def launch(launcher: Launcher, jobs: list[Job], results_dir: Path, cluster: Optional[str],
            report: Callable[[Outcome], None]) -> list[Outcome]:
     """Run the jobs that need running; returns one Outcome per job (skips included)."""
     outcomes = [Outcome(j, "skipped", "DONE") for j in jobs if j.compatible and j.state == "skip"]

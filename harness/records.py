@@ -1,17 +1,6 @@
-"""The results layout of one run, written atomically (temp file + rename), with provenance.
-
-results/<suite>/<family>/<task>/<algo>/seed_<k>/
-    config.yaml    the fully resolved config
-    meta.json      git commit + dirty flag, package versions, command, host, device,
-                   start/end, status (running | done | failed | failed: nan)
-    train.csv      env_steps, episodes, train return, sps, update metrics
-    eval.csv       env_steps, eval return mean/std, episodes, win_rate/score
-    summary.json   the final evaluation (+ policy_probs for single-state tasks)
-    checkpoints/   latest.pt (written after every evaluation; a rerun resumes from it)
-    error.txt      the traceback of a failed run
-    DONE           written last
-    .lock          held (flock) by the process training the run
-A reader that sees DONE can trust every other file; a crash never leaves a torn file.
+"""Writing one run's results (the layout: harness/layout.py): atomic writes (temp file +
+fsync + rename, so a crash never leaves a torn file), provenance (git commit and dirty
+flag, package versions, command, host, device), the run's lock and meta status.
 meta.json's `heartbeat` is refreshed with every train.csv row, so a run whose process died
 without Python noticing (SIGKILL, a lost SLURM node) shows as `running` with a stale heartbeat.
 """
@@ -34,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from envs.errors import ConfigError
+from harness.layout import RunPath
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRACKED_PACKAGES = (
@@ -128,29 +118,25 @@ class RunRecord:
     """Owns one run directory: the lock, meta status and heartbeat, the CSV tables,
     summary and DONE."""
 
-    def __init__(self, run_dir: Path):
-        self.dir = run_dir
+    def __init__(self, path: RunPath):
+        self.path = path
         self.train_rows: list[dict[str, Any]] = []
         self.eval_rows: list[dict[str, Any]] = []
         self.meta: dict[str, Any] = {}
         self._lock_handle = None
 
-    @property
-    def done(self) -> bool:
-        return (self.dir / "DONE").exists()
-
     def lock(self) -> None:
         """Take the directory's lock or refuse with one line naming the holder. flock is
         released by the kernel when the holder dies, so a crashed run never blocks a rerun."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.dir / ".lock", "a+")
+        self.path.dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path.lock, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise RunLocked(f"{self.dir} is in use by {holder}; wait for it or stop it first") from None
+            raise RunLocked(f"{self.path} is in use by {holder}; wait for it or stop it first") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {now()}\n")
@@ -164,52 +150,52 @@ class RunRecord:
             self._lock_handle = None
 
     def start(self, config_yaml: str, device: str) -> None:
-        (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.dir / "config.yaml", config_yaml)
+        self.path.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path.config, config_yaml)
         self.meta = {**provenance(device), "start": now(), "end": None, "status": "running", "heartbeat": now()}
-        atomic_write_json(self.dir / "meta.json", self.meta)
+        atomic_write_json(self.path.meta, self.meta)
 
     def resume(self, device: str, env_steps: int) -> None:
         """Continue a run from its checkpoint at `env_steps`: keep the rows up to it (later
         ones are redone), keep the original start, and log the resumption in meta."""
-        self.train_rows = _rows_up_to(self.dir / "train.csv", env_steps)
-        self.eval_rows = _rows_up_to(self.dir / "eval.csv", env_steps)
-        old = read_meta(self.dir)
+        self.train_rows = _rows_up_to(self.path.train_csv, env_steps)
+        self.eval_rows = _rows_up_to(self.path.eval_csv, env_steps)
+        old = read_meta(self.path)
         resumes = old.get("resumed", []) + [{"at": now(), "env_steps": env_steps, "host": socket.gethostname()}]
         self.meta = {**provenance(device), "start": old.get("start", now()), "end": None, "status": "running",
                      "heartbeat": now(), "resumed": resumes}
-        atomic_write_json(self.dir / "meta.json", self.meta)
-        atomic_write_csv(self.dir / "train.csv", self.train_rows)
-        atomic_write_csv(self.dir / "eval.csv", self.eval_rows)
+        atomic_write_json(self.path.meta, self.meta)
+        atomic_write_csv(self.path.train_csv, self.train_rows)
+        atomic_write_csv(self.path.eval_csv, self.eval_rows)
 
     def add_train_row(self, row: dict[str, Any]) -> None:
         self.train_rows.append(row)
-        atomic_write_csv(self.dir / "train.csv", self.train_rows)
+        atomic_write_csv(self.path.train_csv, self.train_rows)
         self.meta["heartbeat"] = now()
-        atomic_write_json(self.dir / "meta.json", self.meta)
+        atomic_write_json(self.path.meta, self.meta)
 
     def add_eval_row(self, row: dict[str, Any]) -> None:
         self.eval_rows.append(row)
-        atomic_write_csv(self.dir / "eval.csv", self.eval_rows)
+        atomic_write_csv(self.path.eval_csv, self.eval_rows)
 
     def finish(self, summary: dict[str, Any]) -> None:
-        atomic_write_json(self.dir / "summary.json", summary)
+        atomic_write_json(self.path.summary, summary)
         self._set_status("done")
-        atomic_write_text(self.dir / "DONE", now() + "\n")
+        atomic_write_text(self.path.done_marker, now() + "\n")
 
     def fail(self, status: str, details: str) -> None:
-        atomic_write_text(self.dir / "error.txt", details)
+        atomic_write_text(self.path.error, details)
         self._set_status(status)
 
     def _set_status(self, status: str) -> None:
         self.meta.update(status=status, end=now(), heartbeat=now())
-        atomic_write_json(self.dir / "meta.json", self.meta)
+        atomic_write_json(self.path.meta, self.meta)
 
 
-def read_meta(run_dir: Path) -> dict[str, Any]:
+def read_meta(path: RunPath) -> dict[str, Any]:
     """meta.json of a run, {} when absent or unreadable."""
     try:
-        return json.loads((run_dir / "meta.json").read_text())
+        return json.loads(path.meta.read_text())
     except (OSError, ValueError):
         return {}
 

@@ -1,11 +1,18 @@
-"""The run keys the training loop reads, declared once: `RunConfig` (the Hydra schema,
-harness/run.py) and `Settings` (the loop's typed view, harness/train.py) both extend it.
-Kept free of torch so the entry point can set thread variables before torch loads."""
+"""The typed run keys. `LoopConfig` holds the keys the training loop reads, declared once:
+`RunConfig` (the Hydra schema of `python -m harness.run`) and `Settings` (the loop's typed
+view of a composed run, harness/config.py `load_settings`) both extend it. The launcher
+schemas (`launcher=<name>`, harness/launch.py) live here too, beside the other schemas."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
+
+import torch
+from omegaconf import MISSING
+
+from algos.base import AlgoConfig
+from envs.errors import ConfigError
 
 
 @dataclass
@@ -43,3 +50,102 @@ class LoopConfig:
     eval_action_noise: List[float] = field(default_factory=list)
     """Action-perturbation probabilities p: each agent's action is replaced by a uniform
     random one with probability p; one extra greedy evaluation per level."""
+
+
+@dataclass
+class RunConfig(LoopConfig):
+    """Top-level keys of `python -m harness.run` (typed: `seed=abc` is an error).
+    config.yaml holds the defaults list; the defaults of the keys live here and in
+    LoopConfig. `env`, `algo`, `suite` and `launcher` are Hydra groups: their schemas are
+    each family's / algorithm's / launcher's dataclass (harness/config.py)."""
+
+    env: Any = MISSING
+    algo: Any = MISSING
+    task: str = "simple_spread"
+    """Task of the chosen family (envs/<family>.py TASKS)."""
+    results_dir: str = "results"
+    """Root of results/<suite>/<family>/<task>/<algo>/seed_<k>/ (harness/layout.py)."""
+    suite: Any = MISSING
+    """Suite (conf/suite/<name>.yaml); after composition, its name, which is also the first
+    level of the results path. Runs outside a suite go under adhoc."""
+    tuned: bool = True
+    """Apply harness/conf/tuned/<algo>.yaml for this family/task before the command line."""
+    variant: str = ""
+    """Label appended to the task in the results path (task-variant), for suites that run
+    one task in several configurations (e.g. discrete MPE)."""
+    launcher: Any = MISSING
+    """Where jobs run: local | submitit_local | slurm (harness/launch.py)."""
+    cluster: Optional[str] = None
+    """SLURM profile in slurm/<name>.yaml (or a path) for launcher=slurm."""
+    seeds: Optional[int] = None
+    """Sweep seeds 0..seeds-1 (instead of seed=K)."""
+    dry_run: bool = False
+    """Print the job table and estimated device-hours; launch nothing."""
+    stale_after_min: float = 30.0
+    """A `running` run whose heartbeat is older than this is reported as stale (dead)."""
+    choices: Optional[Dict[str, str]] = None
+    """Filled in by the harness: which env/algo yaml was composed."""
+
+
+@dataclass(kw_only=True)
+class Settings(LoopConfig):
+    """The loop's typed view of the composed config: the run keys plus what was resolved."""
+
+    family: str
+    task: str
+    algo: str
+    algo_config: AlgoConfig
+    env_fields: dict[str, Any]
+
+    def validate(self) -> None:
+        for name in ("budget", "n_envs", "eval_every", "eval_episodes", "eval_n_envs", "log_every", "torch_threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.budget < self.eval_every:
+            raise ConfigError(f"budget={self.budget} is smaller than one evaluation interval "
+                              f"(eval_every={self.eval_every}); lower eval_every or raise the budget")
+        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be cpu, cuda[:k] or auto, got {self.device!r}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device={self.device} but no CUDA GPU is visible; use device=cpu or device=auto")
+
+    @property
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+# -- launcher=<name> (harness/launch.py runs them) ---------------------------------------------
+@dataclass
+class LocalLauncher:
+    name: str = "local"
+    n_jobs: int = 1
+    """Jobs at once; above 1 each runs in its own process without a progress bar."""
+
+
+@dataclass
+class SubmititLocalLauncher:
+    name: str = "submitit_local"
+    n_jobs: int = 2
+    """Jobs at once."""
+    timeout_min: int = 24 * 60
+    folder: str = ".submitit"
+    """Submitit's pickles and logs, under results_dir."""
+
+
+@dataclass
+class SlurmLauncher:
+    name: str = "slurm"
+    wait: bool = False
+    """Block until every job ends and print the summary; otherwise submit and return
+    (rerun the same command later: finished runs are skipped, the summary shows the rest)."""
+    max_requeues: int = 5
+    """Requeues on time-out (Submitit's max_num_timeout); preemptions requeue as well."""
+    folder: str = ".submitit"
+    """Submitit's sbatch files and logs (%j = job id), under results_dir."""
+
+
+Launcher = LocalLauncher | SubmititLocalLauncher | SlurmLauncher
+LAUNCHERS: dict[str, type] = {"local": LocalLauncher, "submitit_local": SubmititLocalLauncher, "slurm": SlurmLauncher}

@@ -1,8 +1,9 @@
-"""The one training loop. It names no algorithm: everything algorithm-specific is behind
+"""Training one run. The loop names no algorithm: everything algorithm-specific is behind
 act / observe / ready / update (algos/base.py).
 
 `prepare` builds and checks everything that can fail on bad input (names, simulators,
-algorithm vs action space, hyperparameters) before `train` writes a single file.
+algorithm vs action space, hyperparameters) before `train` writes a single file;
+`run_one` trains one job of a sweep (lock, config check, new or resumed, final status).
 """
 
 from __future__ import annotations
@@ -11,55 +12,30 @@ import dataclasses
 import math
 import random
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from omegaconf import OmegaConf
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 import envs
-from algos.base import AlgoConfig, Algorithm
+from algos.base import Algorithm
 from algos.common.registry import algorithm_class, check_compatible
 from envs.base import Step, VecEnv
-from envs.errors import ConfigError
+from envs.errors import ConfigError, UserError
 from harness.checkpoint import load_checkpoint, save_checkpoint, set_global_rng_state
+from harness.config import check_same_config, load_settings, run_path
 from harness.evaluate import EvalResult, evaluate, study_envs
+from harness.layout import RunPath
 from harness.records import RunRecord
-from harness.settings import LoopConfig
+from harness.settings import Settings
 
 EVAL_SEED_OFFSET = 1_000_003  # eval copies never share start states with training copies
-
-
-@dataclass(kw_only=True)
-class Settings(LoopConfig):
-    """The loop's typed view of the composed config: the run keys plus what was resolved."""
-
-    family: str
-    task: str
-    algo: str
-    algo_config: AlgoConfig
-    env_fields: dict[str, Any]
-
-    def validate(self) -> None:
-        for name in ("budget", "n_envs", "eval_every", "eval_episodes", "eval_n_envs", "log_every", "torch_threads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if self.budget < self.eval_every:
-            raise ConfigError(f"budget={self.budget} is smaller than one evaluation interval "
-                              f"(eval_every={self.eval_every}); lower eval_every or raise the budget")
-        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"device must be cpu, cuda[:k] or auto, got {self.device!r}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"device={self.device} but no CUDA GPU is visible; use device=cpu or device=auto")
-
-    @property
-    def torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
 
 
 @dataclass
@@ -130,9 +106,6 @@ class LoopState:
     """Training wall time summed over every process that worked on the run."""
 
 
-CHECKPOINT = Path("checkpoints") / "latest.pt"
-
-
 def save_state(path: Path, algo: Algorithm, env: VecEnv, step: Step, loop: LoopState) -> None:
     save_checkpoint(path, {"algo": algo.state_dict(), "env": env.get_state(), "step": step,
                            "loop": dataclasses.asdict(loop) | {"last_eval": loop.last_eval},
@@ -159,7 +132,7 @@ def train(p: Prepared, record: RunRecord, resume: bool = False) -> dict[str, Any
     returns the summary. With `resume`, continue exactly from the run's checkpoint."""
     s, env, algo = p.settings, p.env, p.algo
     spec = env.spec
-    checkpoint = record.dir / CHECKPOINT
+    checkpoint = record.path.checkpoint
     if resume:
         step, loop = restore_state(checkpoint, algo, env)
         record.resume(str(s.torch_device), loop.env_steps)
@@ -220,3 +193,38 @@ def train(p: Prepared, record: RunRecord, resume: bool = False) -> dict[str, Any
     if loop.last_eval.policy_probs is not None:
         summary["policy_probs"] = loop.last_eval.policy_probs
     return summary
+
+
+def run_one(overrides: list[str]) -> tuple[RunPath, str]:
+    """Train one (task, algo, seed), resuming from its checkpoint if it has one; returns
+    (where its results are, done | resumed | skipped)."""
+    settings, cfg = load_settings(overrides)
+    path = run_path(cfg, settings)
+    if path.done:
+        print(f"skip: {path} is finished (DONE); delete it to run again")
+        return path, "skipped"
+    config_yaml = OmegaConf.to_yaml(cfg)
+    check_same_config(path, config_yaml)
+    prepared = prepare(settings)  # every bad input fails here, before any file is written
+    record = RunRecord(path)
+    try:
+        record.lock()
+        resume = path.state == "resume"
+        if not resume:
+            record.start(config_yaml, str(settings.torch_device))
+        try:
+            summary = train(prepared, record, resume=resume)
+        except TrainingDiverged as exc:
+            record.fail("failed: nan", str(exc))
+            raise
+        except UserError:
+            raise
+        except BaseException:
+            record.fail("failed", traceback.format_exc())
+            raise
+        record.finish(summary)
+    finally:
+        record.unlock()
+        prepared.close()
+    print(f"done: {path}  eval_return_mean={summary['eval_return_mean']:.4g}")
+    return path, "resumed" if resume else "done"

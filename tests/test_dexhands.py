@@ -1,6 +1,8 @@
-"""Bi-DexHands adapter (envs/dexhands.py). Isaac Gym cannot be installed here, so the
+"""Bi-DexHands adapter (envs/dexhands/). Isaac Gym cannot be installed here, so the
 conversion is tested against `FakeMultiVecTask`, a TEST DOUBLE of bidexhands'
-`MultiVecTaskPython` API defined in this file — never a family, never the simulator."""
+`MultiVecTaskPython` API (tests/isaac_doubles.py) — never a family, never the simulator.
+The BatchedEnv contract both backends share with every batched env is checked in
+tests/test_batched_env.py."""
 
 from __future__ import annotations
 
@@ -11,83 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from gymnasium import spaces
+from isaac_doubles import ACT, HAND, SHARED, E, FakeMultiVecTask
 
 import envs
 from envs import dexhands
+from envs.dexhands import isaacgym_backend
 from envs.errors import ConfigError, EnvUnavailable
-from harness.sweep import load_suite
+from harness.suites import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
-E, HAND, SHARED, ACT = 3, 4, 2, 5  # envs, per-hand obs block, shared object block, actions per hand
-
-
-class FakeTask:
-    """TEST DOUBLE of a Bi-DexHands task's buffers: reset_buf/progress_buf/obs_buf/rew_buf,
-    lazy reset in the next step's pre-physics phase, time limit at max_episode_length."""
-
-    def __init__(self, max_episode_length: int, fail_at: dict[int, int]):
-        self.max_episode_length = max_episode_length
-        self.fail_at = dict(fail_at)  # env -> step count at which it "drops the object", once
-        self.reset_buf = torch.ones(E, dtype=torch.long)
-        self.progress_buf = torch.zeros(E, dtype=torch.long)
-        self.obs_buf = torch.zeros(E, 2 * HAND + SHARED)
-        self.rew_buf = torch.zeros(E)
-        self.last_actions = None
-
-    def step(self, actions: torch.Tensor) -> None:
-        self.last_actions = actions.clone()
-        flagged = self.reset_buf.bool()
-        self.progress_buf[flagged] = 0
-        self.progress_buf += 1
-        env_ids = torch.arange(E, dtype=torch.float32)[:, None]
-        # hand 0 block = env id, hand 1 block = -env id, shared block = progress: easy to trace
-        self.obs_buf[:, :HAND] = env_ids
-        self.obs_buf[:, HAND:2 * HAND] = -env_ids
-        self.obs_buf[:, 2 * HAND:] = self.progress_buf[:, None].float()
-        self.rew_buf = actions.sum(1)
-        failed = torch.tensor([self.fail_at.get(k) == int(self.progress_buf[k]) for k in range(E)])
-        for k in np.flatnonzero(failed.numpy()):
-            del self.fail_at[int(k)]  # fails once
-        timeout = self.progress_buf >= self.max_episode_length
-        self.reset_buf = (failed | timeout).long()
-
-
-class FakeMultiVecTask:
-    """TEST DOUBLE of bidexhands.tasks.hand_base.multi_vec_task.MultiVecTaskPython's API:
-    step(list of N [E, A] tensors) -> (obs [E,N,D], state [E,N,S], reward [E,N,1], done [E,N],
-    info, None); reset() -> (obs, state, None). Agent i sees its hand block + shared block."""
-
-    num_agents = 2
-
-    def __init__(self, max_episode_length: int = 4, fail_at: dict[int, int] | None = None):
-        self.task = FakeTask(max_episode_length, fail_at or {})
-        self.num_envs = E
-        self.observation_space = [spaces.Box(-np.inf, np.inf, (HAND + SHARED,))] * 2
-        self.share_observation_space = [spaces.Box(-np.inf, np.inf, (2 * HAND + SHARED,))] * 2
-        self.action_space = (spaces.Box(-1, 1, (ACT,)), spaces.Box(-1, 1, (ACT,)))
-        self.closed = False
-
-    def _outputs(self):
-        buf = self.task.obs_buf.clamp(-5, 5)
-        hands = [torch.cat([buf[:, :HAND], buf[:, 2 * HAND:]], 1), torch.cat([buf[:, HAND:2 * HAND], buf[:, 2 * HAND:]], 1)]
-        return torch.stack(hands, 1), torch.stack([buf, buf], 1)
-
-    def step(self, actions):
-        self.task.step(torch.hstack(list(actions)))
-        obs, state = self._outputs()
-        reward = torch.stack([self.task.rew_buf] * 2, 1)[..., None]
-        done = torch.stack([self.task.reset_buf] * 2, 1)
-        return obs, state, reward, done, torch.zeros(0), None
-
-    def reset(self):
-        self.task.step(torch.zeros(E, 2 * ACT))
-        obs, state = self._outputs()
-        return obs, state, None
-
-    def close(self):
-        self.closed = True
 
 
 def test_tasks_are_the_papers_with_their_episode_lengths():
@@ -96,7 +30,7 @@ def test_tasks_are_the_papers_with_their_episode_lengths():
         "DoorOpenOutward": 250, "LiftUnderarm": 500, "Over": 75, "Pen": 125, "TwoCatchUnderarm": 75,
     }
     assert dexhands.resolve_task("ShadowHandPen") == "Pen"  # Bi-DexHands' class names work too
-    assert dexhands._snake("ShadowHandCatchOver2Underarm") == "shadow_hand_catch_over2underarm"
+    assert isaacgym_backend._snake("ShadowHandCatchOver2Underarm") == "shadow_hand_catch_over2underarm"
 
 
 def test_suite_names_match_tasks_and_official_hasac_gammas():
@@ -132,7 +66,7 @@ def test_missing_isaac_gym_is_env_unavailable_naming_what_to_install():
 
 
 def test_spec_splits_two_hands_into_two_agents():
-    env = dexhands.DexHandsVecEnv(FakeMultiVecTask(), "Over")
+    env = isaacgym_backend.IsaacGymVecEnv(FakeMultiVecTask(), "Over")
     spec = env.spec
     assert (spec.family, spec.task, spec.n_agents, env.n_envs) == ("dexhands", "Over", 2, E)
     assert [s.shape for s in spec.obs_spaces] == [(HAND + SHARED,)] * 2
@@ -143,7 +77,7 @@ def test_spec_splits_two_hands_into_two_agents():
 
 def test_conversion_per_agent_obs_state_reward_and_action_order():
     fake = FakeMultiVecTask()
-    env = dexhands.DexHandsVecEnv(fake, "Over")
+    env = isaacgym_backend.IsaacGymVecEnv(fake, "Over")
     step = env.reset()
     assert all(o.dtype == np.float32 and o.shape == (E, HAND + SHARED) for o in step.obs)
     np.testing.assert_array_equal(step.obs[0][:, 0], [0, 1, 2])  # own hand block
@@ -159,7 +93,7 @@ def test_conversion_per_agent_obs_state_reward_and_action_order():
 
 
 def test_time_limit_truncates_failure_terminates_and_stats_reset():
-    env = dexhands.DexHandsVecEnv(FakeMultiVecTask(max_episode_length=4, fail_at={1: 2}), "Over")
+    env = isaacgym_backend.IsaacGymVecEnv(FakeMultiVecTask(max_episode_length=4, fail_at={1: 2}), "Over")
     env.reset()  # reset() itself takes one sim step (progress 1), as bidexhands' does
     zeros = [np.zeros((E, ACT), np.float32)] * 2
     step = env.step(zeros)  # progress 2: env 1 fails
@@ -175,7 +109,7 @@ def test_time_limit_truncates_failure_terminates_and_stats_reset():
 
 def test_set_state_restarts_every_env_and_close_releases_the_task():
     fake = FakeMultiVecTask()
-    env = dexhands.DexHandsVecEnv(fake, "Over")
+    env = isaacgym_backend.IsaacGymVecEnv(fake, "Over")
     env.reset()
     env.step([np.zeros((E, ACT), np.float32)] * 2)
     env.set_state(env.get_state())
@@ -208,7 +142,7 @@ def test_placeholder_bidexhands_and_torch_first_get_their_own_one_line(monkeypat
     monkeypatch.setitem(sys.modules, "isaacgym", isaacgym)
     monkeypatch.setitem(sys.modules, "bidexhands", _fake_module("bidexhands"))  # no __path__: PyPI 0.1.1
     with pytest.raises(EnvUnavailable, match="PyPI placeholder is installed"):
-        dexhands._import_simulator()
+        isaacgym_backend.import_simulator()
 
     class TorchFirst:  # what isaacgym raises when torch was imported first
         def __getattr__(self, name):
@@ -216,4 +150,4 @@ def test_placeholder_bidexhands_and_torch_first_get_their_own_one_line(monkeypat
 
     monkeypatch.setitem(sys.modules, "isaacgym", TorchFirst())
     with pytest.raises(EnvUnavailable, match="before torch; call envs.dexhands.preload"):
-        dexhands._import_simulator()
+        isaacgym_backend.import_simulator()

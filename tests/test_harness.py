@@ -140,3 +140,41 @@ def test_run_command_trains_random_on_simulated_families(tmp_path, overrides):
     assert summary["env_steps"] == 200 and summary["eval_episodes"] == 4
     assert "policy_probs" not in summary  # not a single-state task
     assert pd.read_csv(out / "eval.csv")["env_steps"].tolist() == [0, 100, 200]
+
+
+def test_run_path_builds_parses_and_finds_the_same_directory(tmp_path):
+    from harness.layout import RunPath, task_dir
+
+    path = RunPath.build(tmp_path, "quick", "smac", task_dir("3m", "", "smax"), "hasac", 4)
+    assert path.dir == tmp_path / "quick" / "smac" / "3m@smax" / "hasac" / "seed_4"
+    parsed = RunPath(path.dir)
+    assert (parsed.suite, parsed.family, parsed.task, parsed.algo, parsed.seed) == ("quick", "smac", "3m@smax", "hasac", 4)
+    assert parsed.substitute == "smax" and parsed == path
+    assert RunPath.build(tmp_path, "s", "mpe", task_dir("simple_spread", "discrete"), "qmix", 0).task == "simple_spread-discrete"
+    assert RunPath.build(tmp_path, "s", "mpe", "simple_spread-discrete", "qmix", 0).substitute is None
+    assert path.state == "new" and not path.done
+    path.checkpoint.parent.mkdir(parents=True)
+    path.checkpoint.write_bytes(b"")
+    assert path.state == "resume"
+    path.done_marker.write_text("")
+    assert path.state == "skip" and path.done
+    (tmp_path / ".submitit" / "a" / "b" / "c" / "seed_0").mkdir(parents=True)  # Submitit's folder is no run
+    assert RunPath.find(tmp_path) == [path] == RunPath.find(tmp_path / "quick")
+
+
+def test_a_suite_reaching_a_family_runs_its_preload_before_torch(tmp_path, monkeypatch):
+    import envs.dexhands
+    import harness.suites
+    from harness.run import preload_simulators
+    from harness.suites import families_named
+
+    assert {"mpe", "matrix"} == families_named(["env=mpe,matrix"])
+    assert "dexhands" in families_named(["suite=full"]) and "dexhands" in families_named(["suite=paper_dexhands"])
+    (tmp_path / "hands.yaml").write_text("runs:\n  - {env: dexhands, task: Over, budget: 10}\n")
+    monkeypatch.setattr(harness.suites, "SUITE_DIR", tmp_path)  # a new suite, named nowhere in the code
+    called = []
+    monkeypatch.setattr(envs.dexhands, "preload", lambda: called.append("dexhands"))
+    preload_simulators(["suite=hands", "algo=hasac"])
+    assert called == ["dexhands"]
+    preload_simulators(["suite=nope", "env=matrix"])  # an unknown suite is left for composition to refuse
+    assert called == ["dexhands"]

@@ -453,3 +453,19 @@ def test_heading_task_snapshot_replays_targets_and_flight():
         vb, rb, *_ = b.step([act])
         np.testing.assert_array_equal(va.state, vb.state)
         assert ra == rb
+
+
+@needs_jsbsim
+def test_view_draws_a_run_from_its_directory(tmp_path, capsys):
+    from harness import view
+    from harness.run import main
+
+    root = tmp_path / "results"
+    assert main(["env=lag", f"task={NO_WEAPON}", "algo=random", "budget=20", "eval_every=20", "eval_episodes=1",
+                 "env.episode_limit=10", f"results_dir={root}", "progress=false"]) == 0
+    [run] = [p.parent for p in root.rglob("DONE")]
+    out = tmp_path / "traj.png"
+    assert view.main([str(run), "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000 and "wrote" in capsys.readouterr().out
+    assert view.main([str(tmp_path), "--out", str(out)]) == 2  # not a run directory: one line
+    assert capsys.readouterr().err.count("\n") == 1

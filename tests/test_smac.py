@@ -1,7 +1,8 @@
-"""The smac family: SMAX (JaxMARL, CPU JAX) through our Step interface on one map shape
-(3m; each SMAX shape compiles for seconds), the sc2 backend's conversion against a test
-double of smacv2's env API, and the one-line errors for missing StarCraft II and for
-maps SMAX cannot represent."""
+"""The smac family (envs/smac/): SMAX (JaxMARL, CPU JAX) through our Step interface on one
+map shape (3m; each SMAX shape compiles for seconds), the sc2 backend's conversion against
+a test double of smacv2's env API, and the one-line errors for missing StarCraft II and for
+maps SMAX cannot represent. The BatchedEnv contract SMAX shares with every batched env is
+checked in tests/test_batched_env.py."""
 
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import envs
-from envs import smac
+from envs.smac import actions as layout, sc2, tasks
 from envs.errors import ConfigError, EnvUnavailable
 
 N_ENVS = 4
@@ -154,9 +155,9 @@ def test_bad_backend_and_task_are_config_errors():
 
 def test_action_and_mask_conversion_to_smax():
     # SMAC: 0 no-op, 1 stop, 2 N, 3 S, 4 E, 5 W, 6+k attack k; SMAX: 0 N, 1 E, 2 S, 3 W, 4 stop, 5+k
-    assert smac.smac_actions_to_smax(np.arange(9)).tolist() == [4, 4, 0, 2, 1, 3, 5, 6, 7]
+    assert layout.smac_actions_to_smax(np.arange(9)).tolist() == [4, 4, 0, 2, 1, 3, 5, 6, 7]
     smax_avail = np.array([[1, 0, 1, 0, 1, 1, 0], [0, 0, 0, 0, 1, 0, 0]], np.uint8)  # alive, dead
-    out = smac.smax_avail_to_smac(smax_avail, np.array([True, False]))
+    out = layout.smax_avail_to_smac(smax_avail, np.array([True, False]))
     assert out.astype(int).tolist() == [[0, 1, 1, 1, 0, 0, 1, 0], [1, 0, 0, 0, 0, 0, 0, 0]]
 
 
@@ -219,7 +220,7 @@ def fake_smacv2(**env_kwargs):
 
 
 def test_sc2_conversion_of_a_won_episode():
-    env = smac.Sc2Env("3m", smac.MAPS["3m"], None, "7", smacv2=fake_smacv2())
+    env = sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2())
     spec = env.spec
     assert (spec.task, spec.n_agents, spec.state_space.shape, spec.episode_limit) == ("3m", 2, (6,), 3)
     assert [s.n for s in spec.action_spaces] == [7, 7] and spec.obs_spaces[0].shape == (5,)
@@ -235,7 +236,7 @@ def test_sc2_conversion_of_a_won_episode():
 
 
 def test_sc2_timeout_is_truncation_not_termination():
-    env = smac.Sc2Env("3m", smac.MAPS["3m"], None, "7", smacv2=fake_smacv2(outcome="timeout"))
+    env = sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2(outcome="timeout"))
     env.reset(None)
     results = [env.step([np.array(1), np.array(1)]) for _ in range(3)]
     assert [(r[2], r[3]) for r in results] == [(False, False), (False, False), (False, True)]
@@ -243,7 +244,7 @@ def test_sc2_timeout_is_truncation_not_termination():
 
 
 def test_sc2_smacv2_scenarios_use_the_capability_wrapper_with_our_map_config():
-    env = smac.Sc2Env("zerg_10_vs_11", smac.MAPS["zerg_10_vs_11"], 50, "7", smacv2=fake_smacv2(), family="smacv2")
+    env = sc2.Sc2Env("zerg_10_vs_11", tasks.MAPS["zerg_10_vs_11"], 50, "7", smacv2=fake_smacv2(), family="smacv2")
     assert (env.spec.family, env.spec.task) == ("smacv2", "zerg_10_vs_11")
     kwargs = env._env.kwargs
     assert env._env.map_name == "10gen_zerg" and env._env.episode_limit == 50
@@ -255,7 +256,7 @@ def test_sc2_smacv2_scenarios_use_the_capability_wrapper_with_our_map_config():
 
 def test_sc2_launch_failure_is_one_line_naming_what_to_install():
     error = FileNotFoundError(2, "No such file or directory", "/root/StarCraftII/Versions")
-    env = smac.Sc2Env("3m", smac.MAPS["3m"], None, "7", smacv2=fake_smacv2(launch_error=error))
+    env = sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2(launch_error=error))
     with pytest.raises(EnvUnavailable, match="StarCraft II 4.10.*SC2PATH.*SMAC maps") as info:
         env.reset(0)
     assert "\n" not in str(info.value)
@@ -266,9 +267,9 @@ def test_sc2_without_starcraft_is_env_unavailable(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "smacv2.env", fake_smacv2())
     with pytest.raises(EnvUnavailable, match="found no StarCraft II: install StarCraft II 4.10"):
         envs.make("smac", "3m", backend="sc2")
-    assert smac.Config().backend == smac.resolve_backend(smac.Config(backend="auto")) == "smax"
+    assert tasks.Config().backend == tasks.resolve_backend(tasks.Config(backend="auto")) == "smax"
     (tmp_path / "Versions").mkdir()
-    assert smac.Config().backend == smac.resolve_backend(smac.Config(backend="auto")) == "sc2"
+    assert tasks.Config().backend == tasks.resolve_backend(tasks.Config(backend="auto")) == "sc2"
 
 
 def test_missing_sc2_through_the_harness_exits_2_with_one_line(tmp_path):

@@ -168,8 +168,8 @@ def test_each_suite_composes_into_its_jobs_in_distinct_directories(suite):
     if not any(j.state == "no sim" for j in jobs):  # a missing simulator hides the n/a verdict
         assert sum(not j.compatible for j in jobs) == not_applicable
     assert all("hatd3" == j.algo for j in jobs if not j.compatible and j.state != "no sim")
-    assert len({j.run_dir for j in jobs}) == len(jobs)  # every variant lands in its own directory
-    assert all(j.run_dir.parts[len(results.parts)] == suite for j in jobs)
+    assert len({j.path for j in jobs}) == len(jobs)  # every variant lands in its own directory
+    assert all(j.path.dir.parts[len(results.parts)] == suite for j in jobs)
     assert f"{runs * algos - not_applicable} jobs to run" in dry_run_table(jobs, results) or any(j.state == "no sim" for j in jobs)
 
 
@@ -178,7 +178,7 @@ def test_ablation_alpha_sets_each_temperature():
     assert "mpe/simple_spread-discrete-auto-official hasac s0" in dry_run_table(jobs, results)
     for job in jobs:
         config = yaml.safe_load(job.config_yaml)
-        algo, variant = config["algo"], job.run_dir.parent.parent.name.split("-")
+        algo, variant = config["algo"], job.path.task.split("-")
         assert config["soft_eval"]
         if variant[-1].startswith("alpha"):
             assert not algo["auto_alpha"] and algo["alpha"] == float(variant[-1].removeprefix("alpha"))

@@ -15,9 +15,12 @@ from algos.common.registry import ALGORITHMS
 from envs import FAMILIES
 from envs.errors import ConfigError
 from harness.launch import available_profiles, load_cluster_profile, sbatch_script
+from harness.config import load_settings
+from harness.layout import RunPath
 from harness.records import RunRecord
-from harness.run import load_settings, main
-from harness.sweep import available_suites, expand, load_suite, prepare_jobs
+from harness.run import main
+from harness.suites import available_suites, load_suite
+from harness.sweep import expand, prepare_jobs
 
 GOLDEN = Path(__file__).parent / "golden"
 FAST = ["progress=false", "n_envs=4", "eval_n_envs=2", "eval_episodes=4"]
@@ -66,7 +69,7 @@ def test_sweep_expands_tasks_algos_seeds_into_paths(tmp_path):
     base, jobs = prepare_jobs(["suite=smoke", "algo=hasac,hatd3", "seeds=2", f"results_dir={tmp_path}"])
     entries = load_suite("smoke")["runs"]
     assert len(jobs) == len(entries) * 2 * 2
-    dirs = {str(j.run_dir.relative_to(tmp_path)) for j in jobs}
+    dirs = {str(j.path.dir.relative_to(tmp_path)) for j in jobs}
     assert "smoke/mpe/simple_spread/hasac/seed_1" in dirs
     assert "smoke/mpe/simple_spread-discrete/hatd3/seed_0" in dirs
     assert "smoke/mamujoco/HalfCheetah-2x3/hatd3/seed_1" in dirs
@@ -174,7 +177,7 @@ def test_sigkill_then_resume_ends_with_the_same_numbers(tmp_path):
 
 def test_a_second_process_on_the_same_run_is_refused(tmp_path, capsys):
     run = tmp_path / "adhoc" / "matrix" / "climbing" / "random" / "seed_0"
-    holder = RunRecord(run)
+    holder = RunRecord(RunPath(run))
     holder.lock()
     try:
         assert main([*MATRIX, "algo=random", f"results_dir={tmp_path}"]) == 2
@@ -294,3 +297,20 @@ def test_dry_run_lists_jobs_whose_simulator_is_missing(tmp_path, capsys):
     assert "no sim: simulator missing: env=dexhands needs NVIDIA Isaac Gym" in out
     assert main(["suite=paper_dexhands", "algo=hasac", f"results_dir={tmp_path}"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_load_policy_restores_the_weights_a_run_trained(tmp_path):
+    import torch
+
+    from algos.common.registry import algorithm_class
+    from harness.checkpoint import load_checkpoint
+    from harness.policy import load_policy
+
+    assert main([*MATRIX, *SMALL_HASAC, "budget=400", "eval_every=200", f"results_dir={tmp_path}"]) == 0
+    path = RunPath(tmp_path / "adhoc" / "matrix" / "climbing" / "hasac" / "seed_0")
+    algo = load_policy(path)
+    saved = load_checkpoint(path.checkpoint)["algo"]
+    fresh = algorithm_class("hasac")(algo.spec, algo.config, 4, torch.device("cpu"), 0)
+    loaded, untrained = algo.state_dict(), fresh.state_dict()
+    assert all(torch.equal(a, b) for a, b in zip(loaded["actors"].values(), saved["actors"].values()))
+    assert not all(torch.equal(a, b) for a, b in zip(loaded["actors"].values(), untrained["actors"].values()))

@@ -9,7 +9,8 @@ The package, bottom up:
 - `combat`: the two 2v2 tasks (`LagEnv`);
 - `heading`: `1-Heading`, one F-16 flown surface by surface (`HeadingEnv`), the task for
   training a learned low-level controller with our own algorithms;
-- `view`: `python -m envs.lag.view`, a PNG of one episode's trajectories.
+- `view`: a PNG of one episode's trajectories (`python -m harness.view RUN_DIR` for a run,
+  `python -m envs.lag.view --policy hold` without one).
 
 Tasks (Red = our 2 learned agents, Blue = the built-in opponent):
 - `2v2-NoWeapon-vsBaseline`: Blue pursues (matches its first enemy's altitude and speed and
@@ -84,3 +85,12 @@ def env_factory(task: str, config: Config):
     from envs.lag.combat import LagEnv
 
     return partial(LagEnv, task, config)
+
+
+def draw_episode(task, config: Config, act, seed: int, out, title: str) -> dict:
+    """The family's view hook (`python -m harness.view RUN_DIR`): one episode of `act`
+    drawn to a PNG; envs/lag/view.py, loaded only when drawing."""
+    check_jsbsim()
+    from envs.lag.view import draw_episode as draw
+
+    return draw(task, config, act, seed, out, title)

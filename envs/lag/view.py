@@ -1,43 +1,28 @@
 """Debug view for env=lag: fly one episode and draw what every aircraft and missile did.
 
-    python -m envs.lag.view RUN_DIR [--out traj.png]      # greedy policy of a saved run
+    python -m harness.view RUN_DIR [--out traj.png]       # greedy policy of a saved run
     python -m envs.lag.view --policy hold --task 2v2-ShootMissile-vsBaseline
 
-RUN_DIR is a harness run directory (config.yaml + checkpoints/latest.pt). `--policy hold`
-needs no run: Red keeps altitude, heading and speed (and fires when it can), which shows
-the opponent's behaviour. The PNG has a top-down track (east, north in km; a dot at each
-start; dotted missile tracks end in a cross) and altitude against time.
+`draw_episode` is the family's view hook (harness/view.py loads a run's policy and calls
+it). `--policy hold` needs no run: Red keeps altitude, heading and speed (and fires when it
+can), which shows the opponent's behaviour. The PNG has a top-down track (east, north in
+km; a dot at each start; dotted missile tracks end in a cross) and altitude against time.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from envs.base import Step
+from envs.errors import ConfigError
 from envs.lag import Config
 from envs.lag.combat import HOLD, WEAPONS, LagEnv, decode
 
 COLOURS = {"A0100": "tab:red", "A0200": "salmon", "B0100": "tab:blue", "B0200": "lightblue"}
-
-
-def load_policy(run_dir: Path, env: LagEnv):
-    """The run's algorithm with its checkpointed weights, acting greedily."""
-    import torch
-    from omegaconf import OmegaConf
-
-    from algos.common.registry import algorithm_class
-    from harness.checkpoint import load_checkpoint
-
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    name = cfg.choices.algo
-    cls = algorithm_class(name)
-    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Config), cfg.algo))
-    algo = cls(env.spec, config, int(cfg.n_envs), torch.device("cpu"), int(cfg.seed))
-    algo.load_state_dict(load_checkpoint(run_dir / "checkpoints" / "latest.pt")["algo"])
-    return lambda step: [int(np.asarray(a).reshape(-1)[0]) for a in algo.act(step, explore=False)]
 
 
 def as_step(view) -> Step:
@@ -93,34 +78,32 @@ def plot(tracks: dict, missiles: dict, info: dict, title: str, out: Path) -> Non
     plt.close(fig)
 
 
+def draw_episode(task: str, config: Config, act: Callable[[Step], list[np.ndarray]], seed: int, out: Path,
+                 title: str) -> dict:
+    """Fly one episode of a 2v2 task with `act` (a batch-of-one policy, e.g. a run's greedy
+    algorithm) choosing Red's actions, draw it to `out`; returns the episode info."""
+    if task not in WEAPONS:
+        raise ConfigError(f"the view draws the 2v2 tasks only ({', '.join(WEAPONS)}), not {task}")
+    env = LagEnv(task, config)
+    tracks, missiles, info = fly(env, lambda step: [int(np.asarray(a).reshape(-1)[0]) for a in act(step)], seed)
+    plot(tracks, missiles, info, title, out)
+    return info
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", nargs="?", type=Path, help="harness run directory (omit with --policy hold)")
-    parser.add_argument("--policy", choices=["run", "hold"], default="run")
-    parser.add_argument("--task", choices=list(WEAPONS), default=None, help="default: the run's task, else NoWeapon")
+    parser.add_argument("--policy", choices=["hold"], default="hold", help="Red holds course (a run's policy: "
+                        "python -m harness.view RUN_DIR)")
+    parser.add_argument("--task", choices=list(WEAPONS), default=next(iter(WEAPONS)))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("lag_trajectory.png"))
     args = parser.parse_args(argv)
-    task = args.task
-    if args.policy == "run":
-        if args.run_dir is None:
-            parser.error("give a RUN_DIR or --policy hold")
-        from omegaconf import OmegaConf
-
-        task = task or str(OmegaConf.load(args.run_dir / "config.yaml").task)
-    task = task or next(iter(WEAPONS))
-    if task not in WEAPONS:
-        parser.error(f"the view draws the 2v2 tasks only, not {task}")
-    env = LagEnv(task, Config())
-    if args.policy == "run":
-        policy = load_policy(args.run_dir, env)
-    else:
-        fire = env.weapons
-        hold = HOLD * 2 + 1 if fire else HOLD  # same move, fire bit set
-        assert decode(hold, fire)[:3] == (1, 2, 1)
-        policy = lambda step: [hold, hold]  # noqa: E731
-    tracks, missiles, info = fly(env, policy, args.seed)
-    plot(tracks, missiles, info, f"lag/{task} — {args.run_dir or 'hold policy'}", args.out)
+    env = LagEnv(args.task, Config())
+    fire = env.weapons
+    hold = HOLD * 2 + 1 if fire else HOLD  # same move, fire bit set
+    assert decode(hold, fire)[:3] == (1, 2, 1)
+    tracks, missiles, info = fly(env, lambda step: [hold, hold], args.seed)
+    plot(tracks, missiles, info, f"lag/{args.task} — hold policy", args.out)
     print(f"wrote {args.out}: {info}")
     return 0
 

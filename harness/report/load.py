@@ -1,6 +1,6 @@
 """Read a results tree into runs, and the repository's published numbers and bounds.
 
-A run is `<suite>/<family>/<task>/<algo>/seed_<k>/` (harness/records.py). Its score is the
+A run is `<suite>/<family>/<task>/<algo>/seed_<k>/` (harness/layout.py). Its score is the
 family's success metric where eval.csv has one (win rate, score rate; in percent, as the
 papers print them), else the mean evaluation return. Nothing is dropped silently: every run
 that cannot count (failed, unfinished, unreadable) is kept with the reason.
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from envs.errors import ConfigError
+from harness.layout import RunPath
 
 PAPER_DIR = Path(__file__).resolve().parents[1] / "paper"
 SUCCESS_COLUMNS = {"win_rate": "win_rate_pct", "score": "score_rate_pct"}
@@ -29,7 +30,7 @@ class Run:
     """Task directory name: the task, plus `-variant` where the suite has variants."""
     algo: str
     seed: int
-    path: Path
+    path: RunPath
     status: str
     """done | failed | failed: nan | running | unreadable | ..."""
     metric: str = "return"
@@ -56,32 +57,17 @@ class Run:
         return int(self.steps[-1]) if len(self.steps) else 0
 
 
-def find_run_dirs(root: Path) -> list[tuple[str, Path]]:
-    """(suite, run dir) under `root`, which is a results root (holding suites) or one suite."""
-    found = []
-    for seed_dir in sorted(root.rglob("seed_*")):
-        if not seed_dir.is_dir() or ".submitit" in seed_dir.parts:
-            continue
-        depth = len(seed_dir.relative_to(root).parts)
-        if depth == 4:
-            found.append((root.name, seed_dir))
-        elif depth == 5:
-            found.append((seed_dir.relative_to(root).parts[0], seed_dir))
-    return found
-
-
-def read_run(suite: str, run_dir: Path) -> Run:
-    family, task, algo = run_dir.parts[-4:-1]
-    run = Run(suite, family, task, algo, int(run_dir.name.removeprefix("seed_")), run_dir, status="unknown")
+def read_run(path: RunPath) -> Run:
+    run = Run(path.suite, path.family, path.task, path.algo, path.seed, path, status="unknown")
     try:
-        run.status = json.loads((run_dir / "meta.json").read_text()).get("status", "unknown")
+        run.status = json.loads(path.meta.read_text()).get("status", "unknown")
     except (OSError, ValueError) as exc:
         run.status, run.reason = "unreadable", f"meta.json: {type(exc).__name__}"
         return run
-    if run.status == "done" and not (run_dir / "DONE").exists():
+    if run.status == "done" and not path.done:
         run.status = "running"
     try:
-        evals = pd.read_csv(run_dir / "eval.csv")
+        evals = pd.read_csv(path.eval_csv)
         steps = evals["env_steps"].to_numpy(int)
         column = next((c for c in SUCCESS_COLUMNS if c in evals.columns), None)
         if column is None:
@@ -101,7 +87,7 @@ def read_run(suite: str, run_dir: Path) -> Run:
     run.steps, run.scores = steps, scores
     if run.status == "done":
         try:
-            run.results_note = json.loads((run_dir / "summary.json").read_text()).get("results_note") or ""
+            run.results_note = json.loads(path.summary.read_text()).get("results_note") or ""
         except (OSError, ValueError, AttributeError):
             pass  # the scores come from eval.csv; a missing note only loses the label
     return run
@@ -109,19 +95,19 @@ def read_run(suite: str, run_dir: Path) -> Run:
 
 def load_runs(roots: list[Path]) -> list[Run]:
     """Every run under `roots`; all must belong to one suite (tables never mix suites)."""
-    located = []
+    located: list[RunPath] = []
     for root in roots:
         if not root.is_dir():
             raise ConfigError(f"{root} is not a directory of results")
-        located += find_run_dirs(root)
+        located += RunPath.find(root)
     if not located:
         raise ConfigError(f"no runs under {', '.join(map(str, roots))} "
                           "(expected <suite>/<family>/<task>/<algo>/seed_<k>/)")
-    suites = sorted({suite for suite, _ in located})
+    suites = sorted({path.suite for path in located})
     if len(suites) > 1:
         raise ConfigError(f"runs from several suites ({', '.join(suites)}); report one suite at a time, "
                           f"e.g. results/{suites[0]}")
-    return [read_run(suite, path) for suite, path in located]
+    return [read_run(path) for path in located]
 
 
 def paper_numbers() -> pd.DataFrame:

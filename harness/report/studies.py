@@ -10,74 +10,25 @@
 
 A section appears only when its data is there; each writes CSV tables under `<out>/studies/`
 and figures under `<out>/figures/` (harness/report/study_figures.py, imported only when
-figures are drawn), and returns its Markdown for report.md.
+figures are drawn: it loads matplotlib), and returns its Markdown for report.md. The runs
+and their curves are harness/report/study_data.py's.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from harness.records import atomic_write_text
 from harness.report.load import Run
 from harness.report.stats import task_intervals
+from harness.report.study_data import StudyRun, alpha_order, curve, load_study_runs, soft_objective_column
 from harness.report.tables import to_markdown
 
-STUDY_TOKEN = re.compile(r"^(alpha[0-9.]+|auto|official|scale[0-9.]+)$")
-"""Variant tokens that name a study setting, not a task (the suites' `alpha0.2`, `auto`,
-`auto-official`, `scale10`): a task's runs at different settings share the rest."""
 PERTURBATION = re.compile(r"^eval_return_(obsnoise|actnoise)_(.+)$")
-
-
-@dataclass
-class StudyRun:
-    """A finished run with its whole eval.csv and resolved config."""
-
-    run: Run
-    evals: pd.DataFrame
-    config: dict = field(default_factory=dict)
-
-    @property
-    def base(self) -> str:
-        """The run's task directory (task[-variant][@backend]) without the study tokens."""
-        return f"{self.run.family}/{'-'.join(t for t in self.run.task.split('-') if not STUDY_TOKEN.match(t))}"
-
-    @property
-    def temperature(self) -> str | None:
-        """'0.05' for a fixed α, 'auto' or 'auto (official H̄)' for a learned one, None
-        for algorithms without a temperature."""
-        algo = self.config.get("algo") or {}
-        if "auto_alpha" not in algo:
-            return None
-        if not algo["auto_alpha"]:
-            return f"{float(algo['alpha']):g}"
-        return "auto (official H̄)" if algo.get("discrete_target_entropy") == "official" else "auto"
-
-    @property
-    def reward_scale(self) -> float:
-        return float(self.config.get("reward_scale", 1.0))
-
-    def column(self, name: str) -> np.ndarray:
-        return self.evals[name].to_numpy(float) if name in self.evals else np.full(len(self.evals), np.nan)
-
-
-def load_study_runs(runs: list[Run]) -> list[StudyRun]:
-    out = []
-    for run in runs:
-        if not run.finished:
-            continue
-        try:
-            evals = pd.read_csv(run.path / "eval.csv")
-            config = yaml.safe_load((run.path / "config.yaml").read_text()) if (run.path / "config.yaml").exists() else {}
-        except (OSError, ValueError, yaml.YAMLError, pd.errors.ParserError):
-            continue  # the main report already lists unreadable runs
-        out.append(StudyRun(run, evals, config or {}))
-    return out
 
 
 def study_sections(out: Path, runs: list[Run], reps: int, seed: int, figures: bool = True) -> str:
@@ -113,18 +64,6 @@ def write_table(out: Path, name: str, table: pd.DataFrame) -> None:
 
 def figure_links(files: list[Path], out: Path) -> str:
     return "\n".join(f"![{p.stem}]({p.relative_to(out)})" for p in files if p.suffix == ".png")
-
-
-def curve(runs: list[StudyRun], column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, seed mean, 95 % normal band half-width) of `column` at the evaluation steps
-    (their union up to the shortest run; runs that skipped a step are interpolated)."""
-    last = min(r.run.env_steps for r in runs)
-    grid = np.unique(np.concatenate([r.column("env_steps") for r in runs]))
-    grid = grid[grid <= last]
-    values = np.array([np.interp(grid, r.column("env_steps"), r.column(column)) for r in runs])
-    mean = values.mean(axis=0)
-    half = 1.96 * values.std(axis=0, ddof=1) / np.sqrt(len(runs)) if len(runs) > 1 else np.zeros_like(mean)
-    return grid, mean, half
 
 
 # -- temperature ---------------------------------------------------------------------------------
@@ -165,20 +104,6 @@ def temperature_section(out: Path, runs: list[StudyRun], reps: int, seed: int, f
         files = temperature_figure(out / "figures", groups, table) + entropy_figure(out / "figures", groups)
         text.append(figure_links(files, out))
     return "\n\n".join(text)
-
-
-def alpha_value(label: str) -> float:
-    """The α of a fixed-temperature label; NaN for a learned one."""
-    try:
-        return float(label)
-    except ValueError:
-        return np.nan
-
-
-def alpha_order(label: str) -> tuple[bool, float, str]:
-    """Fixed α ascending, then the learned-α labels."""
-    value = alpha_value(label)
-    return (bool(np.isnan(value)), 0.0 if np.isnan(value) else value, label)
 
 
 def _last_mean(group: list[StudyRun], column: str) -> float:
@@ -231,12 +156,6 @@ def soft_objective_section(out: Path, runs: list[StudyRun], reps: int, seed: int
 
         text.append(figure_links(soft_objective_figure(out / "figures", tasks), out))
     return "\n\n".join(text)
-
-
-def soft_objective_column(group: list[StudyRun]) -> str:
-    """The closed-form J where every run has it (single-state games), else the estimate."""
-    exact = all(np.isfinite(r.column("eval_soft_objective_exact")).any() for r in group)
-    return "eval_soft_objective_exact" if exact else "eval_soft_objective"
 
 
 def _named(name: str, values: tuple[float, float, float]) -> dict[str, float]:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.figures import color, plt, save
-from harness.report.studies import StudyRun, alpha_order, alpha_value, curve, soft_objective_column
+from harness.report.study_data import StudyRun, alpha_order, alpha_value, curve, soft_objective_column
 
 LEARNED_STYLES = ["--", ":", "-."]
 """Line styles of the learned-α variants (black), fixed α taking the viridis colours."""

@@ -56,7 +56,7 @@ def task_table(runs: list[Run], paper: pd.DataFrame, reps: int, seed: int) -> pd
         finals = np.array([r.final for r in group])
         ci = task_intervals(finals, reps, seed)
         steps = min(r.env_steps for r in group)
-        substitute = task.split("@")[1] if "@" in task else None
+        substitute = group[0].path.substitute
         results_note = group[0].results_note
         paper_row = None if substitute or results_note else published(paper, family, task, algo)
         rows.append({

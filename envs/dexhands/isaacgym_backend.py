@@ -1,18 +1,11 @@
-"""Bi-DexHands (PKU-MARL/DexterousHands on NVIDIA Isaac Gym): two Shadow hands as two
-heterogeneous agents, E parallel envs simulated in one Isaac Gym process on the GPU.
-
-Tasks (the HASAC paper's, from the official tuned configs; episode lengths as in
-algorithms_and_paper.md §3): CatchAbreast, CatchOver2Underarm, DoorCloseInward,
-DoorOpenInward, DoorOpenOutward, LiftUnderarm, Over, Pen, TwoCatchUnderarm. Bi-DexHands'
-class names (`ShadowHandCatchAbreast`, ...) are accepted as aliases.
+"""The Isaac Gym backend of family `dexhands`: Bi-DexHands (PKU-MARL/DexterousHands) on
+NVIDIA Isaac Gym Preview 4, the HASAC paper's simulator. Two Shadow hands are two
+heterogeneous agents; E parallel envs are simulated in one Isaac Gym process on the GPU.
 
 Why a batched class, not a SingleEnv per copy: Isaac Gym simulates all E envs in one
 simulation with shared GPU tensors (one `task.step` advances every env), and a process
-holds one such simulation. A per-copy SingleEnv inside `VecEnv` would need one Isaac Gym
-process per copy. So `DexHandsVecEnv` speaks `VecEnv`'s public API (spec, n_envs, reset,
-step, get_state, set_state, close) itself, `n_envs` is Isaac Gym's `numEnvs`, and
-`make_vec` builds it; `envs.make` must call `make_vec` for families that define it
-(not wired yet: envs/__init__.py is shared).
+holds one such simulation. So `IsaacGymVecEnv` is a `BatchedEnv` and `n_envs` is Isaac
+Gym's `numEnvs`.
 
 What it converts (the bidexhands multi-agent API, `MultiVecTaskPython`):
 - `step(actions)`: actions N × [E, A_i] tensors → (obs [E, N, D], state [E, N, S],
@@ -42,29 +35,15 @@ import importlib.resources
 import importlib.util
 import re
 import sys
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 from gymnasium import spaces
 
-from envs.base import EnvSpec, FamilyConfig, Step
-from envs.errors import ConfigError, EnvUnavailable
-
-# task -> episode length (the paper's, HARL's dexhands env configs)
-EPISODE_LENGTHS = {
-    "CatchAbreast": 150,
-    "CatchOver2Underarm": 75,
-    "DoorCloseInward": 250,
-    "DoorOpenInward": 250,
-    "DoorOpenOutward": 250,
-    "LiftUnderarm": 500,
-    "Over": 75,
-    "Pen": 125,
-    "TwoCatchUnderarm": 75,
-}
-TASKS = tuple(EPISODE_LENGTHS)
-PREFIX = "ShadowHand"  # Bi-DexHands' class names: ShadowHand<Task>
+from envs.base import EnvSpec, EpisodeStats, Step, final_views
+from envs.dexhands.convert import device_actions, float32_box, host
+from envs.dexhands.tasks import EPISODE_LENGTHS, PREFIX, Config
+from envs.errors import EnvUnavailable
 
 INSTALL = (
     "env=dexhands needs NVIDIA Isaac Gym Preview 4 (manual download: developer.nvidia.com/isaac-gym, "
@@ -74,50 +53,7 @@ INSTALL = (
 )
 
 
-@dataclass
-class Config(FamilyConfig):
-    sim_device: str = "cuda:0"
-    """Isaac Gym physics device ('cuda:K' runs PhysX and the tensor pipeline on GPU K; 'cpu')."""
-    rl_device: str = "cuda:0"
-    """Where the task's output tensors are moved before we read them (bidexhands rl_device)."""
-    headless: bool = True
-    """No viewer window (clusters); otherwise Bi-DexHands renders on the sim GPU."""
-    episode_length: int | None = None
-    """Steps per episode; None: the paper's value for the task (EPISODE_LENGTHS)."""
-    clip_observations: float = 5.0
-    """bidexhands MultiVecTaskPython's observation clip (its default, as HARL)."""
-    clip_actions: float = 1.0
-    """Each agent's Box is [-clip_actions, clip_actions] (bidexhands' default)."""
-    physics_engine: str = "physx"
-    """'physx' (every Bi-DexHands task) or 'flex'."""
-    # Isaac Gym batches inside one simulation: these VecEnv fields do not apply.
-    vectorization: str = "isaacgym"
-    """Fixed: the n_envs copies are Isaac Gym's numEnvs in one simulation."""
-
-
-def resolve_task(task: str) -> str:
-    """Our task name from ours or Bi-DexHands' class name; ConfigError listing the valid ones."""
-    name = task[len(PREFIX):] if task.startswith(PREFIX) else task
-    if name not in EPISODE_LENGTHS:
-        raise ConfigError(f"unknown dexhands task {task!r}; valid tasks: {', '.join(TASKS)}")
-    return name
-
-
-def validate(task: str, config: Config) -> str:
-    """Check names and fields without touching the simulator; returns our task name."""
-    name = resolve_task(task)
-    if config.vectorization != "isaacgym":
-        raise ConfigError("env.vectorization is fixed for dexhands: Isaac Gym batches the envs in one simulation")
-    if config.episode_length is not None and int(config.episode_length) < 1:
-        raise ConfigError(f"env.episode_length must be >= 1, got {config.episode_length}")
-    if config.physics_engine not in ("physx", "flex"):
-        raise ConfigError(f"env.physics_engine must be 'physx' or 'flex', got {config.physics_engine!r}")
-    if config.clip_actions <= 0 or config.clip_observations <= 0:
-        raise ConfigError("env.clip_actions and env.clip_observations must be > 0")
-    return name
-
-
-def _import_simulator():
+def import_simulator():
     """(isaacgym.gymapi, bidexhands) or EnvUnavailable with the one line of what to install.
     Isaac Gym refuses to load after torch: that case gets its own line."""
     try:
@@ -144,14 +80,14 @@ def preload() -> None:
     try:
         import isaacgym  # noqa: F401
     except ImportError:
-        pass  # the clear error comes from _import_simulator when an env is built
+        pass  # the clear error comes from import_simulator when an env is built
 
 
-class DexHandsVecEnv:
-    """E Bi-DexHands envs in one Isaac Gym simulation behind `VecEnv`'s public API.
+class IsaacGymVecEnv:
+    """E Bi-DexHands envs in one Isaac Gym simulation (an envs.base.BatchedEnv).
     `marl_env` is a bidexhands `MultiVecTaskPython` (or anything with its API)."""
 
-    vectorization = "isaacgym"
+    vectorization = "simulator"
 
     def __init__(self, marl_env: Any, task: str, clip_actions: float = 1.0):
         import torch  # here, not at module level: Isaac Gym must be imported before torch
@@ -161,9 +97,9 @@ class DexHandsVecEnv:
         self._task = marl_env.task
         self.n_envs = int(marl_env.num_envs)
         n_agents = int(marl_env.num_agents)
-        obs_spaces = tuple(_float32_box(s.shape, np.inf) for s in marl_env.observation_space)
-        self._action_spaces = tuple(_float32_box(s.shape, clip_actions) for s in marl_env.action_space)
-        state_space = _float32_box(marl_env.share_observation_space[0].shape, np.inf)
+        obs_spaces = tuple(float32_box(s.shape, np.inf) for s in marl_env.observation_space)
+        self._action_spaces = tuple(float32_box(s.shape, clip_actions) for s in marl_env.action_space)
+        state_space = float32_box(marl_env.share_observation_space[0].shape, np.inf)
         self.spec = EnvSpec(
             family="dexhands",
             task=task,
@@ -174,16 +110,15 @@ class DexHandsVecEnv:
             episode_limit=int(self._task.max_episode_length),
         )
         self._device = self._task.reset_buf.device
-        self._return = np.zeros(self.n_envs, np.float64)
-        self._length = np.zeros(self.n_envs, np.int64)
+        self._stats = EpisodeStats(self.n_envs)
         self._closed = False
 
-    # -- VecEnv API -------------------------------------------------------------------------
+    # -- BatchedEnv API ----------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> Step:
         """Restart every env (Isaac Gym's seed is fixed at build time; see module doc)."""
         self._task.reset_buf[:] = 1  # the task resets flagged envs in its next pre-physics step
         obs_all, state_all, _ = self._env.reset()
-        self._return[:], self._length[:] = 0.0, 0
+        self._stats.reset()
         zeros = np.zeros(self.n_envs, bool)
         step = self._convert(obs_all, state_all, np.zeros(self.n_envs, np.float32), zeros, zeros.copy())
         step.info["episodes"] = []
@@ -191,30 +126,20 @@ class DexHandsVecEnv:
 
     def step(self, actions: Sequence[np.ndarray]) -> Step:
         """`actions`: N × [E, A_i]; clipped to each agent's Box on the sim device."""
-        torch = self._torch
-        joint = []
-        for a, space in zip(actions, self._action_spaces):
-            tensor = torch.as_tensor(np.asarray(a, np.float32), device=self._device)
-            joint.append(tensor.reshape(self.n_envs, *space.shape).clamp(float(space.low[0]), float(space.high[0])))
+        joint = device_actions(self._torch, actions, self._action_spaces, self.n_envs, self._device)
         obs_all, state_all, reward_all, done_all, _, _ = self._env.step(joint)
         # Read the counters before the next step's pre-physics reset zeroes them.
-        done = _host(done_all[:, 0]).astype(bool)
-        timeout = _host(self._task.progress_buf >= self._task.max_episode_length).astype(bool)
-        reward = _host(reward_all[:, 0, 0]).astype(np.float32)
+        done = host(done_all[:, 0]).astype(bool)
+        timeout = host(self._task.progress_buf >= self._task.max_episode_length).astype(bool)
+        reward = host(reward_all[:, 0, 0]).astype(np.float32)
         truncated = done & timeout
         step = self._convert(obs_all, state_all, reward, done & ~truncated, truncated)
-        self._return += reward
-        self._length += 1
-        step.info["episodes"] = [
-            {"return": float(self._return[k]), "length": int(self._length[k]), "env_index": int(k)}
-            for k in np.flatnonzero(done)
-        ]
-        self._return[done], self._length[done] = 0.0, 0
+        step.info["episodes"] = self._stats.add(reward, done)
         return step
 
     def get_state(self) -> list:
         """Isaac Gym cannot snapshot its simulation: a marker per env (see set_state)."""
-        return [{"task": f"dexhands/{self.spec.task}", "exact": False}] * self.n_envs
+        return [{"task": f"dexhands/{self.spec.task}"} for _ in range(self.n_envs)]
 
     def set_state(self, states: Sequence) -> None:
         """Not exact: every env restarts (the learner's state resumes exactly)."""
@@ -230,7 +155,7 @@ class DexHandsVecEnv:
         if close is not None:
             close()
 
-    def __enter__(self) -> "DexHandsVecEnv":
+    def __enter__(self) -> "IsaacGymVecEnv":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -239,24 +164,14 @@ class DexHandsVecEnv:
     # -- conversion -------------------------------------------------------------------------
     def _convert(self, obs_all, state_all, reward, terminated, truncated) -> Step:
         """[E, N, D] tensors → per-agent numpy views; one device→host copy per tensor."""
-        obs_host = _host(obs_all)  # [E, N, D]: both agents have the same obs size in bidexhands
+        obs_host = host(obs_all)  # [E, N, D]: both agents have the same obs size in bidexhands
         obs = [obs_host[:, i] for i in range(self.spec.n_agents)]
-        state = _host(state_all[:, 0])
+        state = host(state_all[:, 0])
         alive = np.ones((self.n_envs, self.spec.n_agents), bool)
         step = Step(obs, state, reward, terminated, truncated, None, alive, {})
         # Lazy reset: the returned observation of a done row IS that episode's last one.
-        step.info.update(final_obs=obs, final_state=state, final_avail_actions=None, final_alive=alive)
+        step.info.update(final_views(step, np.flatnonzero(step.done), None))
         return step
-
-
-def _host(tensor) -> np.ndarray:
-    """A float32/bool numpy array of a (possibly GPU) tensor: the one transfer per tensor."""
-    array = tensor.detach().cpu().numpy()
-    return array.astype(np.float32, copy=False) if array.dtype.kind == "f" else array
-
-
-def _float32_box(shape: tuple[int, ...], bound: float) -> spaces.Box:
-    return spaces.Box(-bound, bound, shape=tuple(shape), dtype=np.float32)
 
 
 def _snake(name: str) -> str:
@@ -270,7 +185,7 @@ def _build_marl_env(task: str, config: Config, n_envs: int, seed: int | None):
     Needs Isaac Gym and Bi-DexHands; not exercised by this repo's tests (no Isaac Gym here)."""
     import yaml
 
-    gymapi, bidexhands = _import_simulator()
+    gymapi, bidexhands = import_simulator()
     from bidexhands.tasks.hand_base.multi_vec_task import MultiVecTaskPython
 
     cls_name = PREFIX + task
@@ -313,20 +228,6 @@ def _sim_params(gymapi, sim_cfg: dict, config: Config):
     return params
 
 
-def make_vec(task: str, config: Config, n_envs: int, seed: int | None = None) -> DexHandsVecEnv:
-    """`n_envs` Bi-DexHands envs in one Isaac Gym simulation (what `envs.make` returns)."""
-    name = validate(task, config)
-    if n_envs < 1:
-        raise ConfigError(f"n_envs must be >= 1, got {n_envs}")
-    marl_env = _build_marl_env(name, config, n_envs, seed)
-    return DexHandsVecEnv(marl_env, name, config.clip_actions)
-
-
-def env_factory(task: str, config: Config):
-    """Validate names and fields, then the simulator (EnvUnavailable without Isaac Gym).
-    There is no per-copy factory (Isaac Gym batches the envs): `envs.make` must route
-    families that define `make_vec` to it; until it does, say so in one line."""
-    name = validate(task, config)
-    _import_simulator()
-    raise ConfigError(f"dexhands/{name} is batched inside Isaac Gym: build it with envs.dexhands.make_vec "
-                      "(envs.make does not route to it yet)")
+def make(task: str, config: Config, n_envs: int, seed: int | None) -> IsaacGymVecEnv:
+    """`n_envs` Bi-DexHands envs of our task `task` in one Isaac Gym simulation."""
+    return IsaacGymVecEnv(_build_marl_env(task, config, n_envs, seed), task, config.clip_actions)

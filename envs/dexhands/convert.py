@@ -1,0 +1,29 @@
+"""Tensor ↔ numpy conversion shared by the dexhands backends: both simulators keep their
+buffers as torch tensors on the simulation device; `Step` holds numpy."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from gymnasium import spaces
+
+
+def host(tensor) -> np.ndarray:
+    """A float32/bool numpy array of a (possibly GPU) tensor: the one transfer per tensor."""
+    array = tensor.detach().cpu().numpy()
+    return array.astype(np.float32, copy=False) if array.dtype.kind == "f" else array
+
+
+def float32_box(shape: tuple[int, ...], bound: float) -> spaces.Box:
+    return spaces.Box(-bound, bound, shape=tuple(shape), dtype=np.float32)
+
+
+def device_actions(torch, actions: Sequence[np.ndarray], boxes: Sequence[spaces.Box], n_envs: int, device) -> list:
+    """N × [E, A_i] numpy actions → N float32 tensors on `device`, each clipped to its
+    agent's Box there (one host→device copy per agent)."""
+    out = []
+    for a, box in zip(actions, boxes):
+        tensor = torch.as_tensor(np.asarray(a, np.float32), device=device)
+        out.append(tensor.reshape(n_envs, *box.shape).clamp(float(box.low.min()), float(box.high.max())))
+    return out

@@ -1,0 +1,128 @@
+"""The sc2 backend of families `smac` and `smacv2`: StarCraft II through smacv2, one game
+per `SingleEnv` copy (`VecEnv` batches them).
+
+SMAC v1 maps use smacv2's `StarCraft2Env`; the procedurally generated SMACv2 scenarios its
+`StarCraftCapabilityEnvWrapper` with the settings of smacv2's 10gen configs. Needs
+StarCraft II 4.10 and the SMAC maps. The map's episode limit truncates (SMAC's
+`episode_limit` info, HARL's `bad_transition`); won or lost episodes terminate.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import partial
+from typing import Sequence
+
+import numpy as np
+from gymnasium import spaces
+
+from envs.base import AgentView, EnvSpec, SingleEnv
+from envs.errors import EnvUnavailable
+from envs.smac.tasks import RACES, MapInfo
+
+SC2_INSTALL = (
+    "install StarCraft II 4.10 (Linux build), set SC2PATH to it, copy the SMAC maps into "
+    "$SC2PATH/Maps/SMAC_Maps, and pip install smacv2 from its repository with 'protobuf<3.21' "
+    "(README: SMAC); or use env.backend=smax"
+)
+
+
+def smacv2_map_config(info: MapInfo) -> dict:
+    """Keyword arguments of smacv2's StarCraftCapabilityEnvWrapper for a race scenario, the
+    settings of smacv2's 10gen configs (weighted teams, surrounded-and-reflect starts)."""
+    names = RACES[info.race][0]
+    return {
+        "map_name": f"10gen_{info.race}",
+        "capability_config": {
+            "n_units": info.n_agents,
+            "n_enemies": info.n_enemies,
+            "team_gen": {"dist_type": "weighted_teams", "unit_types": list(names), "weights": [0.45, 0.45, 0.1],
+                         "exception_unit_types": [names[2]], "observe": True},
+            "start_positions": {"dist_type": "surrounded_and_reflect", "p": 0.5,
+                                "n_enemies": info.n_enemies, "map_x": 32, "map_y": 32},
+        },
+        "obs_own_pos": True, "obs_starcraft": True, "conic_fov": False, "use_unit_ranges": True,
+        "min_attack_range": 2, "num_fov_actions": 12, "fully_observable": False,
+        "kill_unit_step_mul": 2, "change_fov_with_move": False, "obs_own_health": True,
+        "obs_all_health": True, "obs_last_action": False, "obs_pathing_grid": False,
+        "obs_terrain_height": False, "state_last_action": True, "state_timestep_number": False,
+        "reward_only_positive": True, "reward_death_value": 10, "reward_win": 200,
+        "reward_defeat": 0, "reward_negative_scale": 0.5, "reward_scale": True,
+        "reward_scale_rate": 20, "continuing_episode": False, "heuristic_ai": False,
+        "heuristic_rest": False, "move_amount": 2, "step_mul": 8,
+    }
+
+
+def import_smacv2():
+    try:
+        return importlib.import_module("smacv2.env")
+    except ImportError as exc:
+        raise EnvUnavailable(f"env=smac backend=sc2 needs smacv2 and StarCraft II: {SC2_INSTALL} ({exc})") from None
+
+
+class Sc2Env(SingleEnv):
+    """One smacv2 copy. Shapes come from `get_env_info()`, which works without the game;
+    StarCraft II itself starts on the first reset."""
+
+    def __init__(self, task: str, info: MapInfo, limit: int | None, difficulty: str, smacv2=None,
+                 family: str = "smac"):
+        smacv2 = smacv2 or import_smacv2()
+        if info.race is None:
+            self._env = smacv2.StarCraft2Env(map_name=task, difficulty=difficulty)
+        else:
+            self._env = smacv2.StarCraftCapabilityEnvWrapper(difficulty=difficulty, **smacv2_map_config(info))
+        if limit is not None:  # env.episode_limit set: smacv2 reads the map's limit otherwise
+            _inner(self._env).episode_limit = limit
+        env_info = self._env.get_env_info()
+        n, n_actions = env_info["n_agents"], env_info["n_actions"]
+        box = partial(spaces.Box, -np.inf, np.inf, dtype=np.float32)
+        self.spec = EnvSpec(
+            family=family,
+            task=task,
+            n_agents=n,
+            obs_spaces=tuple(box((env_info["obs_shape"],)) for _ in range(n)),
+            state_space=box((env_info["state_shape"],)),
+            action_spaces=tuple(spaces.Discrete(n_actions) for _ in range(n)),
+            episode_limit=env_info["episode_limit"],
+            has_avail_actions=True,
+            success_metric="win_rate",
+        )
+        self._started = False
+
+    def reset(self, seed: int | None) -> AgentView:
+        if seed is not None and not self._started:
+            _inner(self._env)._seed = int(seed)  # SC2's own seed is fixed when the game launches
+        try:
+            self._env.reset()
+        except Exception as exc:  # FileNotFoundError, pysc2's SC2LaunchError, ...
+            if self._started or not _is_launch_error(exc):
+                raise
+            raise EnvUnavailable(f"env=smac backend=sc2 could not start StarCraft II: {SC2_INSTALL} "
+                                 f"({type(exc).__name__}: {exc})") from None
+        self._started = True
+        return self._view()
+
+    def step(self, actions: Sequence[np.ndarray]):
+        reward, terminated, info = self._env.step([int(np.asarray(a).reshape(-1)[0]) for a in actions])
+        timeout = bool(info.get("episode_limit", False))
+        ep_info = {"win": bool(info.get("battle_won", False))} if terminated else {}
+        return self._view(), float(reward), bool(terminated) and not timeout, timeout, ep_info
+
+    def close(self) -> None:
+        self._env.close()
+
+    def _view(self) -> AgentView:
+        env = self._env
+        avail = [np.asarray(a, bool) for a in env.get_avail_actions()]
+        alive = np.array([not a[0] for a in avail])  # SMAC: the no-op is available only to the dead
+        return AgentView(obs=[np.asarray(o, np.float32) for o in env.get_obs()],
+                         state=np.asarray(env.get_state(), np.float32), avail_actions=avail, alive=alive)
+
+
+def _inner(env):
+    """The StarCraft2Env under smacv2's capability wrapper (or the env itself)."""
+    return getattr(env, "env", env)
+
+
+def _is_launch_error(exc: Exception) -> bool:
+    return isinstance(exc, (FileNotFoundError, OSError)) or type(exc).__name__ in ("SC2LaunchError", "SC2MapError")

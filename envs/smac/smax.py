@@ -1,0 +1,255 @@
+"""The SMAX backend of families `smac` and `smacv2`: JaxMARL's SMAX, a JAX
+re-implementation of SMAC with simplified units and a heuristic enemy, on CPU, every copy
+stepped in one `jax.vmap`-ed call.
+
+SMAX is a substitute: its returns are not SMAC's and its win rates are comparable only
+qualitatively, so the backend is part of the task label (`3m[smax]`) that every SMAX
+EnvSpec carries. The policy sees SMAC's action layout (envs/smac/actions.py). Episodes won
+or lost terminate; the episode limit truncates.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import partial
+from typing import Sequence
+
+import numpy as np
+from gymnasium import spaces
+
+from envs.base import EnvSpec, EpisodeStats, Step, final_views
+from envs.errors import ConfigError, EnvUnavailable
+from envs.smac.actions import smac_actions_to_smax, smax_avail_to_smac
+from envs.smac.tasks import RACES, MapInfo
+
+
+def _import_jax():
+    try:
+        jax = importlib.import_module("jax")
+        smax = importlib.import_module("jaxmarl.environments.smax")
+    except ImportError as exc:
+        raise EnvUnavailable(
+            f"env=smac/smacv2 backend=smax needs JaxMARL SMAX: pip install 'hasac-bench[smax]' ({exc})"
+        ) from None
+    return jax, smax
+
+
+class RaceUnitTypes:
+    """SMACv2-like unit draw for one race in SMAX: each ally type drawn 50/50 from the race's
+    two SMAX-representable types, enemies mirror the allies, extra enemies drawn alike.
+    Replaces jaxmarl's generator (which draws from all six types) on race tasks."""
+
+    def __init__(self, n_agents: int, n_enemies: int, kinds: tuple[int, int]):
+        self.n_agents, self.n_enemies, self.kinds = n_agents, n_enemies, kinds
+
+    def generate(self, key):
+        import jax
+        import jax.numpy as jnp
+
+        kinds = jnp.asarray(self.kinds, jnp.uint8)
+        ally_key, enemy_key = jax.random.split(key)
+        allies = kinds[jax.random.randint(ally_key, (self.n_agents,), 0, 2)]
+        extra = kinds[jax.random.randint(enemy_key, (max(self.n_enemies - self.n_agents, 0),), 0, 2)]
+        enemies = jnp.concatenate([allies[: self.n_enemies], extra])
+        return jnp.concatenate([allies, enemies]).astype(jnp.uint8)
+
+
+def smax_env(task: str, info: MapInfo, limit: int):
+    """A HeuristicEnemySMAX for the task (enemies = jaxmarl's built-in heuristic)."""
+    jax, smax = _import_jax()
+    import jax.numpy as jnp
+    from jaxmarl.environments.smax import HeuristicEnemySMAX
+
+    if info.race is None:
+        types = jnp.asarray(info.allies + info.enemies, jnp.uint8)
+        scenario = smax.Scenario(types, info.n_agents, info.n_enemies, False, False)
+    else:
+        n = info.n_agents + info.n_enemies
+        scenario = smax.Scenario(jnp.zeros((n,), jnp.uint8), info.n_agents, info.n_enemies, True, True)
+    env = HeuristicEnemySMAX(scenario=scenario, max_steps=limit)
+    if info.race in RACES:
+        env._env.unit_type_generator = RaceUnitTypes(info.n_agents, info.n_enemies, RACES[info.race][1])
+    return env
+
+
+_COMPILED: dict = {}
+
+
+def _compile(jax, env, n: int):
+    """(env, batched reset, batched step), jitted; both return the SMAC-layout view of every
+    copy. States leave both as strongly typed arrays, so step never recompiles for the
+    weak types a fresh reset has."""
+    import jax.numpy as jnp
+
+    agents = env.agents
+    strong = lambda tree: jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.asarray(x).dtype), tree)  # noqa: E731
+
+    def view(state, obs):
+        alive = state.state.unit_alive[:n]
+        avail = env.get_avail_actions(state)
+        avail = jnp.stack([avail[a] for a in agents])
+        return {
+            "obs": jnp.stack([obs[a] for a in agents]),
+            "state": obs["world_state"],
+            "avail": smax_avail_to_smac(avail, alive, jnp),
+            "alive": alive,
+        }
+
+    def reset_one(key):
+        key, sub = jax.random.split(key)
+        obs, state = env.reset(sub)
+        return key, strong(state), view(state, obs)
+
+    def step_one(key, state, actions):
+        key, step_key, reset_key = jax.random.split(key, 3)
+        obs, new, rewards, dones, _ = env.step_env(step_key, state, {a: actions[i] for i, a in enumerate(agents)})
+        final = view(new, obs)
+        units = new.state.unit_alive
+        allies_dead = ~jnp.any(units[:n])
+        enemies_dead = ~jnp.any(units[n:])
+        terminated = allies_dead | enemies_dead
+        done = dones["__all__"]
+        truncated = done & ~terminated
+        won = enemies_dead & ~allies_dead
+        obs_r, state_r = env.reset(reset_key)
+        pick = lambda a, b: jax.tree.map(lambda x, y: jnp.where(done, x, y), a, b)  # noqa: E731
+        state = strong(pick(state_r, new))
+        current = pick(view(state_r, obs_r), final)
+        reward = rewards[agents[0]]  # SMAX gives every ally the team reward
+        return key, state, current, final, reward, terminated, truncated, won
+
+    return env, jax.jit(jax.vmap(reset_one)), jax.jit(jax.vmap(step_one))
+
+
+class SmaxVecEnv:
+    """n_envs SMAX copies stepped by one jitted, vmapped function (an envs.base.BatchedEnv).
+    Each copy has its own PRNG key; the key, the game state and the running episode
+    statistics are all a snapshot needs."""
+
+    def __init__(self, family: str, task: str, info: MapInfo, limit: int, n_envs: int, seed: int | None):
+        if n_envs < 1:
+            raise ConfigError(f"n_envs must be >= 1, got {n_envs}")
+        self._jax, _ = _import_jax()
+        self.n_envs, self.seed = n_envs, seed
+        key = (task, limit)
+        if key not in _COMPILED:  # shared by every batch of this task: jit compiles once per shape
+            _COMPILED[key] = _compile(self._jax, smax_env(task, info, limit), info.n_agents)
+        self._env, self._reset_fn, self._step_fn = _COMPILED[key]
+        env = self._env
+        n, k = info.n_agents, info.n_enemies
+        obs_dim, state_dim = env.obs_size, env.state_size
+        box = partial(spaces.Box, dtype=np.float32)
+        self.spec = EnvSpec(
+            family=family,
+            task=f"{task}[smax]",  # the backend label: SMAX results must never pass for SMAC
+            n_agents=n,
+            obs_spaces=tuple(box(-np.inf, np.inf, (obs_dim,)) for _ in range(n)),
+            state_space=box(-np.inf, np.inf, (state_dim,)),
+            action_spaces=tuple(spaces.Discrete(6 + k) for _ in range(n)),
+            episode_limit=limit,
+            has_avail_actions=True,
+            success_metric="win_rate",
+        )
+        self._keys = self._states = None
+        self._label = f"{family}/{self.spec.task}"
+        self._stats = EpisodeStats(n_envs)
+        self._closed = False
+
+    # -- BatchedEnv API ----------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> Step:
+        """Copy k starts from PRNGKey(seed + k); without a seed, the seed given to make()
+        (or, with neither, the copies' own keys continue)."""
+        jax = self._jax
+        seed = self.seed if seed is None else seed
+        if seed is not None:
+            keys = jax.numpy.stack([jax.random.PRNGKey(int(seed) + k) for k in range(self.n_envs)])
+        elif self._keys is not None:
+            keys = self._keys
+        else:
+            keys = jax.numpy.stack([jax.random.PRNGKey(np.random.SeedSequence().entropy % 2**31 + k)
+                                    for k in range(self.n_envs)])
+        self._keys, self._states, current = self._reset_fn(keys)
+        self._stats.reset()
+        zeros = np.zeros(self.n_envs, bool)
+        step = self._to_step(current, np.zeros(self.n_envs, np.float32), zeros, zeros.copy())
+        step.info.update(final_views(step, np.array([], int)))
+        step.info["episodes"] = []
+        return step
+
+    def step(self, actions: Sequence[np.ndarray]) -> Step:
+        """`actions`: N × [E] SMAC action indices."""
+        if self._states is None:
+            raise RuntimeError("SmaxVecEnv.step before reset")
+        joint = np.stack([np.asarray(a).reshape(self.n_envs) for a in actions], axis=1)
+        n_actions = self.spec.action_spaces[0].n
+        if joint.min() < 0 or joint.max() >= n_actions:
+            raise ValueError(f"actions must lie in [0, {n_actions}), got {joint.min()}..{joint.max()}")
+        out = self._step_fn(self._keys, self._states, self._jax.numpy.asarray(smac_actions_to_smax(joint), "int32"))
+        self._keys, self._states, current, final, reward, terminated, truncated, won = out
+        reward = np.asarray(reward, np.float32)
+        terminated, truncated, won = (np.asarray(x, bool) for x in (terminated, truncated, won))
+        step = self._to_step(current, reward, terminated, truncated)
+        rows = np.flatnonzero(step.done)
+        step.info.update(final_views(step, rows, self._rows_of(final, rows) if len(rows) else None))
+        step.info["episodes"] = self._stats.add(reward, step.done, {int(k): {"win": bool(won[k])} for k in rows})
+        return step
+
+    def get_state(self) -> list:
+        """One snapshot per copy: its PRNG key, its game state (numpy leaves) and its
+        running episode return/length."""
+        jax = self._jax
+        keys = np.asarray(self._keys)
+        leaves, _ = jax.tree.flatten(self._states)
+        leaves = [np.asarray(x) for x in leaves]
+        return [{
+            "task": self._label,
+            "key": keys[k].copy(),
+            "leaves": [x[k].copy() for x in leaves],
+            **self._stats.snapshot(k),
+        } for k in range(self.n_envs)]
+
+    def set_state(self, states: Sequence) -> None:
+        jax = self._jax
+        if len(states) != self.n_envs:
+            raise ValueError(f"{len(states)} env states for {self.n_envs} env copies")
+        for s in states:
+            if s["task"] != self._label:
+                raise ValueError(f"snapshot of {s['task']} cannot restore a {self._label} env")
+        if self._states is None:  # the tree's structure comes from one reset
+            self.reset(0)
+        _, treedef = jax.tree.flatten(self._states)
+        leaves = [jax.numpy.asarray(np.stack([s["leaves"][i] for s in states]))
+                  for i in range(len(states[0]["leaves"]))]
+        self._states = jax.tree.unflatten(treedef, leaves)
+        self._keys = jax.numpy.asarray(np.stack([s["key"] for s in states]))
+        self._stats.restore(states)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> "SmaxVecEnv":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- conversion ---------------------------------------------------------------------------
+    def _to_step(self, view: dict, reward, terminated, truncated) -> Step:
+        obs, state, avail, alive = (np.asarray(view[k]) for k in ("obs", "state", "avail", "alive"))
+        n = self.spec.n_agents
+        return Step(
+            obs=[obs[:, i].astype(np.float32) for i in range(n)],
+            state=state.astype(np.float32),
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            avail_actions=[avail[:, i].astype(bool) for i in range(n)],
+            alive=alive.astype(bool),
+            info={},
+        )
+
+    def _rows_of(self, view: dict, rows: np.ndarray) -> tuple:
+        """(obs, state, avail, alive) of `rows` of a SMAC-layout view, for final_views."""
+        obs, state, avail, alive = (np.asarray(view[k])[rows] for k in ("obs", "state", "avail", "alive"))
+        n = self.spec.n_agents
+        return ([obs[:, i] for i in range(n)], state, [avail[:, i] for i in range(n)], alive)

@@ -1,0 +1,147 @@
+"""The task table of families `smac` and `smacv2`, their `Config`, and the backend choice.
+
+Every map and scenario is one `MapInfo` row: team sizes, SMAC's episode limit, the SMAX
+unit types where SMAX can represent the map, and the race of a SMACv2 scenario. Both
+backends (envs/smac/sc2.py, envs/smac/smax.py) read this table; nothing here imports a
+simulator.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+from envs.base import FamilyConfig
+from envs.errors import ConfigError
+
+# SMAX unit type indices (jaxmarl's unit_type_names order).
+MARINE, MARAUDER, STALKER, ZEALOT, ZERGLING, HYDRALISK = range(6)
+
+
+class MapInfo(NamedTuple):
+    """One task. `allies`/`enemies` are SMAX unit types (None: SMAX cannot represent the
+    map); `limit` is SMAC's episode limit; `race` marks a SMACv2 scenario."""
+
+    n_agents: int
+    n_enemies: int
+    limit: int
+    allies: tuple[int, ...] | None
+    enemies: tuple[int, ...] | None
+    race: str | None = None
+
+
+def _units(*groups: tuple[int, int]) -> tuple[int, ...]:
+    return tuple(kind for count, kind in groups for _ in range(count))
+
+
+def _v1(limit: int, allies: tuple[int, ...] | None, enemies: tuple[int, ...] | None, n=None) -> MapInfo:
+    n_agents, n_enemies = n if n else (len(allies), len(enemies))
+    return MapInfo(n_agents, n_enemies, limit, allies, enemies)
+
+
+def _v2(race: str, n_agents: int, n_enemies: int) -> MapInfo:
+    return MapInfo(n_agents, n_enemies, 200, None, None, race)
+
+
+# Episode limits are SMAC's map table (smac/env/starcraft2/maps/smac_maps.py).
+MAPS: dict[str, MapInfo] = {
+    "3m": _v1(60, _units((3, MARINE)), _units((3, MARINE))),
+    "8m": _v1(120, _units((8, MARINE)), _units((8, MARINE))),
+    "25m": _v1(150, _units((25, MARINE)), _units((25, MARINE))),
+    "5m_vs_6m": _v1(70, _units((5, MARINE)), _units((6, MARINE))),
+    "8m_vs_9m": _v1(120, _units((8, MARINE)), _units((9, MARINE))),
+    "10m_vs_11m": _v1(150, _units((10, MARINE)), _units((11, MARINE))),
+    "27m_vs_30m": _v1(180, _units((27, MARINE)), _units((30, MARINE))),
+    "2s3z": _v1(120, _units((2, STALKER), (3, ZEALOT)), _units((2, STALKER), (3, ZEALOT))),
+    "3s5z": _v1(150, _units((3, STALKER), (5, ZEALOT)), _units((3, STALKER), (5, ZEALOT))),
+    "3s5z_vs_3s6z": _v1(170, _units((3, STALKER), (5, ZEALOT)), _units((3, STALKER), (6, ZEALOT))),
+    "3s_vs_3z": _v1(150, _units((3, STALKER)), _units((3, ZEALOT))),
+    "3s_vs_4z": _v1(200, _units((3, STALKER)), _units((4, ZEALOT))),
+    "3s_vs_5z": _v1(250, _units((3, STALKER)), _units((5, ZEALOT))),
+    "2m_vs_1z": _v1(150, _units((2, MARINE)), _units((1, ZEALOT))),
+    "6h_vs_8z": _v1(150, _units((6, HYDRALISK)), _units((8, ZEALOT))),
+    # SMAX has no medivac and no terrain: sc2 only.
+    "MMM2": _v1(180, None, None, n=(10, 12)),
+    "corridor": _v1(400, None, None, n=(6, 24)),
+    # SMAX's own SMACv2-style scenarios: all six unit types, surrounded-and-reflect starts.
+    "smacv2_5_units": MapInfo(5, 5, 200, None, None, "any"),
+    "smacv2_10_units": MapInfo(10, 10, 200, None, None, "any"),
+    "smacv2_20_units": MapInfo(20, 20, 200, None, None, "any"),
+    # SMACv2 scenarios (HARL's smacv2 map configs).
+    "protoss_5_vs_5": _v2("protoss", 5, 5),
+    "terran_5_vs_5": _v2("terran", 5, 5),
+    "zerg_5_vs_5": _v2("zerg", 5, 5),
+    "protoss_10_vs_10": _v2("protoss", 10, 10),
+    "terran_10_vs_10": _v2("terran", 10, 10),
+    "zerg_10_vs_10": _v2("zerg", 10, 10),
+    "zerg_10_vs_11": _v2("zerg", 10, 11),
+}
+# Family "smac": the v1 maps; family "smacv2" (envs/smacv2.py): the SMACv2-style scenarios.
+FAMILY_TASKS = {
+    "smac": tuple(t for t, i in MAPS.items() if i.race is None),
+    "smacv2": tuple(t for t, i in MAPS.items() if i.race is not None),
+}
+BACKENDS = ("auto", "smax", "sc2")
+
+# SMACv2 unit mixes (smacv2's 10gen configs): weights 0.45/0.45/0.1, and the third unit
+# may not make up a whole team (its exception_unit_types). SMAX lacks colossus, medivac and
+# baneling; its race approximation draws the two shared types 50/50 (see RaceUnitTypes).
+RACES = {
+    "protoss": (("stalker", "zealot", "colossus"), (STALKER, ZEALOT)),
+    "terran": (("marine", "marauder", "medivac"), (MARINE, MARAUDER)),
+    "zerg": (("zergling", "hydralisk", "baneling"), (ZERGLING, HYDRALISK)),
+}
+
+
+def sc2_installed() -> bool:
+    """StarCraft II's Versions folder exists where pysc2 looks (SC2PATH or ~/StarCraftII)."""
+    root = Path(os.environ.get("SC2PATH", Path.home() / "StarCraftII"))
+    return (root / "Versions").is_dir()
+
+
+def detected_backend() -> str:
+    return "sc2" if sc2_installed() else "smax"
+
+
+@dataclass
+class Config(FamilyConfig):
+    backend: str = field(default_factory=detected_backend)
+    """'smax' (JaxMARL SMAX on CPU JAX), 'sc2' (StarCraft II via smacv2) or 'auto'. The
+    default is detected when the config is built (sc2 where StarCraft II is installed, else
+    smax), so config.yaml records the backend a run used, never 'auto'."""
+    episode_limit: int | None = None
+    """Steps before truncation; None = SMAC's limit for the map."""
+    difficulty: str = "7"
+    """sc2 only: the built-in AI's difficulty (SMAC: '7', very hard)."""
+
+    def substitute(self) -> str | None:
+        """SMAX substitutes for StarCraft II."""
+        return None if resolve_backend(self) == "sc2" else "smax"
+
+
+def resolve_backend(config: Config) -> str:
+    if config.backend not in BACKENDS:
+        raise ConfigError(f"env.backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
+    if config.backend == "auto":
+        return detected_backend()
+    return config.backend
+
+
+def check(family: str, task: str, config: Config) -> tuple[MapInfo, str, int]:
+    """Validate names and fields; (map, backend, episode limit)."""
+    if task not in FAMILY_TASKS[family]:
+        raise ConfigError(f"unknown {family} task {task!r}; valid tasks: {', '.join(FAMILY_TASKS[family])}")
+    backend = resolve_backend(config)
+    info = MAPS[task]
+    limit = info.limit if config.episode_limit is None else int(config.episode_limit)
+    if limit < 1:
+        raise ConfigError(f"env.episode_limit must be >= 1, got {config.episode_limit}")
+    if backend == "smax" and info.allies is None and info.race is None:
+        raise ConfigError(
+            f"{family} task {task} cannot run on SMAX (no medivacs/terrain in SMAX); use env.backend=sc2 with StarCraft II"
+        )
+    if backend == "sc2" and info.race == "any":
+        raise ConfigError(f"{family} task {task} is a SMAX scenario; use env.backend=smax")
+    return info, backend, limit

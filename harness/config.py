@@ -1,0 +1,160 @@
+"""Compose a run's config with Hydra and resolve it into typed `Settings` and a `RunPath`.
+
+Hydra composes config.yaml with the groups env/, algo/, launcher/, suite/ in harness/conf,
+typed by the dataclasses registered here (struct mode: unknown keys are errors). We call
+Hydra's compose API rather than `@hydra.main` so that every bad input — an unknown name, an
+unknown field, a malformed value — becomes one line (a ConfigError) instead of Hydra's
+multi-line report with status 1.
+
+Tuned per-task values (harness/conf/tuned/<algo>.yaml, keyed "<family>/<task>") are
+applied before the command line, so explicit `algo.<field>=` overrides always win.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from algos.common.registry import ALGORITHMS, config_class
+from envs import FAMILIES, family_module, make_config
+from envs.errors import ConfigError
+from harness.layout import RunPath, task_dir
+from harness.settings import LAUNCHERS, LoopConfig, RunConfig, Settings
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"
+# Keys that say how or where to run, not what is computed: a rerun may change them freely.
+VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "seeds", "results_dir", "torch_threads")
+
+
+def register_schemas() -> None:
+    """Put every algorithm config, family config and launcher into Hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="run_schema", node=RunConfig)
+    for name, schema in LAUNCHERS.items():
+        store.store(group="launcher", name=f"{name}_schema", node=schema)
+    for name in ALGORITHMS:
+        store.store(group="algo", name=f"{name}_schema", node=config_class(name))
+    for family in FAMILIES:
+        config_cls = family_module(family).Config
+        schema = dataclasses.make_dataclass(
+            f"{family}_schema", [("family", str, dataclasses.field(default=family))], bases=(config_cls,)
+        )
+        store.store(group="env", name=f"{family}_schema", node=schema)
+
+
+def compose(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
+    """Compose config.yaml with `overrides`; returns (config, group choices)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
+    except Exception as exc:  # Hydra/OmegaConf raise many types for user mistakes
+        raise ConfigError(_describe(exc)) from None
+    choices = dict(cfg.hydra.runtime.choices)
+    with open_dict(cfg):
+        del cfg["hydra"]
+        cfg.suite = choices["suite"]  # the runs are read by harness/sweep.py; the run keeps the name
+    return cfg, choices
+
+
+def tuned_overrides(algo: str, family: str, task: str) -> list[str]:
+    """The per-task values of harness/conf/tuned/<algo>.yaml as `algo.k=v` overrides."""
+    path = CONF_DIR / "tuned" / f"{algo}.yaml"
+    if not path.exists():
+        return []
+    table = yaml.safe_load(path.read_text()) or {}
+    values = table.get(f"{family}/{task}", {})
+    return [f"algo.{k}={_hydra_value(v)}" for k, v in values.items()]
+
+
+def _hydra_value(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _describe(exc: BaseException) -> str:
+    """One line from Hydra's multi-line composition errors, naming the valid options."""
+    text = str(exc)
+    missing = re.search(r"Could not find '(\w+)/([^']+)'", text)
+    if missing:
+        group, name = missing.groups()
+        options = [o.strip() for o in text.split("Available options in", 1)[-1].splitlines()[1:]]
+        valid = [o for o in options if o and not o.endswith("_schema") and "=" not in o and ":" not in o]
+        return f"unknown {group} {name!r}; valid: {', '.join(valid)}"
+    line = first_line(exc).rstrip(".")
+    if exc.__cause__ is not None:
+        line += f": {first_line(exc.__cause__)}"
+    return line
+
+
+def load_settings(overrides: list[str]) -> tuple[Settings, DictConfig]:
+    """Compose, apply tuned values, and return (Settings, resolved config)."""
+    register_schemas()
+    cfg, choices = compose(overrides)
+    algo = choices["algo"]
+    if cfg.get("tuned", True):
+        tuned = tuned_overrides(algo, cfg.env.family, cfg.task)
+        if tuned:
+            cfg, choices = compose(tuned + overrides)
+    try:
+        algo_config = OmegaConf.to_object(cfg.algo)
+        env_fields = OmegaConf.to_container(cfg.env, resolve=True)
+    except Exception as exc:
+        raise ConfigError(first_line(exc)) from None
+    env_fields.pop("family")
+    cfg.choices = {k: choices[k] for k in ("env", "algo")}  # which algo/env yaml was used: config.yaml alone identifies the run
+    loop_keys = {f.name: cfg[f.name] for f in dataclasses.fields(LoopConfig)}
+    settings = Settings(
+        family=cfg.env.family, task=str(cfg.task), algo=algo, algo_config=algo_config, env_fields=env_fields,
+        **loop_keys,
+    )
+    return settings, cfg
+
+
+def run_path(cfg: DictConfig, settings: Settings) -> RunPath:
+    """Where a composed run's results go (harness/layout.py)."""
+    substitute = make_config(settings.family, **settings.env_fields).substitute()
+    name = task_dir(settings.task, str(cfg.get("variant") or ""), substitute)
+    return RunPath.build(cfg.results_dir, str(cfg.suite), settings.family, name, settings.algo, settings.seed)
+
+
+def semantic_config(config_yaml: str) -> dict[str, Any]:
+    config = yaml.safe_load(config_yaml) or {}
+    for key in VOLATILE_KEYS:
+        config.pop(key, None)
+    return config
+
+
+def check_same_config(path: RunPath, config_yaml: str) -> None:
+    """Refuse to mix: an existing run directory must have been written by this config."""
+    if not path.config.exists():
+        return
+    old, new = semantic_config(path.config.read_text()), semantic_config(config_yaml)
+    if old != new:
+        changed = ", ".join(_differences(old, new)[:3])
+        raise ConfigError(f"{path} was written by a different config ({changed}); "
+                          "use another results_dir or suite, or delete that directory")
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in dict.fromkeys([*old, *new]):
+            out += _differences(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]

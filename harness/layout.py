@@ -1,0 +1,138 @@
+"""The results layout, in one place: where a run's files are, built from what the run is and
+parsed back from a directory.
+
+    <results_dir>/<suite>/<family>/<task dir>/<algo>/seed_<k>/
+        config.yaml    the fully resolved config
+        meta.json      git commit + dirty flag, package versions, command, host, device,
+                       start/end, status (running | done | failed | failed: nan), heartbeat
+        train.csv      env_steps, episodes, train return, sps, update metrics
+        eval.csv       env_steps, eval return mean/std, episodes, win_rate/score
+        summary.json   the final evaluation (+ policy_probs for single-state tasks)
+        checkpoints/   latest.pt (written after every evaluation; a rerun resumes from it)
+        error.txt      the traceback of a failed run
+        DONE           written last: a reader that sees it can trust every other file
+        .lock          held (flock) by the process training the run
+
+The task directory is `<task>[-<variant>][@<substitute>]`: the variant labels a
+configuration of the task (`simple_spread-discrete`, `climbing-alpha0.2`), the substitute
+names a simulator that is not the published one (`3m@smax`), so such results are never
+filed, or compared, as the real one's. harness/records.py writes the files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SEED_PREFIX = "seed_"
+SUBSTITUTE_MARK = "@"
+LAUNCHER_FOLDER = ".submitit"
+"""Submitit's pickles and logs under a results root: never a run."""
+
+
+def task_dir(task: str, variant: str = "", substitute: str | None = None) -> str:
+    """The task directory name of a run: task[-variant][@substitute]."""
+    name = f"{task}-{variant}" if variant else task
+    return f"{name}{SUBSTITUTE_MARK}{substitute}" if substitute else name
+
+
+@dataclass(frozen=True)
+class RunPath:
+    """One run's directory and the name of each of its files."""
+
+    dir: Path
+
+    @classmethod
+    def build(cls, root: Path | str, suite: str, family: str, task: str, algo: str, seed: int) -> RunPath:
+        """`task` is the task directory name (see `task_dir`)."""
+        return cls(Path(root) / suite / family / task / algo / f"{SEED_PREFIX}{seed}")
+
+    @classmethod
+    def find(cls, root: Path) -> list[RunPath]:
+        """Every run under `root`, which is a results root (holding suites) or one suite."""
+        found = []
+        for seed_dir in sorted(root.rglob(f"{SEED_PREFIX}*")):
+            parts = seed_dir.relative_to(root).parts
+            if seed_dir.is_dir() and LAUNCHER_FOLDER not in parts and len(parts) in (4, 5):
+                found.append(cls(seed_dir))
+        return found
+
+    # -- what the run is, parsed from the directory ----------------------------------------------
+    @property
+    def suite(self) -> str:
+        return self.dir.parts[-5]
+
+    @property
+    def family(self) -> str:
+        return self.dir.parts[-4]
+
+    @property
+    def task(self) -> str:
+        """The task directory name: task[-variant][@substitute]."""
+        return self.dir.parts[-3]
+
+    @property
+    def algo(self) -> str:
+        return self.dir.parts[-2]
+
+    @property
+    def seed(self) -> int:
+        return int(self.dir.name.removeprefix(SEED_PREFIX))
+
+    @property
+    def substitute(self) -> str | None:
+        """The substitute simulator the run used (e.g. 'smax'), None for the published one."""
+        _, mark, name = self.task.partition(SUBSTITUTE_MARK)
+        return name if mark else None
+
+    # -- its files --------------------------------------------------------------------------
+    @property
+    def config(self) -> Path:
+        return self.dir / "config.yaml"
+
+    @property
+    def meta(self) -> Path:
+        return self.dir / "meta.json"
+
+    @property
+    def train_csv(self) -> Path:
+        return self.dir / "train.csv"
+
+    @property
+    def eval_csv(self) -> Path:
+        return self.dir / "eval.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.dir / "summary.json"
+
+    @property
+    def error(self) -> Path:
+        return self.dir / "error.txt"
+
+    @property
+    def done_marker(self) -> Path:
+        return self.dir / "DONE"
+
+    @property
+    def lock(self) -> Path:
+        return self.dir / ".lock"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.dir / "checkpoints" / "latest.pt"
+
+    # -- its state --------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.done_marker.exists()
+
+    @property
+    def state(self) -> str:
+        """skip (finished: DONE) | resume (a checkpoint to continue from) | new."""
+        if self.done:
+            return "skip"
+        return "resume" if self.checkpoint.exists() else "new"
+
+    def __str__(self) -> str:
+        return str(self.dir)
