@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from algos.common.distributions import masked_logits, scale_action, tanh_log_det
-from algos.common.packed import AgentClass, PackedOffPolicy, Params, Scalar, SeedMetrics, Table, draw, linear, sequential, twin_q
+from algos.common.packed import AgentClass, BatchedPack, SeedMetrics, draw
+from algos.common.tables import Params, Scalar, Table, linear, sequential, twin_q
 from algos.common.replay import Batch
 from algos.hasac import CategoricalActor, Hasac, SquashedGaussianActor, actor_loss, temperature_loss
 from envs.base import Step
@@ -35,7 +36,7 @@ class UpdateNoise(NamedTuple):
     post: list[list[torch.Tensor]]
 
 
-class PackedHasac(PackedOffPolicy):
+class PackedHasac(BatchedPack):
     """K seeds of Hasac trained as one batched computation."""
 
     learners: list[Hasac]

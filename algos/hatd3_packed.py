@@ -12,13 +12,14 @@ from __future__ import annotations
 import torch
 
 from algos.common.distributions import scale_action
-from algos.common.packed import AgentClass, PackedOffPolicy, Params, SeedMetrics, Table, draw, sequential, twin_q
+from algos.common.packed import AgentClass, BatchedPack, SeedMetrics, draw
+from algos.common.tables import Params, Table, sequential, twin_q
 from algos.common.replay import Batch
 from algos.hatd3 import Hatd3, actor_loss
 from envs.base import Step
 
 
-class PackedHatd3(PackedOffPolicy):
+class PackedHatd3(BatchedPack):
     """K seeds of Hatd3 trained as one batched computation."""
 
     learners: list[Hatd3]

@@ -31,7 +31,7 @@ except ImportError:
 
 torch.set_num_threads(1)
 RTOL, ATOL = 1e-5, 1e-6
-PACKED = {"hasac": PackedHasac, "hatd3": PackedHatd3}
+PACKED = {"hasac": PackedHasac, "hatd3": PackedHatd3}  # the batched forms (make_pack picks them on a GPU)
 SEEDS = (0, 1, 5)
 
 

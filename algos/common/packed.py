@@ -1,29 +1,30 @@
-"""Packed seeds: the K seeds of one (task, algorithm) trained in one process as one batched
-computation (run key `pack=K`; docs/speed.md, "Packed seeds").
+"""Packed seeds: the K seeds of one (task, algorithm) trained in one process (run key
+`pack=K`; docs/speed.md, "Packed seeds").
 
 The K lone learners are built exactly as K lone runs build them (initial weights,
-generators, replay buffers, counters), and stay the state at rest: evaluation,
-`state_dict` and `load_state_dict` go through them. While training, the packed learner
-holds their networks as *tables*, one per network kind:
+generators, replay buffers, counters) and stay the state at rest: evaluation, `state_dict`
+and `load_state_dict` go through them. A `Pack` acts, stores and updates for all of them:
 
-    Table.params[name]  [M, *shape]   row r = one lone module's parameter `name`
+- `BatchedPack` (the default on a GPU) trains them as one batched computation. It holds
+  their networks as tables (algos/common/tables.py): `params[name]` [M, *shape], row r one
+  lone module's parameter, with M = K for the critic and its target (row k = seed k) and
+  M = K·N_c for actors, where an agent class c groups the agents whose actors have the same
+  structure and shapes (row k·N_c + j = seed k's j-th agent of the class). Every Linear of
+  a pass over a set of rows is one batched product (baddbmm); Adam's moments are tables of
+  the same layout stepped by torch's own functional Adam with the lone optimiser's flags.
+  `sync` writes the tables into the lone modules and optimisers, `reload` reads them back.
+- `InTurn` (the default on a CPU) steps the lone learners one after another: on a CPU the
+  batched products gain nothing (the cost is the arithmetic, not the calls) and the wider
+  activations [K·B, 256] fall out of the cache (ReLU on a 2 MB tensor took 2.5-3.4 × the
+  time of two 1 MB ones), so a batched update cost 1.15-1.3 × the lone updates it replaces.
 
-with M = K for the critic and its target (row k = seed k) and M = K·N_c for actors, where
-an agent class c groups the agents whose actors have the same structure and shapes (row
-k·N_c + j = seed k's j-th agent of the class). A forward pass over a set of rows runs every
-Linear as one batched product (baddbmm) over the rows; Adam's moments are tables of the
-same layout, stepped by torch's own functional Adam with the lone optimiser's flags, so
-each row moves as its lone optimiser moves it. `sync` writes the tables back into the lone
-modules and optimisers, `reload` reads them again (after a checkpoint is loaded).
-
-Why batched products and not torch.func.vmap over stacked modules: on the CPU both are
-matrix products of the same sizes (equal time at B = 1000, width 256); in the regime a GPU
-is in — small work per kernel, cost per call — the twin critic's forward and backward over
-10 seeds took 0.2 ms as batched products and 0.7 ms under vmap (B = 8, width 16, CPU, the
-call overhead alone). vmap also cannot take each seed's own torch.Generator, and an HA
-update needs to gather different agents of different seeds into one product (below).
-The pure loss functions of the algorithms are reused under vmap (a handful of calls per
-update), so the packed update computes what the lone update computes.
+Why batched products and not torch.func.vmap over stacked modules: on the CPU both run
+products of the same sizes; in the regime a GPU is in — little work per kernel, the cost is
+per call — the twin critic's forward and backward over 10 seeds took 0.2 ms as batched
+products and 0.7 ms under vmap (B = 8, width 16: the call overhead alone). vmap also cannot
+draw from each seed's own torch.Generator, and an HA update has to gather different agents
+of different seeds into one product (below). The algorithms' pure loss functions run under
+vmap (a few calls per update), so the packed update computes what the lone update computes.
 
 Randomness: each seed keeps its own numpy Generator (minibatch, agent order) and torch
 Generator; every seed's noise is drawn from its own generator, in the order and shapes the
@@ -38,6 +39,7 @@ Shapes: K seeds, S rows of a gathered group, B batch, N agents, E env copies.
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import partial
@@ -45,178 +47,72 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.optim.adam import adam as functional_adam
-from torch.optim.optimizer import _get_scalar_dtype
 
+from algos.base import Algorithm
 from algos.common.distributions import gumbel_noise
 from algos.common.off_policy import HaOffPolicy, critic_loss
 from algos.common.replay import Batch
+from algos.common.tables import Params, Table, twin_q
 from envs.base import Step
 
-Params = dict[str, torch.Tensor]
+
+class Pack(ABC):
+    """K lone learners of one algorithm and config (one per seed) trained in one process:
+    what the training loop drives in place of one learner, with lists over the seeds."""
+
+    learners: list[Algorithm]
+
+    @abstractmethod
+    def act(self, steps: list[Step]) -> list[list[np.ndarray]]:
+        """Each seed's exploration actions (Algorithm.act with explore=True)."""
+
+    def observe(self, steps: list[Step], actions: list[list[np.ndarray]], nxts: list[Step]) -> None:
+        for learner, step, action, nxt in zip(self.learners, steps, actions, nxts):
+            learner.observe(step, action, nxt)
+
+    def ready(self, total_env_steps: int) -> bool:
+        """Whether an update is owed; the seeds move in lock-step, so alike for all."""
+        return self.learners[0].ready(total_env_steps)
+
+    @abstractmethod
+    def update(self) -> list[dict[str, float]]:
+        """One update of every seed; each seed's metrics as its lone update returns them."""
+
+    def sync(self) -> list[Algorithm]:
+        """The lone learners, up to date (before evaluating or checkpointing them)."""
+        return self.learners
+
+    def reload(self) -> None:
+        """Take up the lone learners' state again (after load_state_dict)."""
 
 
-class Table:
-    """The parameters of M modules of one structure, stacked by name: params[name] [M, *shape]
-    (row r = modules[r]), with Adam's moments when `moments`."""
+class InTurn(Pack):
+    """The lone learners stepped one after another: the lone arithmetic exactly."""
 
-    def __init__(self, modules: list[nn.Module], moments: bool):
-        first = [(n, p.shape) for n, p in modules[0].named_parameters()]
-        for m in modules[1:]:
-            if [(n, p.shape) for n, p in m.named_parameters()] != first:
-                raise ValueError("packed: modules of one table must have the same parameters")
-        self.names = [n for n, _ in first]
-        self.params: Params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in modules]).requires_grad_()
-                               for n in self.names}
-        self.moments = moments
-        self.exp_avg = {n: torch.zeros_like(p, requires_grad=False) for n, p in self.params.items()} if moments else {}
-        self.exp_avg_sq = {n: torch.zeros_like(p, requires_grad=False) for n, p in self.params.items()} if moments else {}
-        self.steps = 0  # Adam steps every row has taken
-        self.group: dict[str, Any] = {}
+    def __init__(self, learners: list[Algorithm]):
+        self.learners = learners
 
-    @property
-    def rows(self) -> int:
-        return next(iter(self.params.values())).shape[0]
+    def act(self, steps: list[Step]) -> list[list[np.ndarray]]:
+        return [learner.act(step, explore=True) for learner, step in zip(self.learners, steps)]
 
-    # -- lone modules <-> table ------------------------------------------------------------
-    @torch.no_grad()
-    def load(self, modules: list[nn.Module], optimizers: list[torch.optim.Optimizer] | None = None) -> None:
-        for r, m in enumerate(modules):
-            for n, p in m.named_parameters():
-                self.params[n][r] = p
-        if optimizers is not None:
-            self.load_moments(modules, optimizers)
-
-    @torch.no_grad()
-    def store(self, modules: list[nn.Module], optimizers: list[torch.optim.Optimizer] | None = None) -> None:
-        for r, m in enumerate(modules):
-            for n, p in m.named_parameters():
-                p.copy_(self.params[n][r])
-        if optimizers is not None and self.steps > 0:
-            for r, (m, opt) in enumerate(zip(modules, optimizers)):
-                for n, p in m.named_parameters():
-                    state = opt.state[p]
-                    if not state:
-                        state.update(fresh_adam_state(p, opt.param_groups[0]))
-                    state["step"].fill_(float(self.steps))
-                    state["exp_avg"].copy_(self.exp_avg[n][r])
-                    state["exp_avg_sq"].copy_(self.exp_avg_sq[n][r])
-
-    def load_moments(self, modules: list[nn.Module], optimizers: list[torch.optim.Optimizer]) -> None:
-        self.group = adam_flags(optimizers[0].param_groups[0])
-        steps = set()
-        for r, (m, opt) in enumerate(zip(modules, optimizers)):
-            for n, p in m.named_parameters():
-                state = opt.state.get(p, {})
-                steps.add(int(state["step"]) if state else 0)
-                self.exp_avg[n][r] = state["exp_avg"] if state else 0.0
-                self.exp_avg_sq[n][r] = state["exp_avg_sq"] if state else 0.0
-        if len(steps) != 1:
-            raise ValueError(f"packed: the optimisers of one table have taken different numbers of steps {sorted(steps)}")
-        self.steps = steps.pop()
-
-    # -- training --------------------------------------------------------------------------
-    def leaves(self, rows: torch.Tensor | None) -> Params:
-        """Parameters of `rows` (None = every row) as leaves to differentiate: the table's
-        own tensors for every row, else gathered copies."""
-        if rows is None:
-            return self.params
-        return {n: p.detach().index_select(0, rows).requires_grad_() for n, p in self.params.items()}
-
-    def view(self, rows: torch.Tensor | None) -> Params:
-        """Parameters of `rows` without gradient (for passes that only read them)."""
-        if rows is None:
-            return {n: p.detach() for n, p in self.params.items()}
-        return {n: p.detach().index_select(0, rows) for n, p in self.params.items()}
-
-    @torch.no_grad()
-    def adam_step(self, rows: torch.Tensor | None, leaves: Params, grads: list[torch.Tensor | None], steps: int) -> None:
-        """One Adam step of `rows` (their `steps`-th: every row of a gathered step has taken
-        as many) with the lone optimiser's flags; gathered rows are written back."""
-        params = [leaves[n] for n in self.names]
-        # the fused kernels read grads in the parameters' layout (autograd.grad may return others)
-        grads = [torch.zeros_like(p) if g is None else g.contiguous() for p, g in zip(params, grads)]
-        if rows is None:
-            m, v = [self.exp_avg[n] for n in self.names], [self.exp_avg_sq[n] for n in self.names]
-        else:
-            m = [self.exp_avg[n].index_select(0, rows) for n in self.names]
-            v = [self.exp_avg_sq[n].index_select(0, rows) for n in self.names]
-        g = self.group
-        fused_or_capturable = bool(g["fused"] or g["capturable"])
-        step_device = params[0].device if fused_or_capturable else "cpu"
-        counts = [torch.tensor(float(steps), dtype=_get_scalar_dtype(is_fused=g["fused"]), device=step_device) for _ in params]
-        beta1, beta2 = g["betas"]
-        functional_adam([p.detach() for p in params], grads, m, v, [], counts, foreach=g["foreach"], capturable=g["capturable"],
-                        fused=g["fused"], amsgrad=False, beta1=beta1, beta2=beta2, lr=g["lr"], weight_decay=g["weight_decay"],
-                        eps=g["eps"], maximize=g["maximize"], decoupled_weight_decay=g["decoupled_weight_decay"])
-        if rows is not None:
-            for n, p, mn, vn in zip(self.names, params, m, v):
-                self.params[n].index_copy_(0, rows, p.detach())
-                self.exp_avg[n].index_copy_(0, rows, mn)
-                self.exp_avg_sq[n].index_copy_(0, rows, vn)
-
-    def step_rows(self, rows: torch.Tensor | None, leaves: Params, loss: torch.Tensor, steps: int | None = None) -> None:
-        """Differentiate `loss` (the sum of the rows' losses: rows do not interact) with
-        respect to `leaves` and take one Adam step of those rows."""
-        grads = torch.autograd.grad(loss, [leaves[n] for n in self.names], allow_unused=True)
-        self.adam_step(rows, leaves, list(grads), self.steps if steps is None else steps)
-        if steps is None:
-            self.steps += 1
+    def update(self) -> list[dict[str, float]]:
+        return [learner.update() for learner in self.learners]
 
 
-def adam_flags(group: dict[str, Any]) -> dict[str, Any]:
-    """The flags of a lone torch.optim.Adam param group that the functional Adam takes."""
-    if group.get("amsgrad") or group.get("differentiable"):
-        raise ValueError("packed: amsgrad / differentiable Adam is not supported")
-    keys = ("lr", "betas", "eps", "weight_decay", "maximize", "foreach", "fused", "capturable")
-    return {k: group[k] for k in keys} | {"decoupled_weight_decay": group.get("decoupled_weight_decay", False)}
-
-
-def fresh_adam_state(p: torch.Tensor, group: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """Adam's lazily created state for `p`, as torch.optim.Adam creates it at its first step."""
-    on_device = group["capturable"] or group["fused"]
-    step = (torch.zeros((), dtype=_get_scalar_dtype(is_fused=group["fused"]), device=p.device) if on_device
-            else torch.tensor(0.0, dtype=_get_scalar_dtype()))
-    return {"step": step, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
-
-
-# -- batched network passes over table rows ---------------------------------------------------
-def linear(p: Params, name: str, x: torch.Tensor) -> torch.Tensor:
-    """nn.Linear `name` of every row at once: x [S, B, in] -> [S, B, out]."""
-    return torch.baddbmm(p[f"{name}.bias"].unsqueeze(1), x, p[f"{name}.weight"].transpose(1, 2))
-
-
-def sequential(template: nn.Sequential, p: Params, prefix: str, x: torch.Tensor) -> torch.Tensor:
-    """The lone nn.Sequential `template` (Linear, LayerNorm and parameter-free layers) with
-    each row's parameters: x [S, B, D] -> [S, B, H]."""
-    for j, module in enumerate(template):
-        key = f"{prefix}.{j}"
-        if isinstance(module, nn.Linear):
-            x = linear(p, key, x)
-        elif isinstance(module, nn.LayerNorm):
-            x = F.layer_norm(x, module.normalized_shape, eps=module.eps) * p[f"{key}.weight"].unsqueeze(1) + p[f"{key}.bias"].unsqueeze(1)
-        elif next(module.parameters(), None) is None:
-            x = module(x)
-        else:
-            raise TypeError(f"packed: no batched form of {type(module).__name__}")
-    return x
-
-
-def twin_q(p: Params, x: torch.Tensor, heads: int = 2) -> list[torch.Tensor]:
-    """algos.common.networks.TwinQ of every row: x [S, B, D] -> `heads` × [S, B, 1] (Q1 and
-    Q2, or Q1 alone), every layer one product batched over S·heads (both heads read a copy
-    of the narrow input x rather than splitting a wide [S, B, 2H] output, which would be a
-    copy of the hidden layer)."""
-    layers = len([n for n in p if n.startswith("weights.")])
-    S, B = x.shape[:2]
-    h = x.unsqueeze(1).expand(S, heads, *x.shape[1:]).reshape(S * heads, B, -1)
-    for layer in range(layers):
-        w, b = p[f"weights.{layer}"][:, :heads], p[f"biases.{layer}"][:, :heads]  # [S, h, out, in], [S, h, out]
-        h = torch.baddbmm(b.reshape(S * heads, 1, -1), F.relu(h) if layer else h, w.reshape(S * heads, *w.shape[2:]).transpose(1, 2))
-    q = h.view(S, heads, B, 1)
-    return [q[:, j] for j in range(heads)]
+def make_pack(learners: list[Algorithm], batched: bool | None = None) -> Pack:
+    """The pack of `learners` (built by their algorithm, one per seed): its BatchedPack
+    (config ClassVar `packed`, "module:Class") when `batched` — by default on a GPU — else
+    InTurn."""
+    config = learners[0].config
+    if type(config).packed is None:
+        raise ValueError(f"{type(learners[0]).__name__} has no packed form")
+    if batched is None:
+        batched = learners[0].device.type == "cuda"
+    if not batched:
+        return InTurn(learners)
+    module, name = type(config).packed.split(":")
+    return getattr(importlib.import_module(module), name)(learners)
 
 
 # -- agents grouped by actor structure ---------------------------------------------------------
@@ -265,10 +161,9 @@ def stack_batches(batches: list[Batch]) -> Batch:
     return Batch(*(stack([b[f] for b in batches]) for f in range(len(Batch._fields))))
 
 
-class PackedOffPolicy(ABC):
+class BatchedPack(Pack):
     """K lone off-policy HA learners (one per seed, same spec and config) trained as one
-    batched computation. Acting, storing and updating go through here; evaluation,
-    checkpoints and resumption go through `learners` (after `sync`)."""
+    batched computation; algorithms subclass it with their policy and update."""
 
     def __init__(self, learners: list[HaOffPolicy]):
         if len({type(l) for l in learners}) != 1 or len({repr(l.config) for l in learners}) != 1:
@@ -314,21 +209,10 @@ class PackedOffPolicy(ABC):
             out.append([p[:, 0].astype(np.int64) if b is None else p.astype(np.float32) for p, b in zip(parts, first.bounds)])
         return out
 
-    def observe(self, steps: list[Step], actions: list[list[np.ndarray]], nxts: list[Step]) -> None:
-        for learner, step, action, nxt in zip(self.learners, steps, actions, nxts):
-            learner.observe(step, action, nxt)
-
-    def ready(self, total_env_steps: int) -> bool:
-        return self.learners[0].ready(total_env_steps)
-
     @abstractmethod
     def policy(self, steps: list[Step]) -> list[torch.Tensor]:
         """N × [K, E, A_i] exploration actions in the critic encoding, each seed's noise from
         its own generator in the lone order."""
-
-    @abstractmethod
-    def update(self) -> list[dict[str, float]]:
-        """One update of every seed; each seed's metrics as its lone update returns them."""
 
     # -- shared steps ------------------------------------------------------------------------
     def sample(self) -> Batch:
@@ -444,11 +328,3 @@ def draw(generator: torch.Generator, shape: tuple[int, ...], device: torch.devic
     if gumbel:
         return gumbel_noise(torch.Size(shape), generator, device, torch.float32)
     return torch.randn(shape, generator=generator, device=device)
-
-
-class Scalar(nn.Module):
-    """One lone 0-d parameter (a temperature log α) as a module, so that a Table can stack it."""
-
-    def __init__(self, value: nn.Parameter):
-        super().__init__()
-        self.value = value
