@@ -23,7 +23,8 @@ from envs.errors import ConfigError, UserError
 from harness.jobs import Job, Outcome
 from harness.records import PROJECT_ROOT
 from harness.settings import Launcher
-from harness.train import TrainingDiverged, run_one
+from harness.loop import TrainingDiverged
+from harness.train import run_one
 
 CLUSTER_DIR = PROJECT_ROOT / "slurm"
 

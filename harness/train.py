@@ -1,5 +1,4 @@
-"""Training one run. The loop names no algorithm: everything algorithm-specific is behind
-act / observe / ready / update (algos/base.py).
+"""Training one run: the one loop (harness/loop.py) with evaluation, logs and checkpoints.
 
 `prepare` builds and checks everything that can fail on bad input (names, simulators,
 algorithm vs action space, hyperparameters) before `train` writes a single file;
@@ -9,7 +8,6 @@ algorithm vs action space, hyperparameters) before `train` writes a single file;
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 import time
 import traceback
@@ -26,12 +24,13 @@ from tqdm import tqdm
 import envs
 from algos.base import Algorithm
 from algos.common.registry import algorithm_class, check_compatible
-from envs.base import Step, VecEnv
+from envs.base import EnvSpec, Step, VecEnv
 from envs.errors import ConfigError, UserError
 from harness.checkpoint import load_checkpoint, save_checkpoint, set_global_rng_state
 from harness.config import check_same_config, load_settings, run_path
 from harness.evaluate import EvalResult, evaluate, study_envs
 from harness.layout import RunPath
+from harness.loop import TrainingDiverged, rounds
 from harness.records import RunRecord
 from harness.settings import Settings
 
@@ -76,10 +75,6 @@ def prepare(settings: Settings) -> Prepared:
     seed_everything(settings.seed)
     algo = algo_cls(env.spec, settings.algo_config, settings.n_envs, settings.torch_device, settings.seed)
     return Prepared(settings, env, eval_env, algo)
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss or metric became NaN/inf: the run is recorded as `failed: nan`."""
 
 
 def _mean_metrics(history: list[dict[str, float]]) -> dict[str, float]:
@@ -143,6 +138,7 @@ def train(p: Prepared, record: RunRecord, resume: bool = False) -> dict[str, Any
                desc=f"{spec.family}/{spec.task} {s.algo} s{s.seed}")
     start = last_log_time = time.perf_counter()
     steps_at_start, wall_before = loop.env_steps, loop.wall_seconds
+    stream = rounds(algo, env, step, loop.env_steps)
     while True:
         finished = loop.env_steps >= s.budget
         if loop.env_steps >= loop.next_eval or (finished and loop.last_eval_steps != loop.env_steps):
@@ -156,36 +152,39 @@ def train(p: Prepared, record: RunRecord, resume: bool = False) -> dict[str, Any
             bar.set_postfix(eval_return=f"{loop.last_eval.row(None)['eval_return_mean']:.3g}")
         if finished:
             break
-        actions = algo.act(step, explore=True)
-        nxt = env.step(actions)
-        loop.env_steps += s.n_envs
-        algo.observe(step, actions, nxt)
-        while algo.ready(loop.env_steps):
-            metrics = algo.update()
-            loop.updates += 1
-            if not all(math.isfinite(v) for v in metrics.values()):
-                raise TrainingDiverged(f"non-finite metric at env step {loop.env_steps}: {metrics}")
-            loop.metric_history.append(metrics)
-        for episode in nxt.info["episodes"]:
+        done = next(stream)
+        step, loop.env_steps = done.step, done.env_steps
+        loop.updates += len(done.metrics)
+        loop.metric_history += done.metrics
+        for episode in step.info["episodes"]:
             loop.episodes += 1
             loop.recent_returns.append(episode["return"])
-        step = nxt
         bar.update(s.n_envs)
         if loop.env_steps >= loop.next_log or loop.env_steps >= s.budget:
-            elapsed = time.perf_counter() - last_log_time
-            record.add_train_row({
-                "env_steps": loop.env_steps, "episodes": loop.episodes, "updates": loop.updates,
-                "train_return_mean": float(np.mean(loop.recent_returns)) if loop.recent_returns else float("nan"),
-                "perf/sps": (loop.env_steps - loop.last_log_steps) / max(elapsed, 1e-9),
-                **_mean_metrics(loop.metric_history),
-            })
+            record.add_train_row(train_row(loop, time.perf_counter() - last_log_time))
             loop.recent_returns, loop.metric_history = [], []
             last_log_time, loop.last_log_steps = time.perf_counter(), loop.env_steps
             loop.next_log += s.log_every
     bar.close()
+    return summary_of(loop, spec, steps_at_start if resume else None)
+
+
+def train_row(loop: LoopState, elapsed: float) -> dict[str, float]:
+    """A train.csv row: counters, the mean return of the episodes that ended since the last
+    row, env steps/s over that stretch, and the mean of each update metric."""
+    return {
+        "env_steps": loop.env_steps, "episodes": loop.episodes, "updates": loop.updates,
+        "train_return_mean": float(np.mean(loop.recent_returns)) if loop.recent_returns else float("nan"),
+        "perf/sps": (loop.env_steps - loop.last_log_steps) / max(elapsed, 1e-9),
+        **_mean_metrics(loop.metric_history),
+    }
+
+
+def summary_of(loop: LoopState, spec: EnvSpec, resumed_from: int | None) -> dict[str, Any]:
+    """summary.json: the counters and the final evaluation."""
     summary = {
         "env_steps": loop.env_steps, "updates": loop.updates, "train_episodes": loop.episodes,
-        "wall_seconds": loop.wall_seconds, "resumed_from": steps_at_start if resume else None,
+        "wall_seconds": loop.wall_seconds, "resumed_from": resumed_from,
         **loop.last_eval.row(spec.success_metric),
     }
     if spec.results_note:

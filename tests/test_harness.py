@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -178,3 +179,46 @@ def test_a_suite_reaching_a_family_runs_its_preload_before_torch(tmp_path, monke
     assert called == ["dexhands"]
     preload_simulators(["suite=nope", "env=matrix"])  # an unknown suite is left for composition to refuse
     assert called == ["dexhands"]
+
+
+class CountingAlgo:
+    """A test double of the algorithm interface: records the loop's calls in order; owes one
+    update every 8 env steps; its third update's loss is NaN when asked."""
+
+    def __init__(self, nan_at: int | None = None):
+        self.calls, self.nan_at, self.updates = [], nan_at, 0
+
+    def act(self, step, explore=True):
+        self.calls.append("act")
+        return [np.zeros(step.n_envs, int), np.zeros(step.n_envs, int)]
+
+    def observe(self, step, actions, nxt):
+        self.calls.append("observe")
+
+    def ready(self, env_steps):
+        return self.updates < env_steps // 8
+
+    def update(self):
+        self.updates += 1
+        self.calls.append("update")
+        return {"loss/critic": float("nan") if self.updates == self.nan_at else 1.0}
+
+
+def test_the_loop_acts_steps_observes_and_pays_every_owed_update():
+    import envs
+    from harness.loop import TrainingDiverged, rounds
+
+    env = envs.make("matrix", "climbing", n_envs=4, seed=0)
+    algo = CountingAlgo()
+    stream = rounds(algo, env, env.reset(0))
+    seen = [next(stream) for _ in range(4)]
+    assert [r.env_steps for r in seen] == [4, 8, 12, 16]
+    assert [len(r.metrics) for r in seen] == [0, 1, 0, 1]
+    assert algo.calls == ["act", "observe", "act", "observe", "update", "act", "observe", "act", "observe", "update"]
+    assert all(len(r.step.info["episodes"]) == 4 for r in seen)  # one-step game: every copy ends each step
+    algo = CountingAlgo(nan_at=3)
+    stream = rounds(algo, env, env.reset(0), env_steps=16)  # resumes at 16: two updates owed at once
+    assert len(next(stream).metrics) == 2
+    with pytest.raises(TrainingDiverged, match="non-finite metric at env step 24"):
+        next(stream)
+    assert algo.updates == 3  # stopped at the update that made the NaN

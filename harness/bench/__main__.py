@@ -1,0 +1,5 @@
+import sys
+
+from harness.bench import run
+
+sys.exit(run())
