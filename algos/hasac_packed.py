@@ -40,11 +40,17 @@ class PackedHasac(BatchedPack):
     """K seeds of Hasac trained as one batched computation."""
 
     learners: list[Hasac]
+    learner_class = Hasac
 
     def __init__(self, learners: list[Hasac]):
-        if learners[0].config.discrete_actor_loss != "gumbel" and learners[0].spec.discrete:
-            raise ConfigError("pack>1 trains HASAC with discrete_actor_loss=gumbel only; use pack=1 for the expected loss")
+        if learners[0].spec.discrete:
+            self.check(learners[0].config)
         super().__init__(learners)
+
+    @classmethod
+    def check(cls, config) -> None:
+        if config.discrete_actor_loss != "gumbel":
+            raise ConfigError("pack>1 trains HASAC with discrete_actor_loss=gumbel only; use pack=1 for the expected loss")
 
     def alpha_modules(self) -> tuple[list[Scalar], list[torch.optim.Optimizer]]:
         """log α of (seed k, agent i) at row k·(N + 1) + i; i = N is the critic's α_c."""

@@ -23,6 +23,7 @@ class PackedHatd3(BatchedPack):
     """K seeds of Hatd3 trained as one batched computation."""
 
     learners: list[Hatd3]
+    learner_class = Hatd3
 
     def reload(self) -> None:
         super().reload()

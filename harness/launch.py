@@ -3,10 +3,11 @@
 executor (the cluster code path, without a cluster); `launcher=slurm cluster=<profile>`
 submits a SLURM job array through Submitit with the profile in slurm/<profile>.yaml.
 
-Every job is `RunJob()(overrides)`: the same `python -m harness.run` job, so a job resumes
-from its own checkpoint whenever it is started again. RunJob is a Submitit Checkpointable:
-on a time-out or preemption Submitit requeues it with the same arguments, and the requeued
-job continues from the run's latest checkpoint.
+Every job is `RunJob()(unit)`: the overrides of the seeds it trains — one run, or with
+`pack=K` up to K seeds of one config in one process on one device (harness/pack.py) — so a
+job resumes each of its runs from its own checkpoint whenever it is started again. RunJob
+is a Submitit Checkpointable: on a time-out or preemption Submitit requeues it with the same
+arguments, and the requeued job continues from the runs' latest checkpoints.
 """
 
 from __future__ import annotations
@@ -20,45 +21,47 @@ import submitit
 import yaml
 
 from envs.errors import ConfigError, UserError
-from harness.jobs import Job, Outcome
+from harness.jobs import Job, Outcome, pack_units
 from harness.records import PROJECT_ROOT
 from harness.settings import Launcher
 from harness.loop import TrainingDiverged
-from harness.train import run_one
+from harness.pack import run_job
 
 CLUSTER_DIR = PROJECT_ROOT / "slurm"
 
 
-def execute(overrides: list[str], raise_user_errors: bool = False) -> dict[str, str]:
-    """Run one job; failures become a status (their traceback is in the run's error.txt).
-    In this process (`raise_user_errors`), bad input stops the sweep with exit status 2."""
+def execute(unit: list[list[str]], raise_user_errors: bool = False) -> list[dict[str, str]]:
+    """Run one job (the overrides of its seeds); failures become a status per seed (their
+    traceback is in each run's error.txt). In this process (`raise_user_errors`), bad input
+    stops the sweep with exit status 2."""
     try:
-        _, status = run_one(overrides)
-        return {"status": status, "detail": ""}
+        return [{"status": status, "detail": ""} for _, status in run_job(unit)]
     except TrainingDiverged as exc:
-        return {"status": "failed: nan", "detail": str(exc).splitlines()[0]}
+        result = {"status": "failed: nan", "detail": str(exc).splitlines()[0]}
     except UserError as exc:
         if raise_user_errors:
             raise
-        return {"status": "failed", "detail": str(exc)}
+        result = {"status": "failed", "detail": str(exc)}
     except Exception as exc:
-        return {"status": "failed", "detail": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                                             f" (traceback in the run's error.txt)"}
+        result = {"status": "failed", "detail": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                                                f" (traceback in the run's error.txt)"}
+    return [result] * len(unit)
 
 
 class RunJob(submitit.helpers.Checkpointable):
     """A job as Submitit sees it; the inherited checkpoint() requeues it unchanged."""
 
-    def __call__(self, overrides: list[str]) -> dict[str, str]:
-        return execute(overrides)
+    def __call__(self, unit: list[list[str]]) -> list[dict[str, str]]:
+        return execute(unit)
 
 
 def launch(launcher: Launcher, jobs: list[Job], results_dir: Path, cluster: Optional[str],
-           report: Callable[[Outcome], None]) -> list[Outcome]:
-    """Run the jobs that need running; returns one Outcome per job (skips included)."""
+           report: Callable[[Outcome], None], pack: int = 1) -> list[Outcome]:
+    """Run the jobs that need running, `pack` seeds of one config per process; returns one
+    Outcome per run (skips included)."""
     outcomes = [Outcome(j, "skipped", "DONE") for j in jobs if j.compatible and j.state == "skip"]
     outcomes += [Outcome(j, "n/a", j.reason) for j in jobs if not j.compatible]
-    todo = [j for j in jobs if j.compatible and j.state != "skip"]
+    todo = pack_units([j for j in jobs if j.compatible and j.state != "skip"], pack)
     for outcome in outcomes:
         report(outcome)
     if not todo:
@@ -73,57 +76,61 @@ def launch(launcher: Launcher, jobs: list[Job], results_dir: Path, cluster: Opti
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=launcher.max_requeues)
     executor.update_parameters(**slurm_parameters(load_cluster_profile(cluster)))
     with executor.batch():
-        submitted = [executor.submit(RunJob(), quiet(j.overrides)) for j in todo]
+        submitted = [executor.submit(RunJob(), quiet(unit)) for unit in todo]
     print(f"submitted {len(submitted)} jobs as SLURM array {submitted[0].job_id.split('_')[0]}; "
           f"logs in {results_dir / launcher.folder}/<job id>/")
     if not launcher.wait:
-        return outcomes + [Outcome(j, "submitted", f"job {s.job_id}") for j, s in zip(todo, submitted)]
+        return outcomes + [Outcome(j, "submitted", f"job {s.job_id}") for unit, s in zip(todo, submitted) for j in unit]
     return outcomes + collect(zip(todo, submitted), report)
 
 
-def quiet(overrides: list[str]) -> list[str]:
-    """Cluster and parallel jobs log to files: no progress bars."""
-    return [*overrides, "progress=false"]
+def quiet(unit: list[Job]) -> list[list[str]]:
+    """A job's seeds' overrides; cluster and parallel jobs log to files: no progress bars."""
+    return [[*job.overrides, "progress=false"] for job in unit]
 
 
-def run_local(jobs: list[Job], n_jobs: int, report: Callable[[Outcome], None]) -> list[Outcome]:
+def outcomes_of(unit: list[Job], results: list[dict[str, str]], report: Callable[[Outcome], None]) -> list[Outcome]:
+    out = [Outcome(job, **result) for job, result in zip(unit, results)]
+    for outcome in out:
+        report(outcome)
+    return out
+
+
+def run_local(units: list[list[Job]], n_jobs: int, report: Callable[[Outcome], None]) -> list[Outcome]:
     outcomes = []
     if n_jobs <= 1:
-        for job in jobs:
-            outcomes.append(Outcome(job, **execute(job.overrides, raise_user_errors=True)))
-            report(outcomes[-1])
+        for unit in units:
+            outcomes += outcomes_of(unit, execute([j.overrides for j in unit], raise_user_errors=True), report)
         return outcomes
     with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("forkserver")) as pool:
-        futures = {pool.submit(execute, quiet(job.overrides)): job for job in jobs}
+        futures = {pool.submit(execute, quiet(unit)): unit for unit in units}
         for future in as_completed(futures):
             try:
-                result = future.result()
+                results = future.result()
             except Exception as exc:  # the worker process itself died
-                result = {"status": "failed", "detail": f"worker died: {type(exc).__name__}"}
-            outcomes.append(Outcome(futures[future], **result))
-            report(outcomes[-1])
+                results = [{"status": "failed", "detail": f"worker died: {type(exc).__name__}"}] * len(futures[future])
+            outcomes += outcomes_of(futures[future], results, report)
     return outcomes
 
 
-def run_submitit(executor, jobs: list[Job], n_jobs: int, report: Callable[[Outcome], None]) -> list[Outcome]:
+def run_submitit(executor, units: list[list[Job]], n_jobs: int, report: Callable[[Outcome], None]) -> list[Outcome]:
     """Submit in waves of n_jobs (the local executor starts everything it is given)."""
     outcomes = []
-    for lo in range(0, len(jobs), n_jobs):
-        wave = jobs[lo:lo + n_jobs]
-        submitted = [executor.submit(RunJob(), quiet(j.overrides)) for j in wave]
+    for lo in range(0, len(units), n_jobs):
+        wave = units[lo:lo + n_jobs]
+        submitted = [executor.submit(RunJob(), quiet(unit)) for unit in wave]
         outcomes += collect(zip(wave, submitted), report)
     return outcomes
 
 
 def collect(pairs, report: Callable[[Outcome], None]) -> list[Outcome]:
     outcomes = []
-    for job, handle in pairs:
+    for unit, handle in pairs:
         try:
-            result = handle.result()
+            results = handle.result()
         except Exception as exc:  # Submitit re-raises what killed the job, with its log path
-            result = {"status": "failed", "detail": f"{type(exc).__name__}; log: {handle.paths.stderr}"}
-        outcomes.append(Outcome(job, **result))
-        report(outcomes[-1])
+            results = [{"status": "failed", "detail": f"{type(exc).__name__}; log: {handle.paths.stderr}"}] * len(unit)
+        outcomes += outcomes_of(unit, results, report)
     return outcomes
 
 

@@ -79,6 +79,9 @@ class RunConfig(LoopConfig):
     """SLURM profile in slurm/<name>.yaml (or a path) for launcher=slurm."""
     seeds: Optional[int] = None
     """Sweep seeds 0..seeds-1 (instead of seed=K)."""
+    pack: int = 1
+    """Seeds of one (task, algorithm, config) trained together in one job, in one process on
+    one device (harness/pack.py, algos/common/packed.py); algorithms with a packed form only."""
     dry_run: bool = False
     """Print the job table and estimated device-hours; launch nothing."""
     stale_after_min: float = 30.0

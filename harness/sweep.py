@@ -26,6 +26,7 @@ from harness.checkpoint import check_checkpoint_intact
 from harness.config import check_same_config, compose, load_settings, register_schemas, run_path
 from harness.jobs import Job, Outcome, dry_run_table, summary_table
 from harness.launch import launch, load_cluster_profile, slurm_parameters
+from harness.pack import check_packable
 from harness.layout import RunPath
 from harness.records import heartbeat_age_seconds, read_meta
 from harness.settings import Settings
@@ -101,6 +102,8 @@ def prepare_jobs(argv: list[str]) -> tuple[DictConfig, list[Job]]:
             if len(job_overrides) == 1:
                 raise
             job.compatible, job.reason = False, str(exc)
+        if job.compatible:
+            check_packable(settings.algo, settings.algo_config, base.pack)
         check_same_config(path, job.config_yaml)
         job.state = path.state
         if job.state == "resume":
@@ -138,7 +141,7 @@ def run_sweep(argv: list[str]) -> int:
     base, jobs = prepare_jobs(argv)
     results_dir = Path(base.results_dir)
     if base.dry_run:
-        print(dry_run_table(jobs, results_dir))
+        print(dry_run_table(jobs, results_dir, base.pack))
         return 0
     launcher = OmegaConf.to_object(base.launcher)
     if launcher.name == "slurm":
@@ -157,7 +160,7 @@ def run_sweep(argv: list[str]) -> int:
         elif outcome.status == "skipped":
             print(f"skip: {outcome.job.path} is finished (DONE); delete it to run again")
 
-    outcomes = launch(launcher, jobs, results_dir, base.cluster, report)
+    outcomes = launch(launcher, jobs, results_dir, base.cluster, report, base.pack)
     if len(jobs) > 1 or any(o.status.startswith("failed") for o in outcomes):
         print(summary_table(outcomes))
     return 1 if any(o.status.startswith("failed") for o in outcomes) else 0

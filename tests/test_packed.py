@@ -168,7 +168,7 @@ def test_packed_update_under_bf16_stays_finite_and_near_fp32():
 def test_a_pack_of_different_configs_or_the_expected_discrete_loss_is_refused():
     spec = toy_env().spec
     mixed = learners("hasac", spec, [0], 4) + learners("hasac", spec, [1], 4, lr=1e-2)
-    with pytest.raises(ValueError, match="same algorithm and config"):
+    with pytest.raises(ValueError, match="one config"):
         PackedHasac(mixed)
     with pytest.raises(ConfigError, match="expected"):
         PackedHasac(learners("hasac", masked_env().spec, SEEDS, 4, discrete_actor_loss="expected"))

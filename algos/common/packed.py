@@ -100,19 +100,22 @@ class InTurn(Pack):
         return [learner.update() for learner in self.learners]
 
 
-def make_pack(learners: list[Algorithm], batched: bool | None = None) -> Pack:
-    """The pack of `learners` (built by their algorithm, one per seed): its BatchedPack
-    (config ClassVar `packed`, "module:Class") when `batched` — by default on a GPU — else
-    InTurn."""
-    config = learners[0].config
+def packed_class(config: Any) -> type[BatchedPack]:
+    """The batched form named by the config's ClassVar `packed` ("module:Class")."""
     if type(config).packed is None:
-        raise ValueError(f"{type(learners[0]).__name__} has no packed form")
-    if batched is None:
-        batched = learners[0].device.type == "cuda"
-    if not batched:
-        return InTurn(learners)
+        raise ValueError(f"{type(config).__name__} has no packed form")
     module, name = type(config).packed.split(":")
-    return getattr(importlib.import_module(module), name)(learners)
+    return getattr(importlib.import_module(module), name)
+
+
+def make_pack(learners: list[Algorithm], batched: bool | None = None) -> Pack:
+    """The pack of `learners` (built by their algorithm, one per seed): its batched form
+    (config ClassVar `packed`) when `batched` — by default for more than one seed on a GPU —
+    else InTurn (a pack of one is always the lone learner itself)."""
+    config = learners[0].config
+    if batched is None:
+        batched = len(learners) > 1 and learners[0].device.type == "cuda" and type(config).packed is not None
+    return packed_class(config)(learners) if batched else InTurn(learners)
 
 
 # -- agents grouped by actor structure ---------------------------------------------------------
@@ -165,9 +168,17 @@ class BatchedPack(Pack):
     """K lone off-policy HA learners (one per seed, same spec and config) trained as one
     batched computation; algorithms subclass it with their policy and update."""
 
+    @classmethod
+    def check(cls, config: Any) -> None:
+        """Raise ConfigError for a config the batched form cannot train (checked for every
+        pack > 1, on any device, before a sweep starts); default: none."""
+
+    learner_class: type[HaOffPolicy]
+    """The algorithm this form packs (exactly: a subclass may change the update)."""
+
     def __init__(self, learners: list[HaOffPolicy]):
-        if len({type(l) for l in learners}) != 1 or len({repr(l.config) for l in learners}) != 1:
-            raise ValueError("packed: every seed must run the same algorithm and config")
+        if {type(l) for l in learners} != {self.learner_class} or len({repr(l.config) for l in learners}) != 1:
+            raise ValueError(f"packed: every seed must run {self.learner_class.__name__} with one config")
         self.learners = learners
         first = learners[0]
         self.spec, self.config, self.device, self.K = first.spec, first.config, first.device, len(learners)

@@ -1,0 +1,129 @@
+"""Jobs: what one job of a sweep trains — one run, or with the run key `pack=K` up to K seeds
+of one (task, algorithm, config) in one process on one device (algos/common/packed.py) —
+from its overrides to finished results.
+
+Each seed of a pack keeps its own run directory, lock, config.yaml, CSV tables, summary and
+checkpoint, exactly as a lone run writes them, so the sweep, the report and resumption see
+ordinary runs: a pack resumes each seed from its own checkpoint, and a seed may be resumed
+in a pack of another size or alone. Seeds whose checkpoints are at different env steps
+(a kill between two seeds' checkpoint writes) are trained as one pack per step, in turn.
+
+harness/jobs.py `pack_units` groups a sweep's jobs into packs; `check_packable` refuses
+pack > 1 for an algorithm without a packed form, in one line, before anything runs.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from algos.base import AlgoConfig
+from algos.common.packed import make_pack, packed_class
+from algos.common.registry import ALGORITHMS, config_class
+from envs.errors import ConfigError, UserError
+from harness.config import check_same_config, load_settings, run_path
+from harness.layout import RunPath
+from harness.loop import TrainingDiverged
+from harness.records import RunRecord
+from harness.train import Prepared, SeedRun, prepare, train_seeds
+
+
+def packable() -> list[str]:
+    return [name for name in ALGORITHMS if config_class(name).packed is not None]
+
+
+def check_packable(algo: str, config: AlgoConfig, size: int) -> None:
+    """pack > 1 needs the algorithm to have a packed form (config ClassVar `packed`) that
+    accepts its config; refuse in one line otherwise (before a sweep starts)."""
+    if size < 1:
+        raise ConfigError(f"pack must be >= 1, got {size}")
+    if size == 1:
+        return
+    if type(config).packed is None:
+        raise ConfigError(f"pack={size}: {algo} trains one seed per process; pack>1 works with "
+                          f"{', '.join(packable()) or 'no algorithm'} — run {algo} with pack=1")
+    packed_class(config).check(config)
+
+
+def run_one(overrides: list[str]) -> tuple[RunPath, str]:
+    """Train one (task, algo, seed), resuming from its checkpoint if it has one; returns
+    (where its results are, done | resumed | skipped)."""
+    return run_job([overrides])[0]
+
+
+def run_job(unit: list[list[str]]) -> list[tuple[RunPath, str]]:
+    """Train the seeds whose overrides are `unit` (one run, or a pack of seeds of one config)
+    in this process; per seed (where its results are, done | resumed | skipped | failed: nan).
+    A failure of the whole job is recorded in every seed it stopped and raised."""
+    loaded = [load_settings(overrides) for overrides in unit]
+    status: dict[RunPath, str] = {}
+    todo = []
+    for settings, cfg in loaded:
+        path = run_path(cfg, settings)
+        if path.done:
+            print(f"skip: {path} is finished (DONE); delete it to run again")
+            status[path] = "skipped"
+            continue
+        config_yaml = OmegaConf.to_yaml(cfg)
+        check_same_config(path, config_yaml)
+        todo.append((settings, path, config_yaml))
+    prepared = [prepare(settings) for settings, _, _ in todo]  # every bad input fails here, before any file is written
+    records = [RunRecord(path) for _, path, _ in todo]
+    try:
+        for record in records:
+            record.lock()
+        runs = start_runs(todo, prepared, records)
+        for group in by_env_steps(runs):
+            status |= train_group(group)
+    finally:
+        for record, p in zip(records, prepared):
+            record.unlock()
+            p.close()
+    return [(path, status[path]) for path in (run_path(cfg, s) for s, cfg in loaded)]
+
+
+def start_runs(todo: list[tuple[Any, RunPath, str]], prepared: list[Prepared], records: list[RunRecord]) -> list[SeedRun]:
+    """Each seed new (config.yaml and meta written) or resumed from its checkpoint."""
+    runs = []
+    for (settings, path, config_yaml), p, record in zip(todo, prepared, records):
+        resume = path.state == "resume"
+        if not resume:
+            record.start(config_yaml, str(settings.torch_device))
+        runs.append(SeedRun(p, record, resume))
+    return runs
+
+
+def by_env_steps(runs: list[SeedRun]) -> list[list[SeedRun]]:
+    """Seeds at the same env step train together; groups from the furthest behind."""
+    groups: dict[int, list[SeedRun]] = {}
+    for run in runs:
+        groups.setdefault(run.loop.env_steps, []).append(run)
+    return [groups[steps] for steps in sorted(groups)]
+
+
+def train_group(runs: list[SeedRun]) -> dict[RunPath, str]:
+    """Train a group of seeds at one env step as one pack; finish or fail each one."""
+    pack = make_pack([run.prepared.algo for run in runs])
+    try:
+        summaries = train_seeds(runs, pack)
+    except TrainingDiverged as exc:
+        for run in runs:
+            run.record.fail("failed: nan", str(exc))
+        raise
+    except UserError:
+        raise
+    except BaseException:
+        for run in runs:
+            run.record.fail("failed", traceback.format_exc())
+        raise
+    status = {}
+    for run, summary in zip(runs, summaries):
+        if summary is None:
+            status[run.record.path] = "failed: nan"
+            continue
+        run.record.finish(summary)
+        status[run.record.path] = "resumed" if run.resumed_from is not None else "done"
+        print(f"done: {run.record.path}  eval_return_mean={summary['eval_return_mean']:.4g}")
+    return status
