@@ -2,19 +2,18 @@
 Policy Optimisation in Multi-Agent Reinforcement Learning", ICLR 2022; HARL happo.py and
 on_policy_ha_runner.py). A baseline of the HASAC paper.
 
-Critic: centralised V(s), GAE(λ) with truncation bootstrapping, clipped Huber value loss
-on ValueNorm-normalised returns (algos/common/on_policy.py, ppo.py).
+Critic: centralised V(s), GAE(λ) with HARL's time-limit handling (bad_masks), clipped Huber
+value loss on ValueNorm-normalised returns (algos/common/on_policy.py, ppo.py).
 Actors (separate parameters), every iteration in a fresh random permutation i_1..i_N:
     L(θ^{i_m}) = −E[M^{i_m} · min(r Â, clip(r, 1 ± ε) Â)] − c_H H(π^{i_m}),
     M^{i_m} = Π_{k<m} π^{i_k}_new(a^{i_k}|o^{i_k}) / π^{i_k}_old(a^{i_k}|o^{i_k})   (detached)
-where the ratios of the agents already updated are evaluated after their update.
+where the ratios of the agents already updated are evaluated after their update. Each agent's
+advantages are normalised over its own active entries (HARL happo.py train l.117-122).
 
-Deviations from HARL (PKU-MARL/HARL), documented in docs/algorithms/happo.md:
-- The critic is always an MLP on the EP state (no recurrent critic, no FP state).
-- GRU actors train on chunks that start from the stored hidden state; the factor is
-  computed on the same chunks (HARL evaluates the factor from the rollout's first state).
-- GAE bootstraps truncated steps from V(info["final_state"]) directly instead of HARL's
-  bad_masks recursion (same quantity under proper time limits).
+Every default is HARL's behaviour (PKU-MARL/HARL). Our alternatives are the fidelity
+switches of OnPolicyConfig (`truncation`, `advantage_norm`), and what is not reproduced
+(a recurrent critic, the FP state, the factor of a GRU actor over whole rollouts) is listed
+too: one row each in docs/fidelity.md, section "On-policy algorithms (HAPPO, MAPPO) and QMIX".
 """
 
 from __future__ import annotations

@@ -9,16 +9,13 @@ Actors, every update, in a fresh random permutation i_1..i_N (sequential HA upda
     L(θ^{i_m}) = −E[min_j Q_j(s, a^{i_1:m−1}_new, a^{i_m}, a^{i_m+1:N}_old) − α_{i_m} log π^{i_m}(a^{i_m})]
     (agents already updated contribute new-policy samples, the rest pre-update samples)
 Temperature (auto_alpha): L(log αᵢ) = −E[log αᵢ · (log πⁱ + H̄ᵢ)], H̄ = −act_dim (Box) or
-    0.98·log n (Discrete, intended) / 0 (Discrete, official HARL behaviour).
+    0 (Discrete, what HARL computes) / 0.98·log n (Discrete, what its comment intends).
 
-Deviations from HARL (PKU-MARL/HARL d539bad), all documented in docs/algorithms/hasac.md:
-- log π includes the log-det of the affine rescale onto [low, high]; HARL's
-  squashed_gaussian_policy.py scales by high[0] and omits it (only right for symmetric bounds).
-- Discrete target entropy defaults to the intended 0.98·log n; HARL off_policy_base_runner.py
-  l.189 evaluates to 0 (`discrete_target_entropy: official` reproduces it).
-- `discrete_actor_loss: expected` adds the exact expectation over the agent's own actions.
-- No ValueNorm (HARL default on; off in every MPE/MaMuJoCo tuned config); EP state only (no FP).
-- Warm-up steps count towards the env-step budget (HARL does not count them).
+Every default is the official code's behaviour (PKU-MARL/HARL d539bad). Our alternatives are
+fidelity switches (`HasacConfig.fidelity`, envs/fidelity.py), each a row of docs/fidelity.md
+with the official file and line: `box_action`, `discrete_target_entropy`,
+`critic_alpha_logp`, `episode_end_avail`. `discrete_actor_loss: expected` is an addition.
+Not reproduced (docs/fidelity.md): ValueNorm and the FP state of HARL's SMAC configs.
 """
 
 from __future__ import annotations
@@ -33,13 +30,23 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from algos.common.distributions import gumbel_noise, gumbel_softmax_hard, masked_argmax_onehot, masked_logits, scale_action, squashed_gaussian_sample
+from algos.common.distributions import (BOX_ACTIONS, box_action, box_log_det, gumbel_noise, gumbel_softmax_hard,
+                                        masked_argmax_onehot, masked_logits, squashed_gaussian_sample)
 from algos.common.networks import layernorm_mlp, masked_mean, orthogonal, plain_mlp
 from algos.common.off_policy import HaOffPolicy, OffPolicyConfig, read_metrics
 from algos.common.policy_sample import PolicySample, sample_stochastic_actors
 from algos.common.replay import Batch
 from envs.base import EnvSpec, Step
 from envs.errors import ConfigError
+from envs.fidelity import Switch, check_switches
+
+
+def has_box(spec: EnvSpec, config=None) -> bool:
+    return any(isinstance(s, spaces.Box) for s in spec.action_spaces)
+
+
+def has_discrete(spec: EnvSpec, config=None) -> bool:
+    return any(isinstance(s, spaces.Discrete) for s in spec.action_spaces)
 
 
 @dataclass
@@ -57,51 +64,74 @@ class HasacConfig(OffPolicyConfig):
     """Starting α when auto_alpha (HARL starts every log α at 0 and ignores `alpha`)."""
     alpha_lr: float = 3e-4
     """Adam learning rate of every log α."""
-    discrete_target_entropy: str = "intended"
-    """Discrete H̄: 'intended' = 0.98·log(n_actions); 'official' = 0, what HARL's code computes."""
+    discrete_target_entropy: str = "official"
+    """Discrete H̄: 'official' = 0, what HARL computes (off_policy_base_runner.py l.189-193:
+    Discrete(n).shape is ()); 'intended' = 0.98·log(n_actions), what its comment promises."""
+    box_action: str = "official"
+    """Box policy output: 'official' = high[0]·tanh(u), log π of tanh(u) alone
+    (squashed_gaussian_policy.py l.43, l.71-77; the env clips to the box); 'affine' =
+    low + (tanh(u) + 1)(high − low)/2 with the map's log-det in log π."""
+    critic_alpha_logp: str = "official"
+    """log π the critic's α_c is trained on (auto_alpha): 'official' = each agent's sample in
+    its own actor loss (off_policy_ha_runner.py l.92, l.133); 'resampled' = each agent's
+    resample after its step (the joint policy at the end of the update)."""
+    episode_end_avail: str = "official"
+    """Discrete next-step masks of a transition that ends an episode: 'official' = the reset
+    episode's first masks (off_policy_base_runner.py l.248, l.408-411 replace only obs and
+    state); 'final' = the ended episode's last masks."""
     discrete_actor_loss: str = "gumbel"
     """Discrete actor loss: 'gumbel' (straight-through Gumbel-Softmax sample, HARL) or
     'expected' (exact Σ_a π(a)[Q(s, a, a₋ᵢ) − α log π(a)] over the agent's own actions)."""
 
+    fidelity: ClassVar[dict[str, Switch]] = {
+        "box_action": Switch(("affine",), "Box action spaces", has_box),
+        "discrete_target_entropy": Switch(("intended",), "Discrete action spaces with auto_alpha",
+                                          lambda spec, c: has_discrete(spec) and c.auto_alpha),
+        "critic_alpha_logp": Switch(("resampled",), "auto_alpha runs", lambda spec, c: c.auto_alpha),
+        "episode_end_avail": Switch(("final",), "Discrete action spaces", has_discrete),
+    }
+
     def validate(self, spec: EnvSpec) -> None:
         super().validate(spec)
+        check_switches(self, "algo", spec)
         if not self.alpha > 0 or not self.initial_alpha > 0:
             raise ConfigError(f"algo: alpha and initial_alpha must be > 0, got {self.alpha} and {self.initial_alpha}")
         if self.alpha_lr <= 0:
             raise ConfigError(f"algo: alpha_lr must be > 0, got {self.alpha_lr}")
-        if self.discrete_target_entropy not in ("intended", "official"):
-            raise ConfigError(f"algo: discrete_target_entropy must be 'intended' or 'official', got {self.discrete_target_entropy!r}")
         if self.discrete_actor_loss not in ("gumbel", "expected"):
             raise ConfigError(f"algo: discrete_actor_loss must be 'gumbel' or 'expected', got {self.discrete_actor_loss!r}")
 
 
 class SquashedGaussianActor(nn.Module):
     """HARL squashed_gaussian_policy.py: PlainMLP trunk (ReLU, tanh on the last hidden
-    layer), linear heads for μ and log σ (clamped to [−20, 2]); a = scale(tanh(u))."""
+    layer), linear heads for μ and log σ (clamped to [−20, 2]); a = box_action(tanh(u))."""
 
-    def __init__(self, obs_dim: int, low: torch.Tensor, high: torch.Tensor, hidden_sizes: list[int]):
+    def __init__(self, obs_dim: int, low: torch.Tensor, high: torch.Tensor, hidden_sizes: list[int], mode: str = "official"):
         super().__init__()
+        assert mode in BOX_ACTIONS
         self.trunk = plain_mlp([obs_dim, *hidden_sizes], nn.ReLU, nn.Tanh)
         self.mu = nn.Linear(hidden_sizes[-1], low.numel())
         self.log_std = nn.Linear(hidden_sizes[-1], low.numel())
+        self.mode = mode
         self.register_buffer("low", low.clone())
         self.register_buffer("high", high.clone())
 
     def forward(self, obs: torch.Tensor, avail: torch.Tensor | None, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised sample: (action [B, A] in [low, high], log_prob [B, 1]); the
-        distribution's arithmetic stays float32 under bf16 autocast."""
+        """Reparameterised sample: (action [B, A], log_prob [B, 1]); the distribution's
+        arithmetic stays float32 under bf16 autocast."""
         h = self.trunk(obs)
         log_std = self.log_std(h).float().clamp(-20.0, 2.0)
-        return squashed_gaussian_sample(self.mu(h).float(), log_std, self.low, self.high, generator)
+        x, log_prob = squashed_gaussian_sample(self.mu(h).float(), log_std, generator)
+        return box_action(x, self.low, self.high, self.mode), log_prob - box_log_det(self.low, self.high, self.mode)
 
     def draw_noise(self, batch_size: int, generator: torch.Generator) -> None:
         """Advance `generator` exactly as forward() on `batch_size` rows would, without the
         network: for a sample update() never reads, so the random stream stays the same."""
         torch.randn((batch_size, self.low.numel()), generator=generator, device=self.low.device)
 
-    def mode(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
-        """Deterministic action scale(tanh(μ)) [B, A]."""
-        return scale_action(torch.tanh(self.mu(self.trunk(obs))), self.low, self.high)
+    def mode_action(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+        """Deterministic action box_action(tanh(μ)) [B, A]."""
+        return box_action(torch.tanh(self.mu(self.trunk(obs))), self.low, self.high, self.mode)
 
 
 class CategoricalActor(nn.Module):
@@ -122,7 +152,7 @@ class CategoricalActor(nn.Module):
         head = self.body[-1].weight
         gumbel_noise(torch.Size((batch_size, head.shape[0])), generator, head.device, torch.float32)
 
-    def mode(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
+    def mode_action(self, obs: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
         """One-hot of the most likely available action [B, n]."""
         return masked_argmax_onehot(self.body(obs), avail)
 
@@ -154,14 +184,14 @@ class Hasac(HaOffPolicy):
             if bounds is None:
                 actors.append(CategoricalActor(obs_space.shape[0], self.spec.action_spaces[i].n, self.config.hidden_sizes))
             else:
-                actors.append(SquashedGaussianActor(obs_space.shape[0], *bounds, self.config.hidden_sizes))
+                actors.append(SquashedGaussianActor(obs_space.shape[0], *bounds, self.config.hidden_sizes, self.config.box_action))
         return nn.ModuleList(actors)
 
     def policy(self, step: Step, explore: bool) -> list[torch.Tensor]:
         inputs = [self.step_inputs(step, i) for i in range(self.spec.n_agents)]
         if explore:
             return self.sample_joint(*zip(*inputs))[0]
-        return [actor.mode(obs, avail) for actor, (obs, avail) in zip(self.actors, inputs)]
+        return [actor.mode_action(obs, avail) for actor, (obs, avail) in zip(self.actors, inputs)]
 
     def update(self) -> dict[str, float]:
         batch = self.buffer.sample(self.config.batch_size, self.rng)
@@ -170,20 +200,32 @@ class Hasac(HaOffPolicy):
             self.critic.requires_grad_(False)  # actor losses need dQ/da only
             order = self.rng.permutation(self.spec.n_agents)
             with torch.no_grad():  # pre-update samples; the first agent replaces its own before anyone reads it
-                actions, log_probs = self.sample_joint(batch.obs, batch.avail, skip=order[0])
+                actions, resampled = self.sample_joint(batch.obs, batch.avail, skip=order[0])
+            in_loss = list(resampled)  # log π of each agent's sample in its own actor loss
+            every_row = torch.ones_like(batch.reward)
             for m, i in enumerate(order):
-                log_prob, actor_metrics = self.actor_step(i, batch, actions)
-                metrics |= actor_metrics | self.temperature_step(i, log_prob, batch.valid[:, i])
-                with torch.no_grad():  # agents after i see agent i's new policy, α_c the last one's log π
-                    if m + 1 < len(order) or self.config.auto_alpha:
-                        actions[i], log_probs[i] = self.actors[i](batch.obs[i], batch.avail[i], self.generator)
+                in_loss[i], actor_metrics = self.actor_step(i, batch, actions)
+                # HARL's per-agent α loss averages over every row (off_policy_ha_runner.py l.121-122)
+                metrics |= actor_metrics | self.temperature_step(i, in_loss[i], every_row)
+                with torch.no_grad():  # agents after i see agent i's new policy
+                    if m + 1 < len(order) or self.resample_last():
+                        actions[i], resampled[i] = self.actors[i](batch.obs[i], batch.avail[i], self.generator)
                     else:  # nobody reads the last agent's new sample
                         self.actors[i].draw_noise(self.config.batch_size, self.generator)
             self.critic.requires_grad_(True)
-            metrics |= self.temperature_step(self.spec.n_agents, sum(log_probs), torch.ones_like(batch.reward))
+            critic_log_probs = in_loss if self.config.critic_alpha_logp == "official" else resampled
+            metrics |= self.temperature_step(self.spec.n_agents, sum(critic_log_probs), every_row)
         self.soft_update([(self.critic_target, self.critic)])
         self.updates += 1
         return read_metrics(metrics)
+
+    def resample_last(self) -> bool:
+        """Whether the last agent's post-step sample is read: by the critic's α_c update
+        when it trains on resamples (`critic_alpha_logp: resampled`)."""
+        return self.config.auto_alpha and self.config.critic_alpha_logp == "resampled"
+
+    def next_avail_after_reset(self) -> bool:
+        return self.config.episode_end_avail == "official"
 
     def checkpointed(self) -> dict:
         objects = super().checkpointed() | {"log_alpha": self.log_alpha}
@@ -274,8 +316,9 @@ class Hasac(HaOffPolicy):
 
 
 def target_entropy(space: spaces.Space, discrete_mode: str) -> float:
-    """H̄ for one agent: −act_dim (Box); 0.98·log n ('intended') or 0 ('official', what
-    HARL off_policy_base_runner.py computes from Discrete(n).shape == ()) for Discrete."""
+    """H̄ for one agent: −act_dim (Box, HARL off_policy_base_runner.py l.186-188); for
+    Discrete, 0 ('official': l.190-193 compute −0.98·log(1/prod(shape)) and
+    Discrete(n).shape == ()) or 0.98·log n ('intended', what the comment on l.189 promises)."""
     if isinstance(space, spaces.Discrete):
         return 0.98 * math.log(space.n) if discrete_mode == "intended" else 0.0
     return -float(np.prod(space.shape))
@@ -300,6 +343,7 @@ def expected_actor_loss(q_all: torch.Tensor, log_pi: torch.Tensor, alpha: torch.
 
 def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float, valid: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Temperature loss on log α, as in HARL/SB3 (not on α as in CleanRL):
-    −E_valid[log α · (log π + H̄)], with log π detached. log_prob [B, 1], valid [B]."""
+    −E_valid[log α · (log π + H̄)], with log π detached. log_prob [B, 1], valid [B]
+    (update() passes every row, as HARL's mean over the batch)."""
     loss = -masked_mean(log_alpha * (log_prob.detach() + target_entropy), valid)
     return loss, {"loss/alpha": loss.detach()}

@@ -5,15 +5,19 @@ A baseline of the HASAC paper.
 Same critic, losses and rollout machinery as HAPPO (algos/common/on_policy.py), but the
 actors are updated simultaneously with the plain PPO-clip loss (no factor):
     L(θ) = −E_{i, active}[min(rⁱ Â, clip(rⁱ, 1 ± ε) Â)] − c_H H(π).
-With `share_params` (default, as the official MAPPO) one actor serves every agent and sees
-obs ⊕ one-hot(agent id); that needs identical observation and action spaces.
+With `share_params` (default, as the official MAPPO) one actor serves every agent on its raw
+observation (HARL on_policy_base_runner.py l.97-114); that needs identical observation and
+action spaces. Its advantages are normalised over every agent's active entries, a
+per-agent actor's over its own (HARL mappo.py l.113-118, l.165-180).
 
-Deviations from HARL are those of HAPPO (docs/algorithms/mappo.md).
+Every default is HARL's behaviour; the alternatives are the fidelity switches of
+OnPolicyConfig and `shared_actor_input`, one row each in docs/fidelity.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -21,6 +25,7 @@ from algos.common.on_policy import OnPolicyConfig, OnPolicyLearner
 from algos.common.rollout import Rollout
 from envs.base import EnvSpec
 from envs.errors import ConfigError
+from envs.fidelity import Switch
 
 
 @dataclass
@@ -29,7 +34,17 @@ class MappoConfig(OnPolicyConfig):
     conf/tuned/mappo.yaml). Other fields are documented on OnPolicyConfig."""
 
     share_params: bool = True
-    """One actor for all agents, input obs ⊕ one-hot agent id (HARL share_param)."""
+    """One actor for all agents (HARL share_param); false: one actor per agent."""
+    shared_actor_input: str = "official"
+    """Input of a shared actor (fidelity switch). 'official': the agent's raw observation,
+    as HARL (on_policy_base_runner.py l.97-114 builds one actor on observation_space[0]);
+    'agent_id': the observation ⊕ a one-hot agent id, so agents can act differently on
+    equal observations."""
+
+    fidelity: ClassVar[dict[str, Switch]] = OnPolicyConfig.fidelity | {
+        "shared_actor_input": Switch(("agent_id",), "a shared actor of several agents",
+                                     lambda spec, c: c.share_params and spec.n_agents > 1),
+    }
 
     def validate(self, spec: EnvSpec) -> None:
         super().validate(spec)
@@ -50,6 +65,9 @@ class Mappo(OnPolicyLearner):
     def actor_groups(self) -> list[list[int]]:
         agents = list(range(self.spec.n_agents))
         return [agents] if self.config.share_params else [[i] for i in agents]
+
+    def adds_agent_id(self, g: int) -> bool:
+        return len(self.groups[g]) > 1 and self.config.shared_actor_input == "agent_id"
 
     def train_actors(self, rollout: Rollout, advantage: torch.Tensor) -> dict[str, float]:
         metrics = {}

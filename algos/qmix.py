@@ -8,20 +8,20 @@ Q_tot = |w₂(s)|ᵀ ELU(|W₁(s)|ᵀ q + b₁(s)) + V(s), monotonic in every q�
 
 Loss over whole episodes (padding masked):
     L = Σ_{b,t} filled · (Q_tot(q_taken_t, s_t) − y_t)² / Σ filled
-    y_t = r_t + γ (1 − term_t) Q̄_tot(q̄_{t+1}, s_{t+1})                     (1-step)
+    y_t = r_t + γ (1 − end_t) Q̄_tot(q̄_{t+1}, s_{t+1})                      (1-step)
     q̄ⁱ_{t+1} = Q̄ᵢ(τ_{t+1}, argmax_{a avail} Qᵢ(τ_{t+1}, a))                (double Q)
-    TD(λ) (pymarl2): y_t = r_t + γ(1 − term_t)[(1 − λ) Q̄_tot,t+1 + λ y_{t+1}]
+    TD(λ) (pymarl2): y_t = r_t + γ(1 − end_t)[(1 − λ) Q̄_tot,t+1 + λ y_{t+1}]
 Exploration: ε-greedy over the available actions, ε linear from ε_start to ε_finish over
 `epsilon_anneal_steps` env steps; evaluation (explore=False) is greedy.
 
-Deviations from PyMARL (docs/algorithms/qmix.md):
-- Schedule: one update whenever ≥ batch_size episodes are stored and at least one episode
-  ended since the last update (PyMARL: one update per collected batch of episodes).
-- Death masking is explicit: Qᵢ of agents that are not alive at a view is set to 0 before
-  mixing (PyMARL relies on SMAC making only no-op available to dead agents).
-- Several env copies whose episodes are not aligned (VecEnv auto-resets each copy); every
-  copy's episode is stored when it ends. Truncation bootstraps from the true last view
-  (`info["final_*"]`), termination does not — as PyMARL does with SMAC's `episode_limit`.
+end_t is the episode's end, a time-out included, as PyMARL runs SMAC (its sc2.yaml sets
+continuing_episode False, so SMAC never reports `episode_limit` and episode_runner.py l.75
+stores a time-out as terminated); `truncation: bootstrap` bootstraps a time-out from the true
+last view (`info["final_*"]`). Dead agents' utilities are mixed as they are (PyMARL
+q_learner.py l.82, SMAC offers a dead agent only the no-op); `dead_agent_q: zero` sets them
+to 0 first. One update per finished episode once batch_size are stored: with one env copy
+(PyMARL's episode runner, the suites' setting) exactly PyMARL's schedule. Every difference
+is a row of docs/fidelity.md.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from algos.common.networks import polyak_update
 from algos.common.spaces import masked_uniform_choice
 from envs.base import EnvSpec, Step
 from envs.errors import ConfigError
+from envs.fidelity import Switch, check_switches
 
 
 @dataclass
@@ -100,7 +101,21 @@ class QmixConfig(AlgoConfig):
     td_lambda: float = 0.0
     """λ of TD(λ) targets (pymarl2 uses 0.6); 0 is PyMARL's 1-step target."""
 
+    # Fidelity switches (docs/fidelity.md): "official" is PyMARL's behaviour on SMAC.
+    truncation: str = "official"
+    """Target at a time-limit truncation. 'official': no bootstrap, y = r, as PyMARL on SMAC
+    (sc2.yaml continuing_episode False: SMAC reports no episode_limit, episode_runner.py l.75
+    stores terminated); 'bootstrap': y = r + γ Q̄_tot at the episode's true last view."""
+    dead_agent_q: str = "official"
+    """Utilities of dead agents in the mixer. 'official': mixed as they are (PyMARL
+    q_learner.py l.55, l.82-83; SMAC offers a dead agent only the no-op); 'zero': set to 0
+    before mixing, at s_t and at the bootstrap view, so a dead agent's inputs cannot reach
+    the loss."""
+
+    fidelity: ClassVar[dict[str, Switch]] = {"truncation": Switch(("bootstrap",)), "dead_agent_q": Switch(("zero",))}
+
     def validate(self, spec: EnvSpec) -> None:
+        check_switches(self, "algo", spec)
         checks = [
             (min(self.hidden_dim, self.mixing_embed_dim, self.hypernet_embed) > 0, "hidden_dim, mixing_embed_dim and hypernet_embed must be > 0"),
             (self.hypernet_layers in (1, 2), f"hypernet_layers must be 1 or 2, got {self.hypernet_layers}"),
@@ -256,18 +271,27 @@ class Qmix(Algorithm):
         return metrics | {"grad_norm": float(grad_norm), "epsilon": self.epsilon}
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Masked TD loss of a batch of episodes (double-Q, TD(λ), death masking)."""
-        c = self.config
+        """Masked TD loss of a batch of episodes against `targets`."""
         q = self.unroll(self.agents, batch)  # [B, L+1, N, A]
-        with torch.no_grad():
-            q_next, _ = next_agent_values(q.detach()[:, 1:], self.unroll(self.target_agents, batch)[:, 1:], batch["avail"][:, 1:], c.double_q)
-            q_next = torch.where(batch["alive"][:, 1:], q_next, 0.0)
-            value_next = self.target_mixer(q_next, batch["state"][:, 1:]).squeeze(-1)  # [B, L]
-            targets = lambda_targets(batch["reward"], batch["terminated"], batch["filled"], value_next, c.gamma, c.td_lambda)
+        targets = self.targets(batch, q.detach())
         q_taken = q[:, :-1].gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)
-        q_taken = torch.where(batch["alive"][:, :-1], q_taken, 0.0)  # death masking
+        if self.config.dead_agent_q == "zero":
+            q_taken = torch.where(batch["alive"][:, :-1], q_taken, 0.0)
         q_tot = self.mixer(q_taken, batch["state"][:, :-1]).squeeze(-1)
         return td_loss(q_tot, targets, batch["filled"])
+
+    @torch.no_grad()
+    def targets(self, batch: dict[str, torch.Tensor], q: torch.Tensor) -> torch.Tensor:
+        """y [B, L] (double-Q, TD(λ)); q [B, L+1, N, A] are the online utilities. A time-out
+        ends the target unless `truncation` is 'bootstrap'; dead agents' bootstrap utilities
+        are 0 when `dead_agent_q` is 'zero'."""
+        c = self.config
+        ends = batch["terminated"] if c.truncation == "bootstrap" else batch["terminated"] | batch["truncated"]
+        q_next, _ = next_agent_values(q[:, 1:], self.unroll(self.target_agents, batch)[:, 1:], batch["avail"][:, 1:], c.double_q)
+        if c.dead_agent_q == "zero":
+            q_next = torch.where(batch["alive"][:, 1:], q_next, 0.0)
+        value_next = self.target_mixer(q_next, batch["state"][:, 1:]).squeeze(-1)  # [B, L]
+        return lambda_targets(batch["reward"], ends, batch["filled"], value_next, c.gamma, c.td_lambda)
 
     def unroll(self, agents: AgentQNets, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Utilities at every view of the sampled episodes from a zero GRU state: [B, L+1, N, A]."""
@@ -344,9 +368,10 @@ def next_agent_values(q_online: torch.Tensor, q_target: torch.Tensor, avail: tor
 
 def lambda_targets(reward: torch.Tensor, terminated: torch.Tensor, filled: torch.Tensor, value_next: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
     """TD(λ) targets, backwards in time (pymarl2 build_td_lambda_targets):
-    y_t = r_t + γ(1 − term_t)·[(1 − λ) V̄_{t+1} + λ y_{t+1}], where y_{t+1} is replaced by V̄_{t+1}
-    at an episode's last transition; λ = 0 is the 1-step target. All [B, L]; V̄_{t+1} = Q̄_tot
-    at the view after transition t (the true last view for the final one)."""
+    y_t = r_t + γ(1 − end_t)·[(1 − λ) V̄_{t+1} + λ y_{t+1}], where y_{t+1} is replaced by V̄_{t+1}
+    at an episode's last transition; λ = 0 is the 1-step target. All [B, L]; `terminated` marks
+    the transitions that end the target (end_t); V̄_{t+1} = Q̄_tot at the view after transition
+    t (the true last view for the final one)."""
     not_done = 1.0 - terminated.float()
     targets = torch.zeros_like(value_next)
     ahead = value_next[:, -1]

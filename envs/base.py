@@ -33,6 +33,12 @@ class FamilyConfig:
     n_workers: int | None = None
     """Worker processes for 'subproc' (default: one per core, at most n_envs)."""
 
+    def variant_tokens(self) -> tuple[str, ...]:
+        """Labels of the fields set away from their default that change the task's spaces
+        (MPE's `discrete`): the results path names them (`<task>-discrete`), so two
+        variants of one task never share a directory. Default: none."""
+        return ()
+
     def substitute(self) -> str | None:
         """The name of the simulator this config runs when it is a substitute for the
         published one (SMAC's 'smax'), else None. Results of a substitute are filed apart

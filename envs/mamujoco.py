@@ -65,6 +65,11 @@ class Config(FamilyConfig):
     vectorization: str = "sync"
     """'sync': copies step in this process; 'subproc': copies step in worker processes."""
 
+    def variant_tokens(self) -> tuple[str, ...]:
+        if self.obs_mode != "local":
+            return ()
+        return ("local",) if self.agent_obsk == 1 else ("local", f"k{self.agent_obsk}")
+
 
 def _import_mamujoco():
     """gymnasium-robotics' MaMuJoCo module, or EnvUnavailable naming the extra."""

@@ -50,6 +50,9 @@ class Config(FamilyConfig):
     max_cycles: int = 25
     """Episode limit: the episode is truncated after this many steps (HARL: 25)."""
 
+    def variant_tokens(self) -> tuple[str, ...]:
+        return () if self.continuous_actions else ("discrete",)
+
 
 def _import_task(task: str):
     """The mpe2 module of a task, or EnvUnavailable naming the extra to install."""

@@ -13,9 +13,8 @@ applied before the command line, so explicit `algo.<field>=` overrides always wi
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -23,8 +22,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from algos.common.registry import ALGORITHMS, config_class
 from envs import FAMILIES, family_module, make_config
 from envs.errors import ConfigError
-from harness.layout import RunPath, task_dir
+from harness.layout import RunPath, task_dir, variant_label
 from harness.settings import LAUNCHERS, LoopConfig, RunConfig, Settings
+from harness.suites import available_suites
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 # Keys that say how or where to run, not what is computed: a rerun may change them freely.
@@ -55,6 +55,7 @@ def compose(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    check_group_choices(overrides)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -88,18 +89,28 @@ def first_line(exc: BaseException) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    """One line from Hydra's multi-line composition errors, naming the valid options."""
-    text = str(exc)
-    missing = re.search(r"Could not find '(\w+)/([^']+)'", text)
-    if missing:
-        group, name = missing.groups()
-        options = [o.strip() for o in text.split("Available options in", 1)[-1].splitlines()[1:]]
-        valid = [o for o in options if o and not o.endswith("_schema") and "=" not in o and ":" not in o]
-        return f"unknown {group} {name!r}; valid: {', '.join(valid)}"
+    """One line from Hydra's multi-line composition errors (with their cause)."""
     line = first_line(exc).rstrip(".")
     if exc.__cause__ is not None:
         line += f": {first_line(exc.__cause__)}"
     return line
+
+
+GROUP_OPTIONS: dict[str, Callable[[], list[str]]] = {
+    "env": lambda: list(FAMILIES), "algo": lambda: list(ALGORITHMS),
+    "launcher": lambda: list(LAUNCHERS), "suite": available_suites,
+}
+"""Each config group's valid names, from the registries (and conf/suite/)."""
+
+
+def check_group_choices(overrides: list[str]) -> None:
+    """An unknown `env=`, `algo=`, `launcher=` or `suite=` name is one line naming the valid
+    ones, before Hydra composes anything."""
+    for override in overrides:
+        key, _, value = override.partition("=")
+        options = GROUP_OPTIONS.get(key.lstrip("+~"))
+        if options is not None and value not in options():
+            raise ConfigError(f"unknown {key.lstrip('+~')} {value!r}; valid: {', '.join(options())}")
 
 
 def load_settings(overrides: list[str]) -> tuple[Settings, DictConfig]:
@@ -128,8 +139,9 @@ def load_settings(overrides: list[str]) -> tuple[Settings, DictConfig]:
 
 def run_path(cfg: DictConfig, settings: Settings) -> RunPath:
     """Where a composed run's results go (harness/layout.py)."""
-    substitute = make_config(settings.family, **settings.env_fields).substitute()
-    name = task_dir(settings.task, str(cfg.get("variant") or ""), substitute)
+    family_config = make_config(settings.family, **settings.env_fields)
+    variant = variant_label(family_config.variant_tokens(), str(cfg.get("variant") or ""))
+    name = task_dir(settings.task, variant, family_config.substitute())
     return RunPath.build(cfg.results_dir, str(cfg.suite), settings.family, name, settings.algo, settings.seed)
 
 

@@ -73,8 +73,7 @@ def launch(launcher: Launcher, jobs: list[Job], results_dir: Path, cluster: Opti
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(timeout_min=launcher.timeout_min)
         return outcomes + run_submitit(executor, todo, launcher.n_jobs, report)
-    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=launcher.max_requeues)
-    executor.update_parameters(**slurm_parameters(load_cluster_profile(cluster)))
+    executor = slurm_executor(folder, load_cluster_profile(cluster), launcher.max_requeues)
     with executor.batch():
         submitted = [executor.submit(RunJob(), quiet(unit)) for unit in todo]
     print(f"submitted {len(submitted)} jobs as SLURM array {submitted[0].job_id.split('_')[0]}; "
@@ -152,41 +151,15 @@ def load_cluster_profile(name: Optional[str]) -> dict[str, Any]:
     return profile
 
 
-# profile key -> (Submitit SlurmExecutor parameter, conversion)
-PROFILE_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "partition": ("partition", str),
-    "gpus_per_task": ("gpus_per_task", int),
-    "gpus_per_node": ("gpus_per_node", int),
-    "cpus_per_task": ("cpus_per_task", int),
-    "mem_gb": ("mem", lambda gb: f"{int(gb)}GB"),
-    "timeout_min": ("time", int),
-    "array_parallelism": ("array_parallelism", int),
-    "account": ("account", str),
-    "qos": ("qos", str),
-    "constraint": ("constraint", str),
-    "exclude": ("exclude", str),
-    "setup": ("setup", list),
-    "job_name": ("job_name", str),
-    "additional_parameters": ("additional_parameters", dict),
-}
-
-
-def slurm_parameters(profile: dict[str, Any]) -> dict[str, Any]:
-    """A cluster profile as SlurmExecutor.update_parameters arguments."""
-    unknown = sorted(set(profile) - set(PROFILE_KEYS))
-    if unknown:
-        raise ConfigError(f"unknown cluster profile keys {unknown}; valid: {', '.join(PROFILE_KEYS)}")
-    params = {"job_name": "hasac-bench"}
-    for key, value in profile.items():
-        if value is None:
-            continue
-        name, convert = PROFILE_KEYS[key]
-        params[name] = convert(value)
-    return params
-
-
-def sbatch_script(profile: dict[str, Any], folder: str, command: str = "python -u -m submitit.core._submit") -> str:
-    """The sbatch file Submitit writes for a profile (for inspection and the golden test)."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
-    return _make_sbatch_string(command=command, folder=folder, map_count=None, **slurm_parameters(profile))
+def slurm_executor(folder: Path, profile: dict[str, Any], max_requeues: int = 5) -> submitit.SlurmExecutor:
+    """Submitit's SlurmExecutor with a profile's parameters: the profile's keys are its
+    parameter names (`partition`, `mem`, `time`, `setup`, ...; `job_name` defaults to
+    hasac-bench), and Submitit refuses unknown ones, here one line."""
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=max_requeues)
+    params = {"job_name": "hasac-bench"} | {k: v for k, v in profile.items() if v is not None}
+    try:
+        executor.update_parameters(**params)
+    except ValueError as exc:
+        raise ConfigError(f"cluster profile: {str(exc).splitlines()[0]} (valid: SlurmExecutor's parameters, "
+                          "see slurm/README.md)") from None
+    return executor

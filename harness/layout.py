@@ -30,6 +30,13 @@ LAUNCHER_FOLDER = ".submitit"
 """Submitit's pickles and logs under a results root: never a run."""
 
 
+def variant_label(derived: tuple[str, ...], given: str) -> str:
+    """The variant of a run: the tokens its env fields imply (`discrete`) that the given
+    label (`variant=`) does not already hold, then the given label."""
+    tokens = [t for t in derived if t not in given.split("-")]
+    return "-".join([*tokens, given] if given else tokens)
+
+
 def task_dir(task: str, variant: str = "", substitute: str | None = None) -> str:
     """The task directory name of a run: task[-variant][@substitute]."""
     name = f"{task}-{variant}" if variant else task

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import io
 import json
 import os
 import platform
@@ -55,9 +56,32 @@ def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=_jsonable) + "\n")
 
 
-def atomic_write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Rewrite the whole table; columns are the union of the rows' keys in first-seen order."""
-    atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
+class CsvTable:
+    """One CSV table of a run, grown a row at a time: a row with the table's columns is one
+    appended line (flushed and fsynced; a reader drops an unterminated last line, see
+    `read_rows_up_to`), so logging costs the same at any run length; a row bringing new
+    columns (update metrics appear after warm-up) rewrites the table atomically once.
+    Columns: the union of the rows' keys in first-seen order."""
+
+    def __init__(self, path: Path, rows: list[dict[str, Any]] | None = None):
+        self.path, self.rows = path, list(rows or [])
+        self.columns = list(dict.fromkeys(k for r in self.rows for k in r))
+
+    def rewrite(self) -> None:
+        atomic_write_text(self.path, pd.DataFrame(self.rows, columns=self.columns).to_csv(index=False))
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        new = [k for k in row if k not in self.columns]
+        if new or len(self.rows) == 1:
+            self.columns += new
+            self.rewrite()
+            return
+        line = pd.DataFrame([row], columns=self.columns).to_csv(index=False, header=False)
+        with open(self.path, "a") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def _jsonable(value: Any) -> Any:
@@ -110,6 +134,22 @@ def provenance(device: str) -> dict[str, Any]:
     }
 
 
+def check_writable(root: Path) -> None:
+    """Refuse, leaving nothing behind, a results root that cannot be written: a directory is
+    made and removed again in its nearest existing ancestor (permissions alone do not tell,
+    e.g. for root or in /proc)."""
+    existing = root.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"results_dir={root} cannot be written: {existing} is a file; choose another results_dir")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".hasac-bench-probe-"))
+    except OSError as exc:
+        raise ConfigError(f"results_dir={root} cannot be written: {exc.strerror} in {existing}; "
+                          "choose another results_dir") from None
+
+
 class RunLocked(ConfigError):
     """Another live process holds the run directory."""
 
@@ -120,8 +160,8 @@ class RunRecord:
 
     def __init__(self, path: RunPath):
         self.path = path
-        self.train_rows: list[dict[str, Any]] = []
-        self.eval_rows: list[dict[str, Any]] = []
+        self.train = CsvTable(path.train_csv)
+        self.eval = CsvTable(path.eval_csv)
         self.meta: dict[str, Any] = {}
         self._lock_handle = None
 
@@ -158,25 +198,23 @@ class RunRecord:
     def resume(self, device: str, env_steps: int) -> None:
         """Continue a run from its checkpoint at `env_steps`: keep the rows up to it (later
         ones are redone), keep the original start, and log the resumption in meta."""
-        self.train_rows = _rows_up_to(self.path.train_csv, env_steps)
-        self.eval_rows = _rows_up_to(self.path.eval_csv, env_steps)
+        self.train = CsvTable(self.path.train_csv, read_rows_up_to(self.path.train_csv, env_steps))
+        self.eval = CsvTable(self.path.eval_csv, read_rows_up_to(self.path.eval_csv, env_steps))
         old = read_meta(self.path)
         resumes = old.get("resumed", []) + [{"at": now(), "env_steps": env_steps, "host": socket.gethostname()}]
         self.meta = {**provenance(device), "start": old.get("start", now()), "end": None, "status": "running",
                      "heartbeat": now(), "resumed": resumes}
         atomic_write_json(self.path.meta, self.meta)
-        atomic_write_csv(self.path.train_csv, self.train_rows)
-        atomic_write_csv(self.path.eval_csv, self.eval_rows)
+        self.train.rewrite()
+        self.eval.rewrite()
 
     def add_train_row(self, row: dict[str, Any]) -> None:
-        self.train_rows.append(row)
-        atomic_write_csv(self.path.train_csv, self.train_rows)
+        self.train.add(row)
         self.meta["heartbeat"] = now()
         atomic_write_json(self.path.meta, self.meta)
 
     def add_eval_row(self, row: dict[str, Any]) -> None:
-        self.eval_rows.append(row)
-        atomic_write_csv(self.path.eval_csv, self.eval_rows)
+        self.eval.add(row)
 
     def finish(self, summary: dict[str, Any]) -> None:
         atomic_write_json(self.path.summary, summary)
@@ -207,8 +245,15 @@ def heartbeat_age_seconds(meta: dict[str, Any]) -> float | None:
     return (dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(beat)).total_seconds()
 
 
-def _rows_up_to(path: Path, env_steps: int) -> list[dict[str, Any]]:
-    if not path.exists() or path.stat().st_size == 0:
+def read_rows_up_to(path: Path, env_steps: int) -> list[dict[str, Any]]:
+    """The rows of a run's table up to `env_steps`; an unterminated last line (a crash during
+    an append) is dropped."""
+    if not path.exists():
         return []
-    rows = pd.read_csv(path)
+    text = path.read_text()
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    if not text.strip():
+        return []
+    rows = pd.read_csv(io.StringIO(text))
     return rows[rows["env_steps"] <= env_steps].to_dict("records")

@@ -72,7 +72,8 @@ class RunConfig(LoopConfig):
     """Apply harness/conf/tuned/<algo>.yaml for this family/task before the command line."""
     variant: str = ""
     """Label appended to the task in the results path (task-variant), for suites that run
-    one task in several configurations (e.g. discrete MPE)."""
+    one task in several configurations (`alpha0.2`). Env fields that change the task's
+    spaces label themselves (`env.continuous_actions=false` → `-discrete`, harness/layout.py)."""
     launcher: Any = MISSING
     """Where jobs run: local | submitit_local | slurm (harness/launch.py)."""
     cluster: Optional[str] = None
@@ -101,6 +102,8 @@ class Settings(LoopConfig):
     env_fields: dict[str, Any]
 
     def validate(self) -> None:
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:
+            raise ConfigError(f"seed must be an integer in [0, 2**31), got {self.seed!r}")
         for name in ("budget", "n_envs", "eval_every", "eval_episodes", "eval_n_envs", "log_every", "torch_threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

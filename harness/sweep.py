@@ -25,10 +25,10 @@ from envs.errors import ConfigError, EnvUnavailable
 from harness.checkpoint import check_checkpoint_intact
 from harness.config import check_same_config, compose, load_settings, register_schemas, run_path
 from harness.jobs import Job, Outcome, dry_run_table, summary_table
-from harness.launch import launch, load_cluster_profile, slurm_parameters
+from harness.launch import launch, load_cluster_profile, slurm_executor
 from harness.pack import check_packable
 from harness.layout import RunPath
-from harness.records import heartbeat_age_seconds, read_meta
+from harness.records import check_writable, heartbeat_age_seconds, read_meta
 from harness.settings import Settings
 from harness.suites import entry_overrides, load_suite, split_overrides
 
@@ -83,8 +83,7 @@ def prepare_jobs(argv: list[str]) -> tuple[DictConfig, list[Job]]:
         settings, cfg = load_settings(overrides)
         settings.validate()
         path = run_path(cfg, settings)
-        variant = f"-{cfg.variant}" if cfg.variant else ""
-        job = Job(overrides=overrides, label=f"{settings.family}/{settings.task}{variant} {settings.algo} s{settings.seed}",
+        job = Job(overrides=overrides, label=f"{settings.family}/{path.task} {settings.algo} s{settings.seed}",
                   path=path, budget=settings.budget, family=settings.family, task=settings.task,
                   algo=settings.algo, config_yaml=OmegaConf.to_yaml(cfg))
         try:
@@ -143,9 +142,10 @@ def run_sweep(argv: list[str]) -> int:
     if base.dry_run:
         print(dry_run_table(jobs, results_dir, base.pack))
         return 0
+    check_writable(results_dir)
     launcher = OmegaConf.to_object(base.launcher)
     if launcher.name == "slurm":
-        slurm_parameters(load_cluster_profile(base.cluster))  # a bad profile fails before anything runs
+        slurm_executor(results_dir / launcher.folder, load_cluster_profile(base.cluster))  # a bad profile fails first
     for job, age in stale_runs(jobs, base.stale_after_min * 60):
         print(f"stale: {job.path} says running but its heartbeat is {age / 60:.0f} min old "
               "(the process died); it resumes from its checkpoint")

@@ -17,10 +17,7 @@ from harness.bench import main, write_json
 from harness.bench.algos import update_rates
 from harness.bench.targets import targets
 
-try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import run_loop, small_config, toy_env
-except ImportError:
-    from tests.test_algos_common import run_loop, small_config, toy_env
+from algo_helpers import run_loop, small_config, toy_env
 
 torch.set_num_threads(1)
 

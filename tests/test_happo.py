@@ -12,13 +12,11 @@ from algos.common.ppo import ppo_actor_loss
 from algos.happo import Happo, HappoConfig, update_factor
 from envs.matrix import penalty_payoff
 
+from algo_helpers import OWN_3_AGENTS, run_loop
+
 try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import run_loop
-    from test_hasac import OWN_3_AGENTS
     from test_on_policy import build_on_policy, masked_env
 except ImportError:
-    from tests.test_algos_common import run_loop
-    from tests.test_hasac import OWN_3_AGENTS
     from tests.test_on_policy import build_on_policy, masked_env
 
 torch.set_num_threads(1)

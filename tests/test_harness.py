@@ -80,6 +80,7 @@ def test_seed_changes_the_results(tmp_path):
         (["env=matrix", "task=climbing", "algo.nope=1"], "Could not override 'algo.nope'"),
         (["env=matrix", "task=climbing", "seed=abc"], "could not be converted to Integer"),
         (["env=matrix", "task=climbing", "device=tpu"], "device must be"),
+        (["env=matrix", "task=climbing", "seed=-3"], "seed must be an integer in [0, 2**31), got -3"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, overrides, fragment):
@@ -89,6 +90,16 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, ov
     assert err.count("\n") == 1 and err.startswith("error: "), err
     assert fragment in err
     assert not root.exists()
+
+
+@pytest.mark.parametrize("results_dir", ["/proc/hasac-results", "{tmp}/a_file/results"])
+def test_unwritable_results_dir_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, results_dir):
+    (tmp_path / "a_file").write_text("not a directory")
+    before = sorted(tmp_path.rglob("*"))
+    assert main([*MATRIX, f"results_dir={results_dir.format(tmp=tmp_path)}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: results_dir=") and "cannot be written" in err, err
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_cli_exit_status_is_2_without_traceback(tmp_path):
@@ -127,20 +138,33 @@ def test_missing_simulator_exits_2_naming_the_extra(tmp_path, capsys, monkeypatc
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    "overrides, task_dir",
     [
-        ["env=mpe", "task=simple_spread", "env.continuous_actions=false"],
-        ["env=mamujoco", "task=HalfCheetah-2x3", "env.episode_limit=50", "env.obs_mode=local"],
+        (["env=mpe", "task=simple_spread", "env.continuous_actions=false"], "simple_spread-discrete"),
+        (["env=mamujoco", "task=HalfCheetah-2x3", "env.episode_limit=50", "env.obs_mode=local"], "HalfCheetah-2x3-local"),
     ],
 )
-def test_run_command_trains_random_on_simulated_families(tmp_path, overrides):
+def test_run_command_trains_random_on_simulated_families(tmp_path, overrides, task_dir):
     assert main([*overrides, "algo=random", "budget=200", "eval_every=100", f"results_dir={tmp_path}", *FAST]) == 0
-    family, task = overrides[0].split("=")[1], overrides[1].split("=")[1]
-    out = run_dir(tmp_path, task=task, family=family)
+    family = overrides[0].split("=")[1]
+    out = run_dir(tmp_path, task=task_dir, family=family)  # the fields that change the spaces label the path
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] == 200 and summary["eval_episodes"] == 4
     assert "policy_probs" not in summary  # not a single-state task
     assert pd.read_csv(out / "eval.csv")["env_steps"].tolist() == [0, 100, 200]
+
+
+def test_two_variants_of_one_task_land_in_two_directories(tmp_path):
+    from harness.layout import variant_label
+
+    for variant in (["env.continuous_actions=false"], []):
+        assert main(["env=mpe", "task=simple_spread", *variant, "algo=random", "budget=20", "eval_every=20",
+                     f"results_dir={tmp_path}", *FAST]) == 0
+    assert sorted(p.name for p in (tmp_path / "adhoc" / "mpe").iterdir()) == ["simple_spread", "simple_spread-discrete"]
+    assert variant_label(("discrete",), "") == "discrete"
+    assert variant_label(("discrete",), "alpha0.2") == "discrete-alpha0.2"
+    assert variant_label(("discrete",), "discrete-alpha0.2") == "discrete-alpha0.2"  # the suites' labels stay
+    assert variant_label((), "auto") == "auto" and variant_label((), "") == ""
 
 
 def test_run_path_builds_parses_and_finds_the_same_directory(tmp_path):
@@ -222,3 +246,25 @@ def test_the_loop_acts_steps_observes_and_pays_every_owed_update():
     with pytest.raises(TrainingDiverged, match="non-finite metric at env step 24"):
         next(stream)
     assert algo.updates == 3  # stopped at the update that made the NaN
+
+
+def test_csv_rows_are_appended_new_columns_rewrite_and_a_torn_line_is_dropped(tmp_path):
+    from harness.records import CsvTable, read_rows_up_to
+
+    path = tmp_path / "train.csv"
+    table = CsvTable(path)
+    table.add({"env_steps": 10, "episodes": 1})
+    table.add({"env_steps": 20, "episodes": 2})
+    inode = path.stat().st_ino
+    table.add({"env_steps": 30, "episodes": 3})
+    assert path.stat().st_ino == inode  # appended in place, not rewritten
+    table.add({"env_steps": 40, "episodes": 4, "loss/critic": 0.5})  # a new column: one atomic rewrite
+    assert path.stat().st_ino != inode
+    table.add({"env_steps": 50, "episodes": 5, "loss/critic": 0.25})
+    rows = pd.read_csv(path)
+    assert list(rows.columns) == ["env_steps", "episodes", "loss/critic"] and rows["env_steps"].tolist() == [10, 20, 30, 40, 50]
+    assert rows["loss/critic"].isna().tolist() == [True, True, True, False, False]
+    with open(path, "a") as handle:
+        handle.write("6")  # a crash in the middle of the next append
+    assert [r["env_steps"] for r in read_rows_up_to(path, 10**9)] == [10, 20, 30, 40, 50]
+    assert [r["env_steps"] for r in read_rows_up_to(path, 30)] == [10, 20, 30]

@@ -10,26 +10,16 @@ import pytest
 import torch
 
 import envs
+from algo_helpers import OWN_3_AGENTS, build, learn_halfcheetah, learn_simple_spread, run_loop, toy_env
 from algos.common.qre import soft_qre, total_variation
 from algos.common.registry import check_compatible
 from algos.hasac import Hasac, HasacConfig, target_entropy, temperature_loss
-from algos.random_policy import RandomConfig, RandomPolicy
 from envs.base import Step
-from envs.errors import ConfigError, EnvUnavailable
+from envs.errors import ConfigError
+from envs.fidelity import differing
 from envs.matrix import CLIMBING, penalty_payoff
 
-try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import build, run_loop, toy_env
-except ImportError:
-    from tests.test_algos_common import build, run_loop, toy_env
-
 torch.set_num_threads(1)
-
-# A 3-agent game of our own with heterogeneous action counts (2, 3, 2): two rewarding
-# joint actions, one trap; its soft QRE at alpha = 3 is unique (checked below).
-OWN_3_AGENTS = np.zeros((2, 3, 2))
-OWN_3_AGENTS[0, 0, 0], OWN_3_AGENTS[1, 2, 1], OWN_3_AGENTS[1, 1, 1] = 8, 6, -6
-OWN_3_AGENTS[0, 1, 0], OWN_3_AGENTS[0, 2, 1] = 3, -4
 
 # (task, alpha, env fields, payoff): alpha large enough for a unique QRE that is still far
 # from uniform (total variation from uniform 0.17-0.37 per agent).
@@ -88,20 +78,87 @@ def test_discrete_actions_respect_masks_in_acting_evaluating_and_probs():
     assert not np.any(warm.act(step)[0] == 0)  # warm-up uniform actions respect masks too
 
 
-def test_box_actions_lie_in_the_bounds_and_evaluation_is_deterministic():
-    algo, env = build("hasac", warmup_steps=0)
-    step = env.reset(0)
-    for explore in (True, False):
-        for actions, space in zip(algo.act(step, explore), env.spec.action_spaces):
-            assert actions.dtype == np.float32 and actions.shape == (env.n_envs, *space.shape)
-            assert np.all(actions >= space.low) and np.all(actions <= space.high)
-    assert all(np.array_equal(a, b) for a, b in zip(algo.act(step, False), algo.act(step, False)))
-    assert not all(np.array_equal(a, b) for a, b in zip(algo.act(step, True), algo.act(step, True)))
+def test_box_actions_official_and_affine_and_evaluation_is_deterministic():
+    """Official: high[0]·tanh(u), so Box(0, 1) actions lie in (−1, 1) (the env clips) and
+    Box(−2, 2) ones in (−2, 2); affine: inside [low, high]. Evaluation: tanh(μ) mapped alike."""
+    for mode in ("official", "affine"):
+        algo, env = build("hasac", warmup_steps=0, box_action=mode)
+        step = env.reset(0)
+        for explore in (True, False):
+            for actions, space in zip(algo.act(step, explore), env.spec.action_spaces):
+                assert actions.dtype == np.float32 and actions.shape == (env.n_envs, *space.shape)
+                low = -space.high[0] if mode == "official" else space.low
+                assert np.all(actions >= low) and np.all(actions <= space.high)
+        obs = torch.as_tensor(step.obs[0])
+        with torch.no_grad():
+            tanh_mu = torch.tanh(algo.actors[0].mu(algo.actors[0].trunk(obs))).numpy()
+        expected = tanh_mu if mode == "official" else (tanh_mu + 1) / 2
+        assert np.allclose(algo.act(step, False)[0], expected, atol=1e-6)
+        if mode == "official":
+            assert np.any(algo.act(step, True)[0] < 0)  # a negative action on Box(0, 1): the env clips it to 0
+        assert all(np.array_equal(a, b) for a, b in zip(algo.act(step, False), algo.act(step, False)))
+        assert not all(np.array_equal(a, b) for a, b in zip(algo.act(step, True), algo.act(step, True)))
+
+
+def test_defaults_are_the_official_behaviour_and_switches_are_checked():
+    config = HasacConfig()
+    assert (config.box_action, config.discrete_target_entropy, config.critic_alpha_logp, config.episode_end_avail) == ("official",) * 4
+    assert differing(config, "algo") == {}
+    box, discrete = toy_env().spec, envs.make("matrix", "climbing").spec
+    HasacConfig(box_action="affine").validate(box)
+    assert differing(HasacConfig(box_action="affine"), "algo") == {"algo.box_action": "affine"}
+    HasacConfig(auto_alpha=True, discrete_target_entropy="intended", critic_alpha_logp="resampled").validate(discrete)
+    for fields, spec, message in [
+        ({"box_action": "affine"}, discrete, "only affects Box action spaces"),
+        ({"box_action": "clip"}, box, "must be one of official, affine"),
+        ({"discrete_target_entropy": "intended"}, box, "only affects Discrete action spaces with auto_alpha"),
+        ({"discrete_target_entropy": "intended", "auto_alpha": False}, discrete, "with auto_alpha"),
+        ({"critic_alpha_logp": "resampled"}, box, "only affects auto_alpha runs"),
+        ({"episode_end_avail": "final"}, box, "only affects Discrete"),
+    ]:
+        with pytest.raises(ConfigError, match=message) as exc:
+            HasacConfig(**fields).validate(spec)
+        assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("mode", ["official", "resampled"])
+def test_critic_temperature_is_trained_on_the_chosen_log_probs(mode):
+    """Official (off_policy_ha_runner.py l.92, l.133): α_c's loss reads Σᵢ of the log π each
+    agent used in its own actor loss; 'resampled': of each agent's sample after its step."""
+    algo, env = build("hasac", auto_alpha=True, critic_alpha_logp=mode)
+    run_loop(algo, env, 40)
+    in_loss, after_step, critic_input = {}, {}, []
+    original_step, original_temperature = algo.actor_step, algo.temperature_step
+
+    def actor_step(i, batch, actions):
+        log_prob, metrics = original_step(i, batch, actions)
+        in_loss[int(i)] = log_prob.clone()
+        return log_prob, metrics
+
+    def temperature_step(k, log_prob, valid):
+        if k == algo.spec.n_agents:
+            critic_input.append(log_prob.clone())
+        return original_temperature(k, log_prob, valid)
+
+    for i, actor in enumerate(algo.actors):  # record each agent's no-grad draws after its own step
+        def forward(obs, avail, generator, actor=actor, i=i):
+            action, log_prob = type(actor).forward(actor, obs, avail, generator)
+            if i in in_loss and not torch.is_grad_enabled():
+                after_step[i] = log_prob.clone()
+            return action, log_prob
+        actor.forward = forward
+    algo.actor_step, algo.temperature_step = actor_step, temperature_step
+    algo.update()
+    chosen = in_loss if mode == "official" else after_step
+    assert sorted(chosen) == [0, 1] and len(critic_input) == 1
+    assert torch.equal(critic_input[0], chosen[0] + chosen[1])
+    other = after_step if mode == "official" else in_loss
+    assert not torch.equal(critic_input[0], other.get(0, torch.zeros(1)) + other.get(1, torch.zeros(1)))
 
 
 def test_target_entropies_intended_and_official():
     from gymnasium import spaces
-    assert target_entropy(spaces.Box(0, 1, (5,)), "intended") == -5.0
+    assert target_entropy(spaces.Box(0, 1, (5,)), "intended") == target_entropy(spaces.Box(0, 1, (5,)), "official") == -5.0
     assert math.isclose(target_entropy(spaces.Discrete(5), "intended"), 0.98 * math.log(5))
     assert target_entropy(spaces.Discrete(5), "official") == 0.0  # HARL: Discrete(n).shape == ()
 
@@ -132,7 +189,8 @@ def test_auto_alpha_starts_at_one_and_official_discrete_target_only_lowers_it():
 
 def test_impossible_hasac_values_raise_config_error():
     spec = toy_env().spec
-    for fields in ({"alpha": 0.0}, {"alpha": -1.0}, {"discrete_actor_loss": "exact"}, {"discrete_target_entropy": "max"}):
+    for fields in ({"alpha": 0.0}, {"alpha": -1.0}, {"discrete_actor_loss": "exact"}, {"discrete_target_entropy": "max"},
+                   {"critic_alpha_logp": "final"}, {"episode_end_avail": "reset"}):
         with pytest.raises(ConfigError):
             HasacConfig(**fields).validate(spec)
     check_compatible("hasac", spec)
@@ -151,47 +209,3 @@ def test_hasac_learns_halfcheetah_2x3():
     # HalfCheetah-2x3 tuned values (auto alpha, n_step 10, lr 1e-3) on smaller networks
     random_return, learned = learn_halfcheetah(Hasac, auto_alpha=True, n_step=10, lr=1e-3, critic_lr=1e-3)
     assert learned > random_return + 1000
-
-
-def learn_simple_spread(algo_cls, env_steps: int = 100_000, **fields) -> tuple[float, float]:
-    """Train on continuous simple_spread; return (uniform-random policy's, learned
-    deterministic policy's) mean evaluation return. Skips when MPE is not installed."""
-    small = dict(hidden_sizes=[64, 64], batch_size=256, lr=1e-3, critic_lr=1e-3, warmup_steps=2000,
-                 train_every=100, updates_per_train=10)
-    return learn(algo_cls, "mpe", "simple_spread", env_steps, n_envs=10, eval_episodes=20,
-                 env_options=dict(continuous_actions=True), **(small | fields))
-
-
-def learn_halfcheetah(algo_cls, env_steps: int = 100_000, **fields) -> tuple[float, float]:
-    """Train on MaMuJoCo HalfCheetah-2x3 at a higher update-to-data ratio than HARL's 0.05
-    (0.2 here) so that 100k steps show learning on CPU; same return pair as above."""
-    small = dict(hidden_sizes=[128, 128], batch_size=256, warmup_steps=5000, train_every=50,
-                 updates_per_train=10)
-    return learn(algo_cls, "mamujoco", "HalfCheetah-2x3", env_steps, n_envs=5, eval_episodes=5, **(small | fields))
-
-
-def learn(algo_cls, family: str, task: str, env_steps: int, n_envs: int, eval_episodes: int,
-          env_options: dict | None = None, **fields) -> tuple[float, float]:
-    """(random policy's, trained policy's) mean deterministic evaluation return on `task`;
-    skips when the family's simulator is not installed."""
-    try:
-        env = envs.make(family, task, n_envs=n_envs, seed=0, **(env_options or {}))
-        eval_env = envs.make(family, task, n_envs=n_envs, seed=1000, **(env_options or {}))
-    except (ImportError, EnvUnavailable, ConfigError) as exc:
-        pytest.skip(f"{family} unavailable: {exc}")
-    algo = algo_cls(env.spec, algo_cls.Config(**fields), n_envs, torch.device("cpu"), 0)
-    random_policy = RandomPolicy(env.spec, RandomConfig(), n_envs, torch.device("cpu"), 0)
-    random_return = evaluate(random_policy, eval_env, eval_episodes)
-    run_loop(algo, env, env_steps)
-    learned = evaluate(algo, eval_env, eval_episodes)
-    print(f"{algo_cls.__name__} {family}/{task} after {env_steps} steps: {learned:.1f} (random {random_return:.1f})")
-    return random_return, learned
-
-
-def evaluate(algo, env, episodes: int = 20) -> float:
-    """Mean deterministic episode return over `episodes` episodes."""
-    returns, step = [], env.reset(1000)
-    while len(returns) < episodes:
-        step = env.step(algo.act(step, explore=False))
-        returns += [e["return"] for e in step.info["episodes"]]
-    return float(np.mean(returns))

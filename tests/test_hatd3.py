@@ -9,15 +9,9 @@ import torch
 
 import envs
 from algos.common.registry import check_compatible
+from algo_helpers import build, flat_params, learn_halfcheetah, learn_simple_spread, run_loop, toy_env
 from algos.hatd3 import Hatd3, Hatd3Config
 from envs.errors import ConfigError
-
-try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import build, flat_params, run_loop, toy_env
-    from test_hasac import learn_halfcheetah, learn_simple_spread
-except ImportError:
-    from tests.test_algos_common import build, flat_params, run_loop, toy_env
-    from tests.test_hasac import learn_halfcheetah, learn_simple_spread
 
 torch.set_num_threads(1)
 

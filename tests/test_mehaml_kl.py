@@ -12,15 +12,11 @@ import torch
 
 import envs
 from algos.common.qre import soft_qre, total_variation
+from algo_helpers import build, flat_params, run_loop, toy_env
 from algos.mehaml_kl import MehamlKl, MehamlKlConfig, categorical_kl, gaussian_kl
 from envs.errors import ConfigError
 from envs.matrix import CLIMBING
 from harness.run import main
-
-try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import build, flat_params, run_loop, toy_env
-except ImportError:
-    from tests.test_algos_common import build, flat_params, run_loop, toy_env
 
 torch.set_num_threads(1)
 

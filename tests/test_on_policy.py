@@ -7,6 +7,8 @@ parametrised over HAPPO and MAPPO."""
 from __future__ import annotations
 
 import copy
+import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,12 +24,7 @@ from algos.common.registry import algorithm_class
 from envs.base import AgentView, EnvSpec, SingleEnv, Step, VecEnv
 from envs.errors import ConfigError
 
-try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import SeededToyEnv, flat_params, run_loop, toy_env
-    from test_hasac import learn
-except ImportError:
-    from tests.test_algos_common import SeededToyEnv, flat_params, run_loop, toy_env
-    from tests.test_hasac import learn
+from algo_helpers import SeededToyEnv, flat_params, learn, run_loop, toy_env
 
 torch.set_num_threads(1)
 
@@ -86,19 +83,61 @@ def build_on_policy(name: str, env: VecEnv, seed: int = 0, **overrides):
 
 
 # -- GAE, ValueNorm, losses ------------------------------------------------------------------
-def test_gae_bootstraps_truncation_from_final_state_and_not_termination():
-    # one env, 4 steps: t=1 truncated (V(final_state) = 10), t=2 terminated, t=3 rollout end
-    reward = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
-    value = torch.tensor([[0.5], [1.0], [1.5], [2.0]])
-    next_value = torch.tensor([[1.0], [10.0], [7.0], [3.0]])  # 7.0 must be ignored (terminated)
-    terminated = torch.tensor([[0.0], [0.0], [1.0], [0.0]])
-    done = torch.tensor([[0.0], [1.0], [1.0], [0.0]])
-    advantage, returns = gae(reward, value, next_value, terminated, done, gamma=0.9, lam=0.5)
+# one env, 4 steps: t=1 truncated (V(final_state) = 10), t=2 terminated, t=3 ends the rollout
+GAE_CASE = dict(reward=torch.tensor([[1.0], [2.0], [3.0], [4.0]]), value=torch.tensor([[0.5], [1.0], [1.5], [2.0]]),
+                next_value=torch.tensor([[1.0], [10.0], [7.0], [3.0]]),  # 7.0 must be ignored (terminated)
+                terminated=torch.tensor([[False], [False], [True], [False]]),
+                truncated=torch.tensor([[False], [True], [False], [False]]))
+
+
+def test_gae_official_bad_masks_give_the_truncated_step_zero_advantage():
+    advantage, returns = gae(**GAE_CASE, gamma=0.9, lam=0.5)
+    # HARL's bad_masks: δ3 = 4 + .9·3 − 2 = 4.7 → Â3 = 4.7; δ2 = 3 − 1.5 = 1.5 (terminated) → Â2 = 1.5;
+    # t=1 truncated: Â1 = 0, R1 = V1 = 1; δ0 = 1 + .9·1 − .5 = 1.4, Â0 = 1.4 + .9·.5·Â1 = 1.4
+    assert torch.allclose(advantage, torch.tensor([[1.4], [0.0], [1.5], [4.7]]))
+    assert torch.allclose(returns, torch.tensor([[1.9], [1.0], [3.0], [6.7]]))
+
+
+def test_gae_bootstrap_switch_bootstraps_truncation_from_final_state_and_not_termination():
+    advantage, returns = gae(**GAE_CASE, gamma=0.9, lam=0.5, bootstrap_truncation=True)
     # δ3 = 4 + .9·3 − 2 = 4.7; δ2 = 3 − 1.5 = 1.5; δ1 = 2 + .9·10 − 1 = 10; δ0 = 1 + .9·1 − .5 = 1.4
     # Â3 = 4.7, Â2 = 1.5 and Â1 = 10 (each ends an episode or the rollout); Â0 = 1.4 + .9·.5·10 = 5.9
     expected = torch.tensor([[5.9], [10.0], [1.5], [4.7]])
     assert torch.allclose(advantage, expected)
-    assert torch.allclose(returns, expected + value)
+    assert torch.allclose(returns, expected + GAE_CASE["value"])
+
+
+def harl_compute_returns(rewards, value_preds, masks, bad_masks, gamma, lam):
+    """HARL's GAE in its own index convention (on_policy_critic_buffer_ep.py compute_returns,
+    use_proper_time_limits and use_gae): value_preds [T+1, E] holds V of the state each step
+    starts from, after an episode end the *reset* state's; masks[t+1] = 0 where step t ended an
+    episode, bad_masks[t+1] = 0 where it was truncated."""
+    returns, running = torch.zeros_like(rewards), torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        delta = rewards[t] + gamma * value_preds[t + 1] * masks[t + 1] - value_preds[t]
+        running = bad_masks[t + 1] * (delta + gamma * lam * masks[t + 1] * running)
+        returns[t] = running + value_preds[t]
+    return returns
+
+
+def test_gae_equals_harls_recursion_over_several_episodes_and_envs():
+    T, E, g = 12, 3, torch.Generator().manual_seed(0)
+    terminated = torch.zeros(T, E, dtype=torch.bool)
+    truncated = torch.zeros(T, E, dtype=torch.bool)
+    terminated[[2, 7], [0, 1]] = True
+    truncated[[4, 5, 11], [0, 2, 1]] = True  # a truncation at the rollout's last step too
+    done = terminated | truncated
+    reward, value = torch.randn(T, E, generator=g), torch.randn(T, E, generator=g)  # value: V of each step's start state
+    after = torch.cat([value[1:], torch.randn(1, E, generator=g)])  # V of the next start state: a reset state after an end
+    final_value = torch.randn(T, E, generator=g)  # V of the true final state of an episode that ended
+    next_value = torch.where(done, final_value, after)  # what the learner reads: V(info["final_state"])
+    masks, bad_masks = torch.ones(T + 1, E), torch.ones(T + 1, E)
+    masks[1:][done], bad_masks[1:][truncated] = 0.0, 0.0
+    expected = harl_compute_returns(reward, torch.cat([value, after[-1:]]), masks, bad_masks, 0.97, 0.9)
+    _, returns = gae(reward, value, next_value, terminated, truncated, gamma=0.97, lam=0.9)
+    assert torch.allclose(returns, expected, atol=1e-6)
+    _, bootstrapped = gae(reward, value, next_value, terminated, truncated, gamma=0.97, lam=0.9, bootstrap_truncation=True)
+    assert not torch.allclose(bootstrapped, expected)  # the switch is a different estimator
 
 
 def test_valuenorm_round_trip_and_statistics():
@@ -116,6 +155,59 @@ def test_advantage_normalisation_ignores_dead_agents():
     alive = torch.tensor([[[1, 1], [1, 1]], [[0, 0], [0, 0]]], dtype=torch.bool)  # second row all dead
     out = normalise_advantage(advantage, alive)
     assert torch.allclose(out[0], torch.tensor([-1.0, 1.0]), atol=1e-4)
+
+
+def test_advantage_normalisation_per_agent_over_its_active_entries_by_hand():
+    advantage = torch.tensor([[1.0, 3.0], [5.0, 100.0]])  # [T=2, E=2], one advantage shared by the agents
+    alive = torch.tensor([[[1, 1], [1, 1]], [[1, 0], [0, 0]]], dtype=torch.bool)  # [T, E, N=2]
+    # agent 0 is active at Â = 1, 3, 5: mean 3, population std √(8/3); agent 1 at 1, 3: mean 2, std 1
+    assert torch.allclose(normalise_advantage(advantage, alive[..., [0]]), (advantage - 3.0) / (math.sqrt(8 / 3) + 1e-5))
+    assert torch.allclose(normalise_advantage(advantage, alive[..., [1]]), (advantage - 2.0) / (1.0 + 1e-5))
+    # both agents' entries (a shared actor, or advantage_norm=joint): 1, 1, 3, 3, 5 → mean 2.6, std √2.24
+    assert torch.allclose(normalise_advantage(advantage, alive), (advantage - 2.6) / (math.sqrt(2.24) + 1e-5))
+
+
+def active_moments(advantage: torch.Tensor, active: torch.Tensor) -> tuple[float, float]:
+    """Mean and population std of the advantages at active samples."""
+    w = active.float()
+    mean = (advantage * w).sum() / w.sum()
+    return mean.item(), (((advantage - mean) ** 2 * w).sum() / w.sum()).sqrt().item()
+
+
+@pytest.mark.parametrize("name,fields", [("happo", {}), ("mappo", {"share_params": True}), ("mappo", {"share_params": False})],
+                         ids=["happo", "mappo-shared", "mappo-separate"])
+def test_each_actor_sees_advantages_normalised_over_its_own_agents(name, fields):
+    env = masked_env()  # agent 1 dies at t = 2, so the agents' active entries differ
+    algo = build_on_policy(name, env, **fields)
+    run_loop(algo, env, 8 * env.n_envs - env.n_envs)
+    actions = algo.act(env.reset(3))
+    algo.observe(env.reset(3), actions, env.step(actions))
+    rollout = algo.buffer.tensors(algo.device)
+    advantage = algo.returns(rollout)[2]
+    for agents in algo.groups:
+        batch = algo.actor_batch(rollout, advantage, agents)
+        mean, std = active_moments(batch.advantage, batch.active)
+        assert abs(mean) < 1e-5 and abs(std - 1.0) < 1e-4
+    joint = replace(algo.config, advantage_norm="joint")
+    algo.config = joint
+    per_agent = [active_moments(b.advantage, b.active) for b in (algo.actor_batch(rollout, advantage, [i]) for i in range(2))]
+    assert abs(per_agent[1][0]) > 1e-3  # normalised over both agents, agent 1's own entries are not centred
+
+
+def test_an_actor_never_active_in_the_rollout_is_not_updated():
+    env = masked_env()
+    algo = build_on_policy("happo", env)
+    run_loop(algo, env, 8 * env.n_envs - env.n_envs)
+    actions = algo.act(env.reset(3))
+    algo.observe(env.reset(3), actions, env.step(actions))
+    rollout = algo.buffer.tensors(algo.device)
+    batch = algo.actor_batch(rollout, algo.returns(rollout)[2], [1])
+    before = flat_params(algo.actors[1])
+    metrics = algo.train_group(1, replace(batch, active=torch.zeros_like(batch.active)))
+    assert torch.equal(before, flat_params(algo.actors[1])) and set(metrics.values()) == {0.0}
+    assert "loss/actor/agent_1" in metrics and len(metrics) == 6
+    algo.train_group(1, batch)
+    assert not torch.equal(before, flat_params(algo.actors[1]))
 
 
 def test_ppo_loss_is_clipped_and_ignores_inactive_samples():
@@ -311,7 +403,8 @@ def test_linear_lr_decay_follows_harl_schedule():
 # -- config errors ---------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ON_POLICY)
 @pytest.mark.parametrize("field,value", [("clip_param", 0.0), ("lr", 0.0), ("critic_lr", -1.0), ("ppo_epoch", 0),
-                                         ("critic_epoch", 0), ("gamma", 1.5), ("num_mini_batch", 0)])
+                                         ("critic_epoch", 0), ("gamma", 1.5), ("num_mini_batch", 0),
+                                         ("truncation", "bootstrapped"), ("advantage_norm", "per_agent")])
 def test_impossible_values_raise_config_error(name, field, value):
     with pytest.raises(ConfigError, match=field):
         build_on_policy(name, toy_env(), **{field: value})
@@ -418,3 +511,34 @@ def test_learns_halfcheetah_2x3(name):
     # HAPPO measured ≈ 600 after 80k steps (random ≈ −240; the untrained mean policy ≈ 0)
     random_return, learned = learn_halfcheetah(name)
     assert learned > random_return + 500
+
+
+# -- suites ------------------------------------------------------------------------------------
+OFFICIAL_THREADS = {  # HARL n_rollout_threads (tuned configs; happo.yaml/mappo.yaml where none), PyMARL 1 env
+    ("happo", "football"): 50, ("happo", "dexhands/CatchOver2Underarm"): 256, ("happo", "dexhands/Over"): 256,
+    ("happo", "dexhands/Pen"): 256, ("qmix", None): 1, ("happo", None): 20, ("mappo", None): 20,
+}
+
+
+@pytest.mark.parametrize("suite", ["paper_mpe", "paper_mamujoco", "paper_smac", "paper_smacv2", "paper_football",
+                                   "paper_lag", "paper_dexhands"])
+def test_paper_suites_run_the_official_thread_counts(suite):
+    from harness.sweep import expand
+
+    seen = set()
+    for overrides in expand([f"suite={suite}", "seeds=1"])[1]:
+        value = dict(o.split("=", 1) for o in overrides)  # a later override of a key wins, as in Hydra
+        if value["algo"] not in ("happo", "mappo", "qmix"):
+            continue
+        task = f"{value['env']}/{value['task']}"
+        keys = [(value["algo"], task), (value["algo"], value["env"]), (value["algo"], None)]
+        assert int(value.get("n_envs", 8)) == next(OFFICIAL_THREADS[k] for k in keys if k in OFFICIAL_THREADS), (task, value["algo"])
+        seen.add(value["algo"])
+    assert seen
+
+
+def test_a_later_thread_count_override_wins():
+    from harness.config import load_settings
+
+    settings, _ = load_settings(["env=mpe", "task=simple_spread", "algo=happo", "n_envs=8", "n_envs=20"])
+    assert settings.n_envs == 20  # what the suites rely on: per-algorithm overrides come after the run's

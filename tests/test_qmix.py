@@ -6,6 +6,7 @@ check on discrete MPE."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,12 +21,7 @@ from algos.qmix import Qmix, QmixConfig, lambda_targets, next_agent_values
 from envs.base import AgentView, EnvSpec, SingleEnv, VecEnv
 from envs.errors import ConfigError
 
-try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import SeededToyEnv, run_loop
-    from test_hasac import learn
-except ImportError:
-    from tests.test_algos_common import SeededToyEnv, run_loop
-    from tests.test_hasac import learn
+from algo_helpers import SeededToyEnv, learn, run_loop
 
 torch.set_num_threads(1)
 
@@ -178,11 +174,11 @@ def test_padding_never_reaches_the_loss():
     assert np.allclose(before, after, rtol=1e-6, atol=1e-7)
 
 
-def test_dead_agents_do_not_reach_the_loss():
-    """Death masking: Qᵢ of a dead agent is 0 before mixing, so what a dead agent sees or
-    does (agent 1 dies at step 3 in ToyDiscrete) cannot change the loss."""
+def dead_agent_loss_change(dead_agent_q: str) -> tuple[list[float], list[float]]:
+    """Losses on five sampled batches before and after overwriting what dead agent 1 sees
+    and does (it dies at step 3 in ToyDiscrete)."""
     env = toy(n_envs=3)
-    algo = build(env, batch_size=8)
+    algo = build(env, batch_size=8, dead_agent_q=dead_agent_q)
     run_loop(algo, env, 60)
     data = algo.buffer.data
     assert (~data["alive"][: len(algo.buffer), :, 1]).any()
@@ -194,8 +190,41 @@ def test_dead_agents_do_not_reach_the_loss():
     dead_views = ~data["alive"][:, :, 1]  # [C, T+1]
     data["obs"][:, :, 1][dead_views] = 7.0
     data["actions"][:, :, 1][dead_views[:, :-1] & dead_views[:, 1:]] = 1  # actions taken while dead
-    after = [loss_with(s) for s in range(5)]
+    return before, [loss_with(s) for s in range(5)]
+
+
+def test_zero_switch_keeps_dead_agents_out_of_the_loss():
+    """dead_agent_q=zero: Qᵢ of a dead agent is 0 before mixing, so what it sees or does
+    cannot change the loss."""
+    before, after = dead_agent_loss_change("zero")
     assert np.allclose(before, after, rtol=1e-6, atol=1e-7)
+
+
+def test_official_mixes_dead_agents_utilities_as_they_are():
+    """PyMARL mixes a dead agent's utility of its (no-op) action like any other, so its
+    inputs reach the loss."""
+    before, after = dead_agent_loss_change("official")
+    assert not np.allclose(before, after, rtol=1e-6, atol=1e-7)
+
+
+def test_a_time_out_ends_the_official_target_and_the_switch_bootstraps_it():
+    env = toy(n_envs=3)
+    algo = build(env, batch_size=8)
+    run_loop(algo, env, 60)
+    batch = algo.buffer.sample(8, np.random.default_rng(0), torch.device("cpu"))
+    rows, last = torch.arange(8), batch["filled"].sum(1) - 1
+    timeout, terminal = batch["truncated"][rows, last], batch["terminated"][rows, last]
+    assert timeout.any() and terminal.any() and not (timeout & terminal).any()
+    reward = batch["reward"][rows, last]
+    q = algo.unroll(algo.agents, batch)
+    official = algo.targets(batch, q)[rows, last]
+    assert torch.allclose(official[timeout | terminal], reward[timeout | terminal])  # y = r: PyMARL on SMAC
+    algo.config = replace(algo.config, truncation="bootstrap")
+    bootstrapped = algo.targets(batch, q)[rows, last]
+    q_next, _ = next_agent_values(q[:, 1:], algo.unroll(algo.target_agents, batch)[:, 1:], batch["avail"][:, 1:], True)
+    value_final = algo.target_mixer(q_next, batch["state"][:, 1:]).squeeze(-1)[rows, last]  # Q̄_tot at the true last view
+    assert torch.allclose(bootstrapped[timeout], reward[timeout] + 0.99 * value_final[timeout])
+    assert torch.allclose(bootstrapped[terminal], reward[terminal]) and (value_final[timeout].abs() > 1e-4).all()
 
 
 def test_buffer_keeps_final_views_deaths_and_both_end_kinds():
@@ -214,6 +243,7 @@ def test_buffer_keeps_final_views_deaths_and_both_end_kinds():
     ends = d["terminated"][np.arange(len(buffer)), lengths - 1]
     assert ends.any() and (~ends).any()  # terminated and truncated episodes
     assert (lengths[~ends] == 5).all()  # truncation only at the limit
+    assert np.array_equal(d["truncated"], d["filled"] & (np.arange(5)[None, :] == lengths[:, None] - 1) & ~ends[:, None])
     assert not d["alive"][lengths == 5][:, 5, 1].any()  # the final view is stored (agent 1 dead there)
     assert (d["avail"][:, :, 1, 2] == False).all()  # noqa: E712 agent 1 has no third action (padding)
     assert np.array_equal(d["filled"], np.arange(5)[None, :] < lengths[:, None])  # filled exactly before the end
@@ -302,7 +332,7 @@ def test_qmix_on_box_task_raises_one_line_config_error():
 def test_impossible_qmix_values_raise_config_error():
     spec = toy(n_envs=1).spec
     for bad in (dict(td_lambda=1.5), dict(target_update="soft"), dict(buffer_size=8, batch_size=32), dict(optimizer="sgd"),
-                dict(epsilon_finish=0.5, epsilon_start=0.1)):
+                dict(epsilon_finish=0.5, epsilon_start=0.1), dict(truncation="bootstraps"), dict(dead_agent_q="mask")):
         with pytest.raises(ConfigError):
             QmixConfig(**bad).validate(spec)
 

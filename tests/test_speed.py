@@ -22,10 +22,7 @@ from algos.common.replay import Batch, ReplayBuffer
 from algos.hatd3 import actor_loss as hatd3_actor_loss
 from envs.base import EnvSpec, Step
 
-try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import small_config, toy_env
-except ImportError:
-    from tests.test_algos_common import small_config, toy_env
+from algo_helpers import small_config, toy_env
 
 torch.set_num_threads(1)
 TOL = dict(rtol=1e-6, atol=1e-6)
@@ -46,7 +43,7 @@ class PlainReplay:
     def add(self, step: Step, actions: list[np.ndarray], nxt: Step) -> None:
         row = {"state": step.state, "next_state": nxt.info["final_state"], "alive": step.alive, "reward": nxt.reward,
                "terminated": nxt.terminated, "done": nxt.terminated | nxt.truncated}
-        final_avail = nxt.info.get("final_avail_actions")
+        final_avail = nxt.avail_actions  # next masks at an episode end: the reset episode's (HARL)
         for i, space in enumerate(self.spec.action_spaces):
             row |= {f"obs_{i}": step.obs[i], f"next_obs_{i}": nxt.info["final_obs"][i], f"action_{i}": actions[i]}
             if isinstance(space, spaces.Discrete):
@@ -108,19 +105,21 @@ def plain_polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 def plain_hasac_update(algo) -> dict[str, float]:
     """HASAC's update() before the speed-ups: every agent's pre-update sample is drawn,
-    every agent's post-update sample is redrawn, metrics are read one by one."""
+    every agent's post-update sample is redrawn, metrics are read one by one; the
+    temperatures as HARL (every row; α_c on the log π of the actor losses)."""
     batch = algo.buffer.sample(algo.config.batch_size, algo.rng)
     metrics = algo.critic_step(batch, algo.soft_next_value(batch))
     algo.critic.requires_grad_(False)
     with torch.no_grad():
         actions, log_probs = algo.sample_joint(batch.obs, batch.avail)
+    every_row = torch.ones_like(batch.reward)
     for i in algo.rng.permutation(algo.spec.n_agents):
-        log_prob, actor_metrics = algo.actor_step(i, batch, actions)
-        metrics |= actor_metrics | algo.temperature_step(i, log_prob, batch.valid[:, i])
+        log_probs[i], actor_metrics = algo.actor_step(i, batch, actions)
+        metrics |= actor_metrics | algo.temperature_step(i, log_probs[i], every_row)
         with torch.no_grad():
-            actions[i], log_probs[i] = algo.actors[i](batch.obs[i], batch.avail[i], algo.generator)
+            actions[i], _ = algo.actors[i](batch.obs[i], batch.avail[i], algo.generator)
     algo.critic.requires_grad_(True)
-    metrics |= algo.temperature_step(algo.spec.n_agents, sum(log_probs), torch.ones_like(batch.reward))
+    metrics |= algo.temperature_step(algo.spec.n_agents, sum(log_probs), every_row)
     plain_polyak(algo.critic_target, algo.critic, algo.config.tau)
     algo.updates += 1
     return {k: float(v) for k, v in metrics.items()}

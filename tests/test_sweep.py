@@ -14,7 +14,8 @@ import pytest
 from algos.common.registry import ALGORITHMS
 from envs import FAMILIES
 from envs.errors import ConfigError
-from harness.launch import available_profiles, load_cluster_profile, sbatch_script
+from harness.launch import available_profiles, launch
+from harness.settings import SlurmLauncher
 from harness.config import load_settings
 from harness.layout import RunPath
 from harness.records import RunRecord
@@ -135,13 +136,34 @@ def test_submitit_local_runs_a_two_job_sweep(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("profile", ["gpu", "cpu"])
-def test_sbatch_script_matches_golden_file(profile):
+def test_sbatch_file_of_a_submitted_array_matches_golden_file(tmp_path, monkeypatch, capsys, profile):
+    """The real submission path (launch → Submitit's SlurmExecutor, one job array) with a
+    stand-in for the cluster's `sbatch` command, which prints what sbatch prints; the sbatch
+    file Submitit wrote, with this machine's paths replaced, is the golden file."""
     assert profile in available_profiles()
-    script = sbatch_script(load_cluster_profile(profile), "/results/.submitit/%j")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text('#!/bin/sh\necho "Submitted batch job 4242"\n')
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    results = tmp_path / "results"
+    _, jobs = prepare_jobs([*MATRIX, "algo=random", "seeds=2", f"results_dir={results}"])
+    outcomes = launch(SlurmLauncher(), jobs, results, profile, lambda outcome: None)
+    assert [o.status for o in outcomes] == ["submitted", "submitted"] and "SLURM array 4242" in capsys.readouterr().out
+    [script] = (results / ".submitit").rglob("*_submission.sh")
+    text = script.read_text().replace(str(results), "/results").replace(sys.executable, "python")
     golden = GOLDEN / f"sbatch_{profile}.sh"
     if os.environ.get("UPDATE_GOLDEN"):
-        golden.write_text(script)
-    assert script == golden.read_text()
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_an_unknown_cluster_profile_key_is_one_line(tmp_path, capsys):
+    profile = tmp_path / "mine.yaml"
+    profile.write_text("partition: gpu\nmem_gb: 8\n")
+    assert main([*MATRIX, "algo=random", "launcher=slurm", f"cluster={profile}", f"results_dir={tmp_path / 'r'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Unavailable parameter(s): ['mem_gb']" in err
 
 
 def test_sigkill_then_resume_ends_with_the_same_numbers(tmp_path):
@@ -314,3 +336,10 @@ def test_load_policy_restores_the_weights_a_run_trained(tmp_path):
     loaded, untrained = algo.state_dict(), fresh.state_dict()
     assert all(torch.equal(a, b) for a, b in zip(loaded["actors"].values(), saved["actors"].values()))
     assert not all(torch.equal(a, b) for a, b in zip(loaded["actors"].values(), untrained["actors"].values()))
+
+
+def test_every_registered_name_has_its_config_group_file():
+    from harness.config import CONF_DIR, GROUP_OPTIONS
+
+    for group, options in GROUP_OPTIONS.items():
+        assert {p.stem for p in (CONF_DIR / group).glob("*.yaml")} == set(options()), group

@@ -28,20 +28,40 @@ def tanh_log_det(u: torch.Tensor) -> torch.Tensor:
 
 
 def squashed_gaussian_sample(
-    mu: torch.Tensor, log_std: torch.Tensor, low: torch.Tensor, high: torch.Tensor, generator: torch.Generator | None
+    mu: torch.Tensor, log_std: torch.Tensor, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reparameterised a = scale(tanh(u)), u = μ + σ·ε, ε ~ N(0, I).
+    """Reparameterised x = tanh(u), u = μ + σ·ε, ε ~ N(0, I), and the density of x:
 
-    log π(a) = Σ_j [log N(u_j; μ_j, σ_j) − log(1 − tanh²u_j) − log((high_j − low_j)/2)]:
-    the change of variables through tanh *and* the affine rescale, so π is a density on
-    the actual action box. Returns (action [B, A], log_prob [B, 1])."""
+        log π(x) = Σ_j [log N(u_j; μ_j, σ_j) − log(1 − tanh² u_j)]
+
+    (the change of variables through tanh). Returns (x [B, A] in (−1, 1), log_prob [B, 1]);
+    `box_action` and `box_log_det` put x on the action box."""
     std = log_std.exp()
     eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     u = mu + std * eps
     log_normal = -0.5 * eps.pow(2) - log_std - 0.5 * math.log(2.0 * math.pi)
-    log_scale = torch.log((high - low) / 2.0)
-    log_prob = (log_normal - tanh_log_det(u) - log_scale).sum(dim=-1, keepdim=True)
-    return scale_action(torch.tanh(u), low, high), log_prob
+    return torch.tanh(u), (log_normal - tanh_log_det(u)).sum(dim=-1, keepdim=True)
+
+
+BOX_ACTIONS = ("official", "affine")
+"""How a squashed policy's x ∈ (−1, 1) becomes an action (HasacConfig.box_action)."""
+
+
+def box_action(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, mode: str) -> torch.Tensor:
+    """x ∈ [−1, 1] -> action. 'official': high[0]·x, one scale for every dimension, as HARL
+    squashed_gaussian_policy.py l.43, l.76-77 (on an asymmetric box such as MPE's Box(0, 1)
+    part of the range lies outside it and the environment clips); 'affine': the affine map
+    onto [low, high] (`scale_action`)."""
+    return high[..., :1] * x if mode == "official" else scale_action(x, low, high)
+
+
+def box_log_det(low: torch.Tensor, high: torch.Tensor, mode: str) -> torch.Tensor:
+    """log |da/dx| summed over the action dimensions, subtracted from log π(x) to give
+    log π(a): 0 for 'official' (HARL's log π is the density of tanh(u) whatever the scale,
+    l.71-72) and Σ_j log((high_j − low_j)/2) for 'affine' (π a density on the action box)."""
+    if mode == "official":
+        return torch.zeros((), device=low.device)
+    return torch.log((high - low) / 2.0).sum()
 
 
 def masked_logits(logits: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:

@@ -22,7 +22,7 @@ from gymnasium import spaces
 from envs.base import EnvSpec, Step
 
 VIEW_KEYS = ("obs", "state", "avail", "alive")  # [.., T+1, ..]: views before and after each step
-STEP_KEYS = ("actions", "reward", "terminated", "filled")  # [.., T, ..]: one row per transition
+STEP_KEYS = ("actions", "reward", "terminated", "truncated", "filled")  # [.., T, ..]: one row per transition
 
 
 def padded_dims(spec: EnvSpec) -> tuple[int, int]:
@@ -59,6 +59,7 @@ class EpisodeBuffer:
             "actions": np.zeros((rows, T, N), np.int64),
             "reward": np.zeros((rows, T), np.float32),
             "terminated": np.zeros((rows, T), bool),
+            "truncated": np.zeros((rows, T), bool),
             "filled": np.zeros((rows, T), bool),
         }
 
@@ -102,8 +103,9 @@ class EpisodeBuffer:
             self.open["filled"][e, t] = True
             self.length[e] = t + 1
             if nxt.done[e] or self.length[e] == self.T:
-                # an episode that reaches the limit without a done flag is stored as truncated
-                # (it bootstraps); the copy's next transition then starts a new stored episode
+                # an episode that reaches the limit without a done flag is stored as truncated;
+                # the copy's next transition then starts a new stored episode
+                self.open["truncated"][e, t] = not nxt.terminated[e]
                 self.commit(e)
                 ended += int(nxt.done[e])
         return ended

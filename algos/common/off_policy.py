@@ -107,7 +107,8 @@ class HaOffPolicy(Algorithm):
         super().__init__(spec, config, n_envs, device, seed)
         config.validate(spec)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.buffer = ReplayBuffer(spec, config.buffer_size, n_envs, config.gamma, config.n_step, self.device)
+        self.buffer = ReplayBuffer(spec, config.buffer_size, n_envs, config.gamma, config.n_step, self.device,
+                                   next_avail_after_reset=self.next_avail_after_reset())
         self.env_steps = 0  # transitions observed
         self.updates = 0  # update() calls paid
         self.bounds = [
@@ -125,6 +126,13 @@ class HaOffPolicy(Algorithm):
     @abstractmethod
     def build_actors(self) -> nn.ModuleList:
         """One actor per agent (separate parameters), in agent-id order."""
+
+    def next_avail_after_reset(self) -> bool:
+        """Which Discrete masks a transition ending an episode stores as its next masks:
+        the reset episode's first ones (True, HARL: off_policy_base_runner.py l.248 and
+        l.408-411 replace only the observations and the state with the ended episode's) or
+        the ended episode's last ones (False). Irrelevant for Box-only algorithms."""
+        return True
 
     @abstractmethod
     def policy(self, step: Step, explore: bool) -> list[torch.Tensor]:
@@ -225,13 +233,14 @@ def action_width(space: spaces.Space) -> int:
 
 
 def critic_loss(q1: torch.Tensor, q2: torch.Tensor, target: torch.Tensor, huber_delta: float | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Twin-critic regression, L = ℓ(Q1, y) + ℓ(Q2, y) with ℓ the MSE, or the Huber loss
-    with δ = huber_delta (HARL twin_continuous_q_critic.py: loss1 + loss2, one optimiser).
+    """Twin-critic regression, L = ℓ(Q1, y) + ℓ(Q2, y) with ℓ(q, y) = mean ½(q − y)², or the
+    Huber loss with δ = huber_delta (HARL twin_continuous_q_critic.py: loss1 + loss2, one
+    optimiser; models_tools.py l.64-74: both with the ½).
     q1, q2, target: [B, 1]; target carries no gradient. Metrics are detached 0-d tensors
     (read_metrics moves them to the host once per update)."""
     target = target.detach()
     if huber_delta is None:
-        loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
     else:
         loss = F.huber_loss(q1, target, delta=huber_delta) + F.huber_loss(q2, target, delta=huber_delta)
     return loss, {"loss/critic": loss.detach(), "q/mean": q1.detach().mean(), "q/target_mean": target.mean()}

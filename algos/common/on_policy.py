@@ -21,10 +21,11 @@ from torch import nn
 
 from algos.base import AlgoConfig, Algorithm, PolicySample
 from algos.common.actor_critic import Policy, VCritic, sample
-from algos.common.ppo import ValueNorm, gae, normalise_advantage, ppo_actor_loss, value_loss
+from algos.common.ppo import ACTOR_METRICS, ValueNorm, gae, normalise_advantage, ppo_actor_loss, value_loss
 from algos.common.rollout import ActorBatch, Rollout, RolloutBuffer, agent_batch
 from envs.base import EnvSpec, Step
 from envs.errors import ConfigError
+from envs.fidelity import Switch, check_switches
 
 
 @dataclass
@@ -87,7 +88,26 @@ class OnPolicyConfig(AlgoConfig):
     data_chunk_length: int = 10
     """Steps per training sequence of a GRU actor (truncated BPTT from the stored state)."""
 
+    # Fidelity switches (docs/fidelity.md): "official" is HARL's behaviour.
+    truncation: str = "official"
+    """GAE at a time-limit truncation. 'official': HARL's bad_masks
+    (on_policy_critic_buffer_ep.py l.97-125): the truncated step's advantage is 0 and its
+    return V(s_t), so the step before bootstraps from V(s_t); 'bootstrap': the truncated step
+    keeps δ = r + γ V(s_final) − V(s) with V of the true final state."""
+    advantage_norm: str = "official"
+    """Advantage normalisation. 'official': each actor over the active entries of the agents
+    it trains (HARL happo.py/mappo.py train l.117-122 per agent, share_param_train
+    l.165-180 over all agents for a shared actor); 'joint': once over every agent's active
+    entries, the same advantages for every actor."""
+
+    fidelity: ClassVar[dict[str, Switch]] = {
+        "truncation": Switch(("bootstrap",)),
+        "advantage_norm": Switch(("joint",), "HAPPO and per-agent MAPPO actors of several agents",
+                                 lambda spec, c: spec.n_agents > 1 and not getattr(c, "share_params", False)),
+    }
+
     def validate(self, spec: EnvSpec) -> None:
+        check_switches(self, "algo", spec)
         checks = [
             (self.lr > 0 and self.critic_lr > 0, f"lr and critic_lr must be > 0, got {self.lr} and {self.critic_lr}"),
             (self.clip_param > 0, f"clip_param must be > 0, got {self.clip_param}"),
@@ -155,12 +175,15 @@ class OnPolicyLearner(Algorithm):
 
     @abstractmethod
     def train_actors(self, rollout: Rollout, advantage: torch.Tensor) -> dict[str, float]:
-        """Train every actor on the rollout; `advantage` [T, E] is normalised (see `returns`)."""
+        """Train every actor on the rollout; `advantage` [T, E] is GAE's, not yet normalised."""
+
+    def adds_agent_id(self, g: int) -> bool:
+        """Whether actor g's input carries a one-hot agent id after the observation."""
+        return False
 
     def input_dim(self, i: int) -> int:
-        """Actor input width: obs, plus a one-hot agent id when the actor is shared."""
-        shared = len(self.groups[self.group_of[i]]) > 1
-        return self.spec.obs_spaces[i].shape[0] + (self.spec.n_agents if shared else 0)
+        """Actor input width: obs, plus N for a one-hot agent id where the actor adds one."""
+        return self.spec.obs_spaces[i].shape[0] + (self.spec.n_agents if self.adds_agent_id(self.group_of[i]) else 0)
 
     # -- acting -------------------------------------------------------------------------------
     def act(self, step: Step, explore: bool = True) -> list[np.ndarray]:
@@ -205,7 +228,7 @@ class OnPolicyLearner(Algorithm):
     def actor_inputs(self, obs: np.ndarray, avail: list[np.ndarray] | None, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Agent i's actor input [E, O(+N)] and availability mask [E, n] (or None)."""
         x = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
-        if len(self.groups[self.group_of[i]]) > 1:
+        if self.adds_agent_id(self.group_of[i]):
             one_hot = torch.zeros(x.shape[0], self.spec.n_agents, device=self.device)
             one_hot[:, i] = 1.0
             x = torch.cat([x, one_hot], dim=-1)
@@ -254,29 +277,31 @@ class OnPolicyLearner(Algorithm):
 
     @torch.no_grad()
     def returns(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(V_old normalised, returns, normalised Â), each [T, E], from the critic before
-        this update (HARL computes V at rollout time with the same parameters)."""
+        """(V_old normalised, returns, Â), each [T, E], from the critic before this update
+        (HARL computes V at rollout time with the same parameters)."""
         c = self.config
         v_old, v_next = self.critic(rollout.state), self.critic(rollout.final_state)
         if c.use_valuenorm:
             value, next_value = self.value_norm.denormalize(v_old), self.value_norm.denormalize(v_next)
         else:
             value, next_value = v_old, v_next
-        advantage, returns = gae(rollout.reward, value, next_value, rollout.terminated.float(), rollout.done.float(),
-                                 c.gamma, c.gae_lambda)
-        return v_old, returns, normalise_advantage(advantage, rollout.alive)
+        advantage, returns = gae(rollout.reward, value, next_value, rollout.terminated, rollout.truncated,
+                                 c.gamma, c.gae_lambda, bootstrap_truncation=c.truncation == "bootstrap")
+        return v_old, returns, advantage
 
     def actor_batch(self, rollout: Rollout, advantage: torch.Tensor, agents: list[int],
                     factor: torch.Tensor | None = None) -> ActorBatch:
-        """The actor data of `agents` side by side (rollout.py `ActorBatch`). `factor` is
-        already in the chunked layout (HAPPO passes on the previous agent's); default ones."""
+        """The actor data of `agents` side by side (rollout.py `ActorBatch`), Â normalised
+        over these agents' active entries (every agent's with advantage_norm 'joint').
+        `factor` is already in the chunked layout (HAPPO passes on the previous agent's)."""
+        alive = rollout.alive if self.config.advantage_norm == "joint" else rollout.alive[..., agents]
+        advantage = normalise_advantage(advantage, alive)
         parts = []
         for i in agents:
             obs = rollout.obs[i]
-            if len(agents) > 1:
+            if self.adds_agent_id(self.group_of[i]):
                 obs = torch.cat([obs, F.one_hot(torch.full(obs.shape[:2], i, device=self.device), self.spec.n_agents).float()], -1)
-            alive = rollout.alive[..., i]
-            active = alive if self.config.use_policy_active_masks else torch.ones_like(alive)
+            active = rollout.alive[..., i] if self.config.use_policy_active_masks else torch.ones_like(rollout.alive[..., i])
             parts.append(agent_batch(rollout, i, obs, advantage, active, self.L))
         batch = ActorBatch.cat(parts)
         return batch if factor is None else replace(batch, factor=factor)
@@ -285,8 +310,13 @@ class OnPolicyLearner(Algorithm):
         return np.array_split(self.rng.permutation(n_columns), self.config.num_mini_batch)
 
     def train_group(self, g: int, batch: ActorBatch) -> dict[str, float]:
-        """ppo_epoch × num_mini_batch clipped-surrogate steps of actor g; mean metrics."""
+        """ppo_epoch × num_mini_batch clipped-surrogate steps of actor g; mean metrics. An
+        actor whose samples are all inactive is left as it is, metrics 0 (HARL happo.py
+        train l.114-115)."""
         c, actor, history = self.config, self.actors[g], []
+        name = self.group_name(g)
+        if not batch.active.any():
+            return {f"{k}/{name}": 0.0 for k in ACTOR_METRICS}
         for _ in range(c.ppo_epoch):
             for idx in self.minibatches(batch.obs.shape[1]):
                 mb = batch.columns(idx)
@@ -298,8 +328,7 @@ class OnPolicyLearner(Algorithm):
                 metrics["grad_norm/actor"] = nn.utils.clip_grad_norm_(actor.parameters(), c.max_grad_norm).item()
                 self.actor_optimizers[g].step()
                 history.append(metrics)
-        name = self.group_name(g)
-        return {f"{k}/{name}": float(np.mean([m[k] for m in history])) for k in history[0]}
+        return {f"{k}/{name}": float(np.mean([m[k] for m in history])) for k in ACTOR_METRICS}
 
     @torch.no_grad()
     def group_log_prob(self, g: int, batch: ActorBatch) -> torch.Tensor:

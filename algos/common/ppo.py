@@ -49,24 +49,37 @@ class ValueNorm(nn.Module):
 
 
 def gae(reward: torch.Tensor, value: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor,
-        done: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE(λ) (Schulman et al. 2016) with proper time limits. All inputs [T, E]:
-    next_value = V(true next state) — info["final_state"] where the episode ended — so a
-    truncated step bootstraps from its final state and a terminated one from 0:
-        δ_t = r_t + γ (1 − term_t) V(s'_t) − V(s_t),   Â_t = δ_t + γλ (1 − done_t) Â_{t+1}.
+        truncated: torch.Tensor, gamma: float, lam: float, bootstrap_truncation: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE(λ) (Schulman et al. 2016) with proper time limits. All inputs [T, E]; next_value =
+    V(s'_t), the true next state (info["final_state"] where an episode ended); terminated
+    and truncated are 0/1 (bool or float), done = terminated ∨ truncated.
+
+    Official (HARL on_policy_critic_buffer_ep.py compute_returns with bad_masks):
+        δ_t = r_t + γ (1 − done_t) V(s'_t) − V(s_t)
+        Â_t = (1 − truncated_t) · [δ_t + γλ (1 − done_t) Â_{t+1}]
+    a truncated step gets Â = 0 and return V(s_t); the step before it bootstraps from
+    V(s_t) through its own δ. bootstrap_truncation (our alternative) keeps the truncated
+    step and bootstraps it from its final state:
+        δ_t = r_t + γ (1 − terminated_t) V(s'_t) − V(s_t),   Â_t = δ_t + γλ (1 − done_t) Â_{t+1}.
+    Either way a terminated step bootstraps from 0 and the rollout's last step from V(s'_T).
     Returns (advantage, return = advantage + value), both [T, E]."""
+    terminated, truncated = terminated.to(reward.dtype), truncated.to(reward.dtype)
+    done = torch.maximum(terminated, truncated)
+    cont = 1.0 - (terminated if bootstrap_truncation else done)
+    keep = torch.ones_like(truncated) if bootstrap_truncation else 1.0 - truncated
     advantage = torch.zeros_like(reward)
     running = torch.zeros_like(reward[0])
     for t in reversed(range(reward.shape[0])):
-        delta = reward[t] + gamma * (1.0 - terminated[t]) * next_value[t] - value[t]
-        running = delta + gamma * lam * (1.0 - done[t]) * running
+        delta = reward[t] + gamma * cont[t] * next_value[t] - value[t]
+        running = keep[t] * (delta + gamma * lam * (1.0 - done[t]) * running)
         advantage[t] = running
     return advantage, advantage + value
 
 
 def normalise_advantage(advantage: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-    """(Â − mean)/(std + 1e-5) over active entries only (HARL nanmean/nanstd over alive
-    agents). advantage [T, E], active [T, E, N] → [T, E]."""
+    """(Â − mean)/(std + 1e-5), mean and (population) std over the active entries of K agents
+    sharing one advantage: entry (t, e) counts once per agent active there (HARL nanmean /
+    nanstd over the agents' active masks). advantage [T, E], active [T, E, K] → [T, E]."""
     weights = active.to(advantage.dtype).sum(-1)
     total = weights.sum().clamp_min(1.0)
     mean = (advantage * weights).sum() / total
@@ -75,6 +88,10 @@ def normalise_advantage(advantage: torch.Tensor, active: torch.Tensor) -> torch.
 
 
 # -- losses ---------------------------------------------------------------------------------
+ACTOR_METRICS = ("loss/actor", "entropy", "approx_kl", "clip_fraction", "ratio", "grad_norm/actor")
+"""Metric keys of one actor's update (ppo_actor_loss's, plus the learner's gradient norm)."""
+
+
 def ppo_actor_loss(ratio: torch.Tensor, advantage: torch.Tensor, factor: torch.Tensor, entropy: torch.Tensor,
                    active: torch.Tensor, clip: float, entropy_coef: float) -> tuple[torch.Tensor, dict[str, float]]:
     """HAPPO/MAPPO actor loss (Kuba et al. 2022, eq. 11):

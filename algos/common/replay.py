@@ -77,8 +77,10 @@ class ReplayBuffer:
     as one float32 table on `device` (where the updates run)."""
 
     def __init__(self, spec: EnvSpec, capacity: int, n_envs: int, gamma: float, n_step: int,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", next_avail_after_reset: bool = True):
         self.spec, self.n_envs, self.gamma, self.n_step = spec, n_envs, gamma, n_step
+        # next Discrete masks at an episode end: the reset episode's (HARL) or the ended one's
+        self.next_avail_after_reset = next_avail_after_reset
         self.device = torch.device(device)
         self.T = -(-capacity // n_envs)
         self.pos = 0  # next row to write
@@ -92,7 +94,8 @@ class ReplayBuffer:
         return self.filled * self.n_envs
 
     def add(self, step: Step, actions: list[np.ndarray], nxt: Step) -> None:
-        """Store the E transitions step --actions--> nxt; the next view is nxt.info['final_*']."""
+        """Store the E transitions step --actions--> nxt; the next view is nxt.info['final_*']
+        (the next masks: nxt.avail_actions or nxt.info['final_avail_actions'], see __init__)."""
         row = {
             "state": step.state,
             "next_state": nxt.info["final_state"],
@@ -101,7 +104,7 @@ class ReplayBuffer:
             "terminated": nxt.terminated,
             "done": nxt.terminated | nxt.truncated,
         }
-        final_avail = nxt.info.get("final_avail_actions")
+        final_avail = nxt.avail_actions if self.next_avail_after_reset else nxt.info.get("final_avail_actions")
         for i, space in enumerate(self.spec.action_spaces):
             row[f"obs_{i}"] = step.obs[i]
             row[f"next_obs_{i}"] = nxt.info["final_obs"][i]

@@ -93,7 +93,7 @@ def temperature_section(out: Path, runs: list[StudyRun], reps: int, seed: int, f
                             "final entropy (nats)": table.final_entropy.map(_short),
                             "final TV to soft QRE": table.final_qre_tv.map(_short)})
     text = ["## Temperature α", "Final score of each temperature (mean over seeds, percentile-bootstrap 95 % CI); "
-            "`auto` learns α against the intended target entropy, `auto (official H̄)` against HARL's Discrete target 0. "
+            "`auto` learns α against HARL's target entropies (Discrete: 0), `auto (intended H̄)` against 0.98·log n for Discrete actions. "
             "Entropy: Σᵢ H(πⁱ) per step of the stochastic policy at the last evaluation (`soft_eval`); TV: distance "
             "to the soft QRE at that α (single-state games, fixed α; — where undefined).",
             to_markdown(shown[["task", "algo", "temperature", "seeds", "metric", "final [95 % CI]", "final entropy (nats)",

@@ -38,14 +38,15 @@ class StudyRun:
 
     @property
     def temperature(self) -> str | None:
-        """'0.05' for a fixed α, 'auto' or 'auto (official H̄)' for a learned one, None
+        """'0.05' for a fixed α, 'auto' (HARL's target entropies) or 'auto (intended H̄)'
+        (the Discrete target HARL's comment intends) for a learned one, None
         for algorithms without a temperature."""
         algo = self.config.get("algo") or {}
         if "auto_alpha" not in algo:
             return None
         if not algo["auto_alpha"]:
             return f"{float(algo['alpha']):g}"
-        return "auto (official H̄)" if algo.get("discrete_target_entropy") == "official" else "auto"
+        return "auto (intended H̄)" if algo.get("discrete_target_entropy") == "intended" else "auto"
 
     @property
     def reward_scale(self) -> float:

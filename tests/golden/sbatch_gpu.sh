@@ -1,14 +1,15 @@
 #!/bin/bash
 
 # Parameters
+#SBATCH --array=0-1%2
 #SBATCH --cpus-per-task=8
-#SBATCH --error=/results/.submitit/%j/%j_0_log.err
+#SBATCH --error=/results/.submitit/%A_%a/%A_%a_0_log.err
 #SBATCH --gpus-per-node=1
 #SBATCH --job-name=hasac-bench
 #SBATCH --mem=32GB
 #SBATCH --nodes=1
 #SBATCH --open-mode=append
-#SBATCH --output=/results/.submitit/%j/%j_0_log.out
+#SBATCH --output=/results/.submitit/%A_%a/%A_%a_0_log.out
 #SBATCH --partition=gpu
 #SBATCH --signal=USR2@90
 #SBATCH --time=1440
@@ -20,4 +21,4 @@ export OMP_NUM_THREADS=1
 
 # command
 export SUBMITIT_EXECUTOR=slurm
-srun --unbuffered --output /results/.submitit/%j/%j_%t_log.out --error /results/.submitit/%j/%j_%t_log.err python -u -m submitit.core._submit
+srun --unbuffered --output /results/.submitit/%A_%a/%A_%a_%t_log.out --error /results/.submitit/%A_%a/%A_%a_%t_log.err python -u -m submitit.core._submit /results/.submitit/%j
