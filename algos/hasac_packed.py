@@ -11,13 +11,12 @@ values agree with the lone update to float rounding (tests/test_packed.py).
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
-from algos.common.distributions import masked_logits, scale_action, tanh_log_det
+from algos.common.distributions import box_action, box_log_det, gumbel_softmax_given, squashed_gaussian
 from algos.common.packed import AgentClass, BatchedPack, SeedMetrics, draw
 from algos.common.tables import Params, Scalar, Table, linear, sequential, twin_q
 from algos.common.replay import Batch
@@ -36,6 +35,22 @@ class UpdateNoise(NamedTuple):
     post: list[list[torch.Tensor]]
 
 
+@dataclass
+class UpdateState:
+    """What one packed update carries from step to step: the stacked minibatch, each class's
+    observations and masks as rows, the noise, the critic inputs x [K, B, D] = [state, joint
+    action] (agents' columns replaced as they are updated), and the log π tables [K, N, B, 1]
+    of the samples in the actor losses and of the post-step resamples."""
+
+    batch: Batch
+    class_obs: dict[int, tuple[torch.Tensor, torch.Tensor | None]]
+    noise: UpdateNoise
+    x: torch.Tensor
+    in_loss: torch.Tensor
+    resampled: torch.Tensor
+    metrics: SeedMetrics
+
+
 class PackedHasac(BatchedPack):
     """K seeds of Hasac trained as one batched computation."""
 
@@ -45,6 +60,7 @@ class PackedHasac(BatchedPack):
     def __init__(self, learners: list[Hasac]):
         if learners[0].spec.discrete:
             self.check(learners[0].config)
+        self.actor = sample  # the actors' batched pass; `compile` may replace it
         super().__init__(learners)
 
     @classmethod
@@ -91,7 +107,7 @@ class PackedHasac(BatchedPack):
         actions, log_probs = {}, {}
         for ci, c in enumerate(self.classes):
             rows_noise = torch.stack([noise[k][i] for k in range(self.K) for i in c.agents])
-            actions[ci], log_probs[ci] = sample(c, c.table.view(None), c.buffers, self.by_class(obs, c),
+            actions[ci], log_probs[ci] = self.actor(c, c.table.view(None), c.buffers, self.by_class(obs, c),
                                                 self.by_class(avail, c), rows_noise)
         return self.per_agent(actions), self.per_agent(log_probs)
 
@@ -106,16 +122,16 @@ class PackedHasac(BatchedPack):
             self.critic_step(batch, self.soft_next_value(batch, noise.next), metrics)
             with torch.no_grad():
                 actions, log_probs = self.sample_all(batch.obs, batch.avail, noise.pre)
-            x = torch.cat([batch.state, *actions], dim=-1)  # critic inputs [K, B, D], updated in place
-            log_probs = torch.stack(log_probs, dim=1)  # [K, N, B, 1]
-            class_obs = {id(c): (self.by_class(batch.obs, c), self.by_class(batch.avail, c)) for c in self.classes}
+            resampled = torch.stack(log_probs, dim=1)  # [K, N, B, 1]
+            u = UpdateState(batch, {id(c): (self.by_class(batch.obs, c), self.by_class(batch.avail, c)) for c in self.classes},
+                            noise, torch.cat([batch.state, *actions], dim=-1), resampled.clone(), resampled, metrics)
             for m in range(N):
                 agents = [int(o[m]) for o in orders]
                 for c, seeds, rows in self.seed_groups(agents):
-                    self.actor_group(batch, class_obs[id(c)], c, seeds, rows, agents, m, noise, x, log_probs, metrics)
+                    self.actor_group(u, c, seeds, rows, agents, m)
+            critic_log_probs = u.in_loss if self.config.critic_alpha_logp == "official" else u.resampled
             every_row = torch.ones_like(batch.reward.squeeze(-1))
-            critic_log_prob = sum(log_probs[:, i] for i in range(N))
-            self.temperature_step(list(range(self.K)), [N] * self.K, critic_log_prob, every_row, metrics)
+            self.temperature_step(list(range(self.K)), [N] * self.K, sum(critic_log_probs[:, i] for i in range(N)), every_row, metrics)
         self.soft_update([(self.critic_target, self.critic)])
         for table in [c.table for c in self.classes] + ([self.log_alpha] if self.config.auto_alpha else []):
             table.steps += 1
@@ -141,36 +157,34 @@ class PackedHasac(BatchedPack):
     def soft_next_value(self, batch: Batch, noise: list[list[torch.Tensor]]) -> torch.Tensor:
         """Hasac.soft_next_value of every seed: [K, B, 1]."""
         actions, log_probs = self.sample_all(batch.next_obs, batch.next_avail, noise)
-        q1, q2 = twin_q(self.critic_target.view(None), torch.cat([batch.next_state, *actions], dim=-1))
+        q1, q2 = self.twin_q(self.critic_target.view(None), torch.cat([batch.next_state, *actions], dim=-1))
         alpha_c = self.log_alpha.params["value"].detach().view(self.K, -1)[:, -1].exp().view(-1, 1, 1)
         return torch.min(q1, q2).float() - alpha_c * sum(log_probs)
 
-    def actor_group(self, batch: Batch, class_obs: tuple, c: AgentClass, seeds: list[int], rows: torch.Tensor,
-                    agents: list[int], m: int, noise: UpdateNoise, x: torch.Tensor, log_probs: torch.Tensor,
-                    metrics: SeedMetrics) -> None:
+    def actor_group(self, u: UpdateState, c: AgentClass, seeds: list[int], rows: torch.Tensor, agents: list[int], m: int) -> None:
         """Hasac.actor_step, temperature_step and the post-step resample of position m for the
         seeds whose agent there is of class c (seed k updates agent agents[k])."""
-        own = [agents[k] for k in seeds]
-        obs, avail = class_obs[0].index_select(0, rows), None if class_obs[1] is None else class_obs[1].index_select(0, rows)
+        N, own = self.spec.n_agents, [agents[k] for k in seeds]
+        obs, avail = (None if t is None else t.index_select(0, rows) for t in u.class_obs[id(c)])
         buffers = {n: b.index_select(0, rows) for n, b in c.buffers.items()}
-        index = torch.tensor(seeds, device=self.device)
+        index, own_index = torch.tensor(seeds, device=self.device), torch.tensor(own, device=self.device)
         p = c.table.leaves(rows)
-        action, log_prob = sample(c, p, buffers, obs, avail, torch.stack([noise.actor[k][m] for k in seeds]))
-        q1, q2 = twin_q(self.critic.view(self.seed_index(seeds)), self.replace_columns(x, seeds, own, action))
-        alpha_rows = index * (self.spec.n_agents + 1) + torch.tensor(own, device=self.device)
-        alpha = self.log_alpha.params["value"].detach().index_select(0, alpha_rows).exp()
-        valid = batch.valid[index, :, torch.tensor(own, device=self.device)]  # [S, B]
-        loss, values = torch.vmap(actor_loss)(torch.min(q1, q2).float(), log_prob, alpha, valid)
+        action, log_prob = self.actor(c, p, buffers, obs, avail, torch.stack([u.noise.actor[k][m] for k in seeds]))
+        q1, q2 = self.twin_q(self.critic.view(self.seed_index(seeds)), self.replace_columns(u.x, seeds, own, action))
+        alpha = self.log_alpha.params["value"].detach().index_select(0, index * (N + 1) + own_index).exp()
+        loss, values = torch.vmap(actor_loss)(torch.min(q1, q2).float(), log_prob, alpha, u.batch.valid[index, :, own_index])
         c.table.step_rows(rows, p, loss.sum(), steps=c.table.steps)
         for key, value in values.items():
-            metrics.add(seeds, [f"{key}/agent_{i}" for i in own], value)
-        self.temperature_step(seeds, own, log_prob.detach(), valid, metrics)
-        if m + 1 < self.spec.n_agents or self.config.auto_alpha:  # agents after i see agent i's new policy
+            u.metrics.add(seeds, [f"{key}/agent_{i}" for i in own], value)
+        pairs = index * N + own_index  # rows of [K·N, B, 1] views of the log π tables
+        u.in_loss.view(-1, *u.in_loss.shape[2:]).index_copy_(0, pairs, log_prob.detach().to(u.in_loss.dtype))
+        # HARL's per-agent α loss averages over every row (off_policy_ha_runner.py l.121-122)
+        self.temperature_step(seeds, own, log_prob.detach(), torch.ones_like(log_prob.squeeze(-1)), u.metrics)
+        if m + 1 < N or self.learners[0].resample_last():  # agents after i see agent i's new policy
             with torch.no_grad():
-                new, new_log_prob = sample(c, c.table.view(rows), buffers, obs, avail, torch.stack([noise.post[k][m] for k in seeds]))
-                x.index_copy_(0, index, self.replace_columns(x, seeds, own, new))
-                flat = log_probs.view(-1, *log_probs.shape[2:])
-                flat.index_copy_(0, index * self.spec.n_agents + torch.tensor(own, device=self.device), new_log_prob.to(flat.dtype))
+                new, new_log_prob = self.actor(c, c.table.view(rows), buffers, obs, avail, torch.stack([u.noise.post[k][m] for k in seeds]))
+                u.x.index_copy_(0, index, self.replace_columns(u.x, seeds, own, new))
+                u.resampled.view(-1, *u.resampled.shape[2:]).index_copy_(0, pairs, new_log_prob.to(u.resampled.dtype))
 
     def temperature_step(self, seeds: list[int], agents: list[int], log_prob: torch.Tensor, valid: torch.Tensor,
                          metrics: SeedMetrics) -> None:
@@ -196,25 +210,8 @@ def sample(c: AgentClass, p: Params, buffers: Params, obs: torch.Tensor, avail: 
     if isinstance(c.template, SquashedGaussianActor):
         h = sequential(c.template.trunk, p, "trunk", obs)
         log_std = linear(p, "log_std", h).float().clamp(-20.0, 2.0)
-        return squashed_gaussian(linear(p, "mu", h).float(), log_std, buffers["low"].unsqueeze(1), buffers["high"].unsqueeze(1), noise)
+        x, log_prob = squashed_gaussian(linear(p, "mu", h).float(), log_std, noise)
+        low, high, mode = buffers["low"].unsqueeze(1), buffers["high"].unsqueeze(1), c.template.mode
+        return box_action(x, low, high, mode), log_prob - box_log_det(low, high, mode)
     assert isinstance(c.template, CategoricalActor)
-    return gumbel_softmax_hard(sequential(c.template.body, p, "body", obs).float(), avail, noise)
-
-
-def squashed_gaussian(mu: torch.Tensor, log_std: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
-                      eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """distributions.squashed_gaussian_sample with the standard normal draw `eps` given."""
-    u = mu + log_std.exp() * eps
-    log_normal = -0.5 * eps.pow(2) - log_std - 0.5 * math.log(2.0 * math.pi)
-    log_prob = (log_normal - tanh_log_det(u) - torch.log((high - low) / 2.0)).sum(dim=-1, keepdim=True)
-    return scale_action(torch.tanh(u), low, high), log_prob
-
-
-def gumbel_softmax_hard(logits: torch.Tensor, avail: torch.Tensor | None, gumbel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """distributions.gumbel_softmax_hard (temperature 1) with the Gumbel draw given."""
-    log_pi = F.log_softmax(masked_logits(logits, avail), dim=-1)
-    perturbed = log_pi + gumbel
-    soft = F.softmax(perturbed, dim=-1)
-    choice = perturbed if avail is None else perturbed.masked_fill(~avail, -math.inf)
-    onehot = F.one_hot(choice.argmax(dim=-1), log_pi.shape[-1]).to(soft.dtype) - soft.detach() + soft
-    return onehot, (onehot * log_pi).sum(dim=-1, keepdim=True)
+    return gumbel_softmax_given(sequential(c.template.body, p, "body", obs).float(), avail, noise)

@@ -25,6 +25,10 @@ class PackedHatd3(BatchedPack):
     learners: list[Hatd3]
     learner_class = Hatd3
 
+    def __init__(self, learners: list[Hatd3]):
+        self.actor = deterministic  # the actors' batched pass; `compile` may replace it
+        super().__init__(learners)
+
     def reload(self) -> None:
         super().reload()
         self.actors_target = [Table([l.actors_target[i] for l in self.learners for i in c.agents], moments=False)
@@ -54,7 +58,7 @@ class PackedHatd3(BatchedPack):
         out = {}
         for ci, (c, table) in enumerate(zip(self.classes, tables)):
             rows_noise = torch.stack([noise[k][i] for k in range(self.K) for i in c.agents])
-            out[ci] = perturb(c.buffers, deterministic(c, table.view(None), self.by_class(obs, c)), rows_noise, std, clip)
+            out[ci] = perturb(c.buffers, self.actor(c, table.view(None), self.by_class(obs, c)), rows_noise, std, clip)
         return self.per_agent(out)
 
     def update(self) -> list[dict[str, float]]:
@@ -66,7 +70,7 @@ class PackedHatd3(BatchedPack):
         with self.learners[0].autocast():
             with torch.no_grad():
                 next_actions = self.act_all(batch.next_obs, noise, self.actors_target, c.policy_noise, c.noise_clip)
-                next_value = torch.min(*twin_q(self.critic_target.view(None), torch.cat([batch.next_state, *next_actions], dim=-1)))
+                next_value = torch.min(*self.twin_q(self.critic_target.view(None), torch.cat([batch.next_state, *next_actions], dim=-1)))
             self.critic_step(batch, next_value, metrics)
             for learner in self.learners:
                 learner.updates += 1
@@ -81,7 +85,7 @@ class PackedHatd3(BatchedPack):
         orders = [l.rng.permutation(N) for l in self.learners]
         class_obs = {id(c): self.by_class(batch.obs, c) for c in self.classes}
         with torch.no_grad():
-            actions = self.per_agent({ci: deterministic(c, c.table.view(None), class_obs[id(c)]) for ci, c in enumerate(self.classes)})
+            actions = self.per_agent({ci: self.actor(c, c.table.view(None), class_obs[id(c)]) for ci, c in enumerate(self.classes)})
         x = torch.cat([batch.state, *actions], dim=-1)  # critic inputs [K, B, D], updated in place
         for m in range(N):
             agents = [int(o[m]) for o in orders]
@@ -90,15 +94,15 @@ class PackedHatd3(BatchedPack):
                 index = torch.tensor(seeds, device=self.device)
                 obs = class_obs[id(c)].index_select(0, rows)
                 p = c.table.leaves(rows)
-                action = deterministic(c, p, obs, {n: b.index_select(0, rows) for n, b in c.buffers.items()})
-                q1 = twin_q(self.critic.view(self.seed_index(seeds)), self.replace_columns(x, seeds, own, action), heads=1)[0]
+                action = self.actor(c, p, obs, {n: b.index_select(0, rows) for n, b in c.buffers.items()})
+                q1 = self.twin_q(self.critic.view(self.seed_index(seeds)), self.replace_columns(x, seeds, own, action), heads=1)[0]
                 loss, values = torch.vmap(actor_loss)(q1.float(), batch.valid[index, :, torch.tensor(own, device=self.device)])
                 c.table.step_rows(rows, p, loss.sum(), steps=c.table.steps)
                 for key, value in values.items():
                     metrics.add(seeds, [f"{key}/agent_{i}" for i in own], value)
                 if m + 1 < N:  # agents after i see agent i's new action
                     with torch.no_grad():
-                        new = deterministic(c, c.table.view(rows), obs, {n: b.index_select(0, rows) for n, b in c.buffers.items()})
+                        new = self.actor(c, c.table.view(rows), obs, {n: b.index_select(0, rows) for n, b in c.buffers.items()})
                         x.index_copy_(0, index, self.replace_columns(x, seeds, own, new))
         for c in self.classes:
             c.table.steps += 1

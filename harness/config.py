@@ -28,7 +28,7 @@ from harness.suites import available_suites
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 # Keys that say how or where to run, not what is computed: a rerun may change them freely.
-VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "seeds", "pack", "results_dir", "torch_threads")
+VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "seeds", "pack", "pack_batched", "results_dir", "torch_threads")
 
 
 def register_schemas() -> None:

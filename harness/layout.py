@@ -8,7 +8,9 @@ parsed back from a directory.
         train.csv      env_steps, episodes, train return, sps, update metrics
         eval.csv       env_steps, eval return mean/std, episodes, win_rate/score
         summary.json   the final evaluation (+ policy_probs for single-state tasks)
-        checkpoints/   latest.pt (written after every evaluation; a rerun resumes from it)
+        checkpoints/   latest.pt (written after every evaluation; a rerun resumes from it);
+                       pending.pt only for a moment: a pack of seeds (run key pack) writes
+                       every seed's checkpoint there first, then renames each one
         error.txt      the traceback of a failed run
         DONE           written last: a reader that sees it can trust every other file
         .lock          held (flock) by the process training the run
@@ -128,6 +130,11 @@ class RunPath:
     @property
     def checkpoint(self) -> Path:
         return self.dir / "checkpoints" / "latest.pt"
+
+    @property
+    def pending_checkpoint(self) -> Path:
+        """A pack's new checkpoint of this seed before the pack commits it (harness/pack.py)."""
+        return self.dir / "checkpoints" / "pending.pt"
 
     # -- its state --------------------------------------------------------------------------
     @property

@@ -5,8 +5,12 @@ from its overrides to finished results.
 Each seed of a pack keeps its own run directory, lock, config.yaml, CSV tables, summary and
 checkpoint, exactly as a lone run writes them, so the sweep, the report and resumption see
 ordinary runs: a pack resumes each seed from its own checkpoint, and a seed may be resumed
-in a pack of another size or alone. Seeds whose checkpoints are at different env steps
-(a kill between two seeds' checkpoint writes) are trained as one pack per step, in turn.
+in a pack of another size or alone. A pack checkpoints in two phases — every seed's new
+checkpoint to checkpoints/pending.pt, then each renamed to latest.pt, in seed order — so
+that after a kill at any moment `settle_checkpoints` finds one consistent step: it finishes
+the renames if some seed was already renamed, else drops the pending files. Seeds at
+different env steps all the same (e.g. one trained alone earlier) train as one pack per
+step, in turn.
 
 harness/jobs.py `pack_units` groups a sweep's jobs into packs; `check_packable` refuses
 pack > 1 for an algorithm without a packed form, in one line, before anything runs.
@@ -14,6 +18,7 @@ pack > 1 for an algorithm without a packed form, in one line, before anything ru
 
 from __future__ import annotations
 
+import os
 import traceback
 from typing import Any
 
@@ -74,6 +79,7 @@ def run_job(unit: list[list[str]]) -> list[tuple[RunPath, str]]:
     try:
         for record in records:
             record.lock()
+        settle_checkpoints([path for _, path, _ in todo])
         runs = start_runs(todo, prepared, records)
         for group in by_env_steps(runs):
             status |= train_group(group)
@@ -82,6 +88,23 @@ def run_job(unit: list[list[str]]) -> list[tuple[RunPath, str]]:
             record.unlock()
             p.close()
     return [(path, status[path]) for path in (run_path(cfg, s) for s, cfg in loaded)]
+
+
+def settle_checkpoints(paths: list[RunPath]) -> None:
+    """After a pack was killed while checkpointing (harness/train.py commit_checkpoints):
+    pending checkpoints of the last seeds only, the first ones already renamed, mean the
+    renames were under way — finish them; any other pending files (the writes were under
+    way) are dropped, and every seed resumes from its previous checkpoint."""
+    pending = [path.pending_checkpoint.exists() for path in paths]
+    if not any(pending):
+        return
+    first = pending.index(True)
+    renaming = first > 0 and all(pending[first:])
+    for path, has in zip(paths, pending):
+        if has and renaming:
+            os.replace(path.pending_checkpoint, path.checkpoint)
+        elif has:
+            path.pending_checkpoint.unlink()
 
 
 def start_runs(todo: list[tuple[Any, RunPath, str]], prepared: list[Prepared], records: list[RunRecord]) -> list[SeedRun]:
@@ -105,7 +128,7 @@ def by_env_steps(runs: list[SeedRun]) -> list[list[SeedRun]]:
 
 def train_group(runs: list[SeedRun]) -> dict[RunPath, str]:
     """Train a group of seeds at one env step as one pack; finish or fail each one."""
-    pack = make_pack([run.prepared.algo for run in runs])
+    pack = make_pack([run.prepared.algo for run in runs], runs[0].settings.pack_batched)
     try:
         summaries = train_seeds(runs, pack)
     except TrainingDiverged as exc:

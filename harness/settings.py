@@ -35,6 +35,10 @@ class LoopConfig:
     """cpu | cuda | cuda:k | auto (a GPU where there is one)."""
     torch_threads: int = 1
     """Torch intra-op threads per process; 1 is fastest for small MLPs on few cores."""
+    pack_batched: Optional[bool] = None
+    """How a pack (run key `pack`) trains its seeds: as one batched computation (true) or
+    one after another in its process (false); None: batched on a GPU, in turn on a CPU
+    (algos/common/packed.py says why)."""
     progress: bool = True
     """Show a per-run progress bar."""
     reward_scale: float = 1.0

@@ -10,6 +10,7 @@ a sweep's job: locks, new or resumed, final status).
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from envs.base import EnvSpec, Step, VecEnv
 from envs.errors import ConfigError
 from harness.checkpoint import load_checkpoint, save_checkpoint, set_global_rng_state
 from harness.evaluate import EvalResult, evaluate, study_envs
+from harness.layout import RunPath
 from harness.loop import PackRound, TrainingDiverged, pack_rounds
 from harness.records import RunRecord
 from harness.settings import Settings
@@ -143,8 +145,9 @@ class SeedRun:
         loop = self.loop
         return loop.env_steps >= loop.next_eval or (self.finished and loop.last_eval_steps != loop.env_steps)
 
-    def evaluate_and_save(self, algo: Algorithm, elapsed: float) -> None:
-        """Evaluate `algo` (this seed's learner, up to date), log it, checkpoint the run."""
+    def evaluate_and_save(self, algo: Algorithm, elapsed: float, pending: bool = False) -> None:
+        """Evaluate `algo` (this seed's learner, up to date), log it, checkpoint the run (to
+        its pending checkpoint when `pending`: a pack commits its seeds' checkpoints together)."""
         s, loop = self.settings, self.loop
         loop.last_eval = evaluate(algo, self.prepared.eval_env, s.eval_episodes, s.seed + EVAL_SEED_OFFSET)
         loop.last_eval_steps = loop.env_steps
@@ -152,7 +155,8 @@ class SeedRun:
         while loop.next_eval <= loop.env_steps:
             loop.next_eval += s.eval_every
         loop.wall_seconds = self.wall_before + elapsed
-        save_state(self.record.path.checkpoint, algo, self.prepared.env, self.step, loop)
+        path = self.record.path
+        save_state(path.pending_checkpoint if pending else path.checkpoint, algo, self.prepared.env, self.step, loop)
 
     def take(self, env_steps: int, step: Step, metrics: list[dict[str, float]]) -> None:
         """Book one round: counters, finished episodes, update metrics, a train.csv row when due."""
@@ -194,7 +198,8 @@ def train_seeds(runs: list[SeedRun], pack: Pack) -> list[dict[str, Any] | None]:
     while True:
         if live[0].eval_due():
             for run, algo in zip(live, pack.sync()):
-                run.evaluate_and_save(algo, time.perf_counter() - start)
+                run.evaluate_and_save(algo, time.perf_counter() - start, pending=len(live) > 1)
+            commit_checkpoints([run.record.path for run in live])
             bar.set_postfix(eval_return=f"{live[0].loop.last_eval.row(None)['eval_return_mean']:.3g}")
         if live[0].finished:
             break
@@ -211,6 +216,14 @@ def train_seeds(runs: list[SeedRun], pack: Pack) -> list[dict[str, Any] | None]:
     bar.close()
     summaries.update({id(r): r.summary() for r in live})
     return [summaries[id(r)] for r in runs]
+
+
+def commit_checkpoints(paths: list[RunPath]) -> None:
+    """Phase two of a pack's checkpoint: every seed's pending checkpoint becomes its latest,
+    in seed order (harness/pack.py `settle_checkpoints` finishes or undoes an interrupted one)."""
+    for path in paths:
+        if path.pending_checkpoint.exists():
+            os.replace(path.pending_checkpoint, path.checkpoint)
 
 
 def drop_diverged(live: list[SeedRun], pack: Pack, exc: TrainingDiverged) -> tuple[list[SeedRun], Pack, PackRound]:

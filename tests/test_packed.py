@@ -20,14 +20,8 @@ from algos.hasac_packed import PackedHasac
 from algos.hatd3_packed import PackedHatd3
 from envs.errors import ConfigError
 
-try:  # tests/ on sys.path (pytest's default) or the repo root
-    from test_algos_common import small_config, toy_env
-    from test_on_policy import masked_env
-    from test_qmix import toy as discrete_env
-except ImportError:
-    from tests.test_algos_common import small_config, toy_env
-    from tests.test_on_policy import masked_env
-    from tests.test_qmix import toy as discrete_env
+from algo_helpers import masked_env, small_config, toy_env
+from algo_helpers import toy_discrete as discrete_env
 
 torch.set_num_threads(1)
 RTOL, ATOL = 1e-5, 1e-6

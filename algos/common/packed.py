@@ -110,11 +110,12 @@ def packed_class(config: Any) -> type[BatchedPack]:
 
 def make_pack(learners: list[Algorithm], batched: bool | None = None) -> Pack:
     """The pack of `learners` (built by their algorithm, one per seed): its batched form
-    (config ClassVar `packed`) when `batched` — by default for more than one seed on a GPU —
-    else InTurn (a pack of one is always the lone learner itself)."""
+    (config ClassVar `packed`) when `batched` — by default on a GPU — else InTurn. A pack of
+    one seed, or of an algorithm without a batched form, is always InTurn."""
     config = learners[0].config
     if batched is None:
-        batched = len(learners) > 1 and learners[0].device.type == "cuda" and type(config).packed is not None
+        batched = learners[0].device.type == "cuda"
+    batched = batched and len(learners) > 1 and type(config).packed is not None
     return packed_class(config)(learners) if batched else InTurn(learners)
 
 
@@ -182,6 +183,7 @@ class BatchedPack(Pack):
         self.learners = learners
         first = learners[0]
         self.spec, self.config, self.device, self.K = first.spec, first.config, first.device, len(learners)
+        self.twin_q = twin_q  # the batched passes (and the subclass's self.actor); `compile` may replace them
         self.critic = Table([l.critic for l in learners], moments=True)
         self.critic_target = Table([l.critic_target for l in learners], moments=False)
         self.reload()
@@ -219,6 +221,12 @@ class BatchedPack(Pack):
             parts = np.split(joint[k], cuts, axis=-1)
             out.append([p[:, 0].astype(np.int64) if b is None else p.astype(np.float32) for p, b in zip(parts, first.bounds)])
         return out
+
+    def compile(self, mode: str) -> None:
+        """Run the batched network passes (twin critic, actors) under torch.compile(mode=mode),
+        e.g. "reduce-overhead" for CUDA graphs; measured by the bench (`--pack-compile`)."""
+        self.twin_q = torch.compile(twin_q, mode=mode, dynamic=False)
+        self.actor = torch.compile(self.actor, mode=mode, dynamic=False)
 
     @abstractmethod
     def policy(self, steps: list[Step]) -> list[torch.Tensor]:
@@ -258,7 +266,7 @@ class BatchedPack(Pack):
         y = R⁽ⁿ⁾ + γᵏ(1 − term)·next_value; next_value [K, B, 1]."""
         target = batch.reward + batch.discount * (1.0 - batch.terminated) * next_value.float()
         p = self.critic.leaves(None)
-        q1, q2 = twin_q(p, torch.cat([batch.state, *batch.actions], dim=-1))
+        q1, q2 = self.twin_q(p, torch.cat([batch.state, *batch.actions], dim=-1))
         c = self.config
         loss, values = torch.vmap(partial(critic_loss, huber_delta=c.huber_delta if c.use_huber else None))(q1.float(), q2.float(), target)
         self.critic.step_rows(None, p, loss.sum())
