@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 
 from algos.common.distributions import box_action, box_log_det, gumbel_softmax_given, squashed_gaussian
-from algos.common.packed import AgentClass, BatchedPack, SeedMetrics, draw
+from algos.common.packed import AgentClass, BatchedPack, SeedMetrics, draw, index
 from algos.common.tables import Params, Scalar, Table, linear, sequential, twin_q
 from algos.common.replay import Batch
 from algos.hasac import CategoricalActor, Hasac, SquashedGaussianActor, actor_loss, temperature_loss
@@ -167,23 +167,23 @@ class PackedHasac(BatchedPack):
         N, own = self.spec.n_agents, [agents[k] for k in seeds]
         obs, avail = (None if t is None else t.index_select(0, rows) for t in u.class_obs[id(c)])
         buffers = {n: b.index_select(0, rows) for n, b in c.buffers.items()}
-        index, own_index = torch.tensor(seeds, device=self.device), torch.tensor(own, device=self.device)
+        seed_index, own_index = index(seeds, self.device), index(own, self.device)
         p = c.table.leaves(rows)
         action, log_prob = self.actor(c, p, buffers, obs, avail, torch.stack([u.noise.actor[k][m] for k in seeds]))
         q1, q2 = self.twin_q(self.critic.view(self.seed_index(seeds)), self.replace_columns(u.x, seeds, own, action))
-        alpha = self.log_alpha.params["value"].detach().index_select(0, index * (N + 1) + own_index).exp()
-        loss, values = torch.vmap(actor_loss)(torch.min(q1, q2).float(), log_prob, alpha, u.batch.valid[index, :, own_index])
+        alpha = self.log_alpha.params["value"].detach().index_select(0, seed_index * (N + 1) + own_index).exp()
+        loss, values = torch.vmap(actor_loss)(torch.min(q1, q2).float(), log_prob, alpha, u.batch.valid[seed_index, :, own_index])
         c.table.step_rows(rows, p, loss.sum(), steps=c.table.steps)
         for key, value in values.items():
             u.metrics.add(seeds, [f"{key}/agent_{i}" for i in own], value)
-        pairs = index * N + own_index  # rows of [K·N, B, 1] views of the log π tables
+        pairs = seed_index * N + own_index  # rows of [K·N, B, 1] views of the log π tables
         u.in_loss.view(-1, *u.in_loss.shape[2:]).index_copy_(0, pairs, log_prob.detach().to(u.in_loss.dtype))
         # HARL's per-agent α loss averages over every row (off_policy_ha_runner.py l.121-122)
         self.temperature_step(seeds, own, log_prob.detach(), torch.ones_like(log_prob.squeeze(-1)), u.metrics)
         if m + 1 < N or self.learners[0].resample_last():  # agents after i see agent i's new policy
             with torch.no_grad():
                 new, new_log_prob = self.actor(c, c.table.view(rows), buffers, obs, avail, torch.stack([u.noise.post[k][m] for k in seeds]))
-                u.x.index_copy_(0, index, self.replace_columns(u.x, seeds, own, new))
+                u.x.index_copy_(0, seed_index, self.replace_columns(u.x, seeds, own, new))
                 u.resampled.view(-1, *u.resampled.shape[2:]).index_copy_(0, pairs, new_log_prob.to(u.resampled.dtype))
 
     def temperature_step(self, seeds: list[int], agents: list[int], log_prob: torch.Tensor, valid: torch.Tensor,
@@ -191,7 +191,7 @@ class PackedHasac(BatchedPack):
         """Hasac.temperature_step for (seed, agent) pairs; agent N is the critic's α_c.
         log_prob [S, B, 1], valid [S, B]."""
         N = self.spec.n_agents
-        rows = torch.tensor([k * (N + 1) + i for k, i in zip(seeds, agents)], device=self.device)
+        rows = index([k * (N + 1) + i for k, i in zip(seeds, agents)], self.device)
         names = ["critic" if i == N else f"agent_{i}" for i in agents]
         if self.config.auto_alpha:
             p = self.log_alpha.leaves(rows)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from algos.common.distributions import scale_action
-from algos.common.packed import AgentClass, BatchedPack, SeedMetrics, draw
+from algos.common.packed import AgentClass, BatchedPack, SeedMetrics, draw, index
 from algos.common.tables import Params, Table, sequential, twin_q
 from algos.common.replay import Batch
 from algos.hatd3 import Hatd3, actor_loss
@@ -91,19 +91,19 @@ class PackedHatd3(BatchedPack):
             agents = [int(o[m]) for o in orders]
             for c, seeds, rows in self.seed_groups(agents):
                 own = [agents[k] for k in seeds]
-                index = torch.tensor(seeds, device=self.device)
+                seed_index = index(seeds, self.device)
                 obs = class_obs[id(c)].index_select(0, rows)
                 p = c.table.leaves(rows)
                 action = self.actor(c, p, obs, {n: b.index_select(0, rows) for n, b in c.buffers.items()})
                 q1 = self.twin_q(self.critic.view(self.seed_index(seeds)), self.replace_columns(x, seeds, own, action), heads=1)[0]
-                loss, values = torch.vmap(actor_loss)(q1.float(), batch.valid[index, :, torch.tensor(own, device=self.device)])
+                loss, values = torch.vmap(actor_loss)(q1.float(), batch.valid[seed_index, :, index(own, self.device)])
                 c.table.step_rows(rows, p, loss.sum(), steps=c.table.steps)
                 for key, value in values.items():
                     metrics.add(seeds, [f"{key}/agent_{i}" for i in own], value)
                 if m + 1 < N:  # agents after i see agent i's new action
                     with torch.no_grad():
                         new = self.actor(c, c.table.view(rows), obs, {n: b.index_select(0, rows) for n, b in c.buffers.items()})
-                        x.index_copy_(0, index, self.replace_columns(x, seeds, own, new))
+                        x.index_copy_(0, seed_index, self.replace_columns(x, seeds, own, new))
         for c in self.classes:
             c.table.steps += 1
         self.soft_update([(self.critic_target, self.critic), *((t, c.table) for c, t in zip(self.classes, self.actors_target))])

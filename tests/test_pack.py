@@ -3,7 +3,6 @@ seeds write, resume exactly after SIGKILL, fail alone, group into jobs for every
 and algorithms without a packed form are refused in one line."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -155,12 +154,7 @@ def test_dry_run_estimates_a_pack_from_lone_runs_then_from_packed_ones(tmp_path,
     assert "from lone runs" in out  # seeds 1 and 2 share a job, estimated as two lone runs in a row
 
 
-def test_a_slurm_array_has_one_task_per_pack(tmp_path, monkeypatch, capsys):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text('#!/bin/sh\necho "Submitted batch job 4242"\n')
-    (bin_dir / "sbatch").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+def test_a_slurm_array_has_one_task_per_pack(tmp_path, fake_sbatch):
     results = tmp_path / "results"
     _, jobs = prepare_jobs(["algo=hasac", *SMALL, "seeds=4", "pack=2", f"results_dir={results}"])
     outcomes = launch(SlurmLauncher(), jobs, results, "gpu", lambda outcome: None, pack=2)
@@ -189,3 +183,23 @@ def test_an_interrupted_pack_checkpoint_settles_on_one_step(tmp_path, pending, e
     settle_checkpoints(paths)
     assert [p.checkpoint.read_text() for p in paths] == expected
     assert not any(p.pending_checkpoint.exists() for p in paths)
+
+
+@pytest.mark.slow
+def test_batched_pack_final_returns_are_indistinguishable_from_lone_runs(tmp_path):
+    """5 seeds of HASAC on simple_spread (40k env steps, smaller networks), lone and as one
+    batched pack: the final evaluation returns pass Welch's t-test (p > 0.05), and both
+    learned (their mean beats the first evaluation's)."""
+    from scipy.stats import ttest_ind
+
+    args = ["env=mpe", "task=simple_spread", "algo=hasac", "seeds=5", "budget=40000", "eval_every=10000",
+            "eval_episodes=20", "n_envs=8", "progress=false", "algo.hidden_sizes=[64,64]", "algo.batch_size=256",
+            "algo.warmup_steps=5000"]
+    assert main([*args, f"results_dir={tmp_path / 'lone'}"]) == 0
+    assert main([*args, "pack=5", "pack_batched=true", f"results_dir={tmp_path / 'packed'}"]) == 0
+    finals = {}
+    for name in ("lone", "packed"):
+        evals = [pd.read_csv(d / "eval.csv") for d in run_dirs(tmp_path / name, "hasac", range(5))]
+        finals[name] = [e["eval_return_mean"].iloc[-1] for e in evals]
+        assert sum(finals[name]) / 5 > sum(e["eval_return_mean"].iloc[0] for e in evals) / 5
+    assert ttest_ind(finals["lone"], finals["packed"], equal_var=False).pvalue > 0.05, finals

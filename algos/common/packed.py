@@ -14,17 +14,20 @@ and `load_state_dict` go through them. A `Pack` acts, stores and updates for all
   the same layout stepped by torch's own functional Adam with the lone optimiser's flags.
   `sync` writes the tables into the lone modules and optimisers, `reload` reads them back.
 - `InTurn` (the default on a CPU) steps the lone learners one after another: on a CPU the
-  batched products gain nothing (the cost is the arithmetic, not the calls) and the wider
-  activations [K·B, 256] fall out of the cache (ReLU on a 2 MB tensor took 2.5-3.4 × the
-  time of two 1 MB ones), so a batched update cost 1.15-1.3 × the lone updates it replaces.
+  batched products gain nothing (the cost is the arithmetic, not the calls), and the wider
+  activations [K·B, 256] fall out of the cache. In micro-benchmarks on a loaded 2-core
+  machine (indicative only) ReLU on a 2 MB tensor took 2.5-3.4 × the time of a 1 MB one, and
+  a batched HASAC update of 1-4 seeds cost 1.15-1.3 × the lone updates it replaced.
 
-Why batched products and not torch.func.vmap over stacked modules: on the CPU both run
-products of the same sizes; in the regime a GPU is in — little work per kernel, the cost is
-per call — the twin critic's forward and backward over 10 seeds took 0.2 ms as batched
-products and 0.7 ms under vmap (B = 8, width 16: the call overhead alone). vmap also cannot
-draw from each seed's own torch.Generator, and an HA update has to gather different agents
-of different seeds into one product (below). The algorithms' pure loss functions run under
-vmap (a few calls per update), so the packed update computes what the lone update computes.
+Why batched products and not torch.func.vmap over stacked modules: vmap cannot draw from
+each seed's own torch.Generator (the lone noise streams), an HA update has to gather
+different agents of different seeds into one product (below), and vmap adds a dispatch
+layer to every operation — the cost that decides on a GPU, where the work per kernel is
+small: the twin critic's forward and backward over 10 seeds took 0.2 ms as batched products
+and 0.7 ms under vmap with tiny layers (B = 8, width 16: the call overhead alone; the same
+loaded machine, interleaved). At B = 1000, width 256 on the CPU both run the same products.
+The algorithms' pure loss functions run under vmap (a few calls per update), so the packed
+update computes what the lone update computes.
 
 Randomness: each seed keeps its own numpy Generator (minibatch, agent order) and torch
 Generator; every seed's noise is drawn from its own generator, in the order and shapes the
@@ -133,7 +136,7 @@ class AgentClass:
     def rows(self, pairs: list[tuple[int, int]], device: torch.device) -> torch.Tensor:
         """Row indices of (seed, agent) pairs."""
         n = len(self.agents)
-        return torch.tensor([k * n + self.agents.index(i) for k, i in pairs], device=device)
+        return index([k * n + self.agents.index(i) for k, i in pairs], device)
 
 
 def agent_classes(actors: list[nn.ModuleList], optimizers: list[list[torch.optim.Optimizer]]) -> list[AgentClass]:
@@ -235,8 +238,14 @@ class BatchedPack(Pack):
 
     # -- shared steps ------------------------------------------------------------------------
     def sample(self) -> Batch:
-        """Each seed's minibatch from its own buffer with its own generator, stacked [K, ...]."""
-        return stack_batches([l.buffer.sample(self.config.batch_size, l.rng) for l in self.learners])
+        """Each seed's minibatch from its own buffer with its own generator, stacked [K, ...];
+        the indices of all seeds go to the device in one copy (from pinned memory on a GPU, so
+        without waiting for the work queued before it)."""
+        flat = torch.from_numpy(np.stack([l.buffer.draw(self.config.batch_size, l.rng) for l in self.learners]))
+        if self.device.type == "cuda":
+            flat = flat.pin_memory()
+        flat = flat.to(self.device, non_blocking=True)
+        return stack_batches([l.buffer.batch_at(flat[k]) for k, l in enumerate(self.learners)])
 
     def step_obs(self, steps: list[Step], i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Agent i's (obs [K, E, O_i], avail [K, E, n_i] or None) from every seed's Step."""
@@ -290,14 +299,14 @@ class BatchedPack(Pack):
 
     def seed_index(self, seeds: list[int]) -> torch.Tensor | None:
         """Index tensor of `seeds`, None when they are all K in order (no gather needed)."""
-        return None if seeds == list(range(self.K)) else torch.tensor(seeds, device=self.device)
+        return None if seeds == list(range(self.K)) else index(seeds, self.device)
 
     def replace_columns(self, x: torch.Tensor, seeds: list[int], agents: list[int], action: torch.Tensor) -> torch.Tensor:
         """Critic inputs x [K, B, D] = [state, joint action] of `seeds`, with seed s's agent
         agents[s] replaced by action[s] ([S, B, A], differentiable): [S, B, D]."""
-        index = self.seed_index(seeds)
-        rows = x if index is None else x.index_select(0, index)
-        starts = torch.tensor([self.column_start[i] for i in agents], device=self.device)
+        which = self.seed_index(seeds)
+        rows = x if which is None else x.index_select(0, which)
+        starts = index([self.column_start[i] for i in agents], self.device)
         cols = (starts.view(-1, 1, 1) + torch.arange(action.shape[-1], device=self.device)).expand(-1, x.shape[1], -1)
         return rows.scatter(2, cols, action.to(rows.dtype))
 
@@ -339,6 +348,13 @@ class SeedMetrics:
                 out[k][key] = flat[at + s]
             at += values.numel()
         return out
+
+
+def index(values: list[int], device: torch.device) -> torch.Tensor:
+    """An index tensor on `device`; on a GPU copied from pinned memory without blocking (a
+    copy from ordinary host memory would wait for all the work queued before it)."""
+    host = torch.tensor(values, dtype=torch.long)
+    return host.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else host
 
 
 def draw(generator: torch.Generator, shape: tuple[int, ...], device: torch.device, gumbel: bool) -> torch.Tensor:

@@ -105,9 +105,7 @@ class Table:
             m = [self.exp_avg[n].index_select(0, rows) for n in self.names]
             v = [self.exp_avg_sq[n].index_select(0, rows) for n in self.names]
         g = self.group
-        fused_or_capturable = bool(g["fused"] or g["capturable"])
-        step_device = params[0].device if fused_or_capturable else "cpu"
-        counts = [torch.tensor(float(steps), dtype=_get_scalar_dtype(is_fused=g["fused"]), device=step_device) for _ in params]
+        counts = self.step_counts(steps, len(params), params[0].device)
         beta1, beta2 = g["betas"]
         functional_adam([p.detach() for p in params], grads, m, v, [], counts, foreach=g["foreach"], capturable=g["capturable"],
                         fused=g["fused"], amsgrad=False, beta1=beta1, beta2=beta2, lr=g["lr"], weight_decay=g["weight_decay"],
@@ -117,6 +115,20 @@ class Table:
                 self.params[n].index_copy_(0, rows, p.detach())
                 self.exp_avg[n].index_copy_(0, rows, mn)
                 self.exp_avg_sq[n].index_copy_(0, rows, vn)
+
+    def step_counts(self, steps: int, n: int, device: torch.device) -> list[torch.Tensor]:
+        """n step tensors holding `steps` where the lone optimiser keeps them: on the device
+        for the fused (and capturable) Adam — made there from one cached tensor, since a
+        host-to-device copy per call would wait for the GPU — else on the host."""
+        g = self.group
+        if not (g["fused"] or g["capturable"]):
+            return [torch.tensor(float(steps), dtype=_get_scalar_dtype()) for _ in range(n)]
+        if getattr(self, "_count", None) is None or self._count.device != device:
+            self._count, self._count_steps = torch.zeros((), dtype=_get_scalar_dtype(is_fused=g["fused"]), device=device), 0.0
+        if self._count_steps != steps:
+            self._count.fill_(float(steps))
+            self._count_steps = steps
+        return list(self._count.repeat(n).unbind())
 
     def step_rows(self, rows: torch.Tensor | None, leaves: Params, loss: torch.Tensor, steps: int | None = None) -> None:
         """Differentiate `loss` (the sum of the rows' losses: rows do not interact) with
