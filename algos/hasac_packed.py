@@ -114,6 +114,7 @@ class PackedHasac(BatchedPack):
     # -- the update --------------------------------------------------------------------------
     def update(self) -> list[dict[str, float]]:
         N = self.spec.n_agents
+        self.begin()
         batch = self.sample()
         orders = [l.rng.permutation(N) for l in self.learners]  # the lone update draws it after sampling too
         noise = self.update_noise(orders)

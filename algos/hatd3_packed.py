@@ -63,6 +63,7 @@ class PackedHatd3(BatchedPack):
 
     def update(self) -> list[dict[str, float]]:
         c, N = self.config, self.spec.n_agents
+        self.begin()
         batch = self.sample()
         B = c.batch_size
         noise = [[self.noise(l.generator, i, B) for i in range(N)] for l in self.learners]

@@ -214,6 +214,7 @@ class BatchedPack(Pack):
         first = self.learners[0]
         if first.env_steps < self.config.warmup_steps:
             return [l.act(s, explore=True) for l, s in zip(self.learners, steps)]
+        self.begin()
         with torch.no_grad():
             encoded = self.policy(steps)  # N × [K, E, A_i]
             columns = [a.argmax(dim=-1, keepdim=True).float() if b is None else a.float() for a, b in zip(encoded, first.bounds)]
@@ -230,6 +231,13 @@ class BatchedPack(Pack):
         e.g. "reduce-overhead" for CUDA graphs; measured by the bench (`--pack-compile`)."""
         self.twin_q = torch.compile(twin_q, mode=mode, dynamic=False)
         self.actor = torch.compile(self.actor, mode=mode, dynamic=False)
+        self.compiled = True
+
+    def begin(self) -> None:
+        """Mark a new update or act for CUDA graphs (torch.compile's reduce-overhead mode), so
+        outputs kept from the previous one are not mistaken for live ones."""
+        if getattr(self, "compiled", False):
+            torch.compiler.cudagraph_mark_step_begin()
 
     @abstractmethod
     def policy(self, steps: list[Step]) -> list[torch.Tensor]:

@@ -96,15 +96,21 @@ def pack_rows(name: str, algo: str, device: str, n_envs: int, sizes: list[int], 
         for k in (k for k in sizes if k > 1):
             sized = []
             for batched, mode in [(b, m) for b in modes for m in ([None, compile_mode] if b and compile_mode else [None])]:
-                rate = packed_rate(name, algo, device, n_envs, tiny, k, batched, seconds, extra, mode)
-                sized.append(base | {"seeds": k, "mode": ("batched" if batched else "in turn") + (f" + compile {mode}" if mode else ""),
-                                     "aggregate steps/s": k * rate["train steps/s"],
+                label = ("batched" if batched else "in turn") + (f" + compile {mode}" if mode else "")
+                try:
+                    rate = packed_rate(name, algo, device, n_envs, tiny, k, batched, seconds, extra, mode)
+                except Exception as exc:  # an experiment (torch.compile) that fails is a row saying why
+                    if not mode:
+                        raise
+                    sized.append(base | {"seeds": k, "mode": label, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"})
+                    continue
+                sized.append(base | {"seeds": k, "mode": label, "aggregate steps/s": k * rate["train steps/s"],
                                      "vs pack 1": k * rate["train steps/s"] / lone["train steps/s"],
                                      "updates per 1k steps": rate["updates per 1k steps"]})
             if torch.device(device).type == "cpu":
                 threads = torch.get_num_threads()
                 separate = separate_rate(name, algo, n_envs, tiny, k, threads, seconds, extra)
-                for row in sized:  # equal threads only where threads >= K; else the processes hold K threads
+                for row in (r for r in sized if "error" not in r):  # equal threads only where threads >= K
                     row |= {"separate steps/s": separate, "separate threads": k * max(1, threads // k),
                             "vs separate": row["aggregate steps/s"] / separate}
             rows += sized
