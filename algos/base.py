@@ -1,9 +1,9 @@
-"""The algorithm interface the one training loop drives (DESIGN.md, "The algorithm interface").
+"""The algorithm interface the one training loop (harness/loop.py) drives.
 
     actions = algo.act(step, explore=True)     # per-agent list, numpy in and out
     nxt = env.step(actions)
     algo.observe(step, actions, nxt)           # the algorithm owns its buffer
-    if algo.ready(total_env_steps): metrics = algo.update()
+    while algo.ready(total_env_steps): metrics = algo.update()   # every update owed now
 
 Capabilities are ClassVars on the config (`action_spaces`, `on_policy`, `packed`) so the harness can
 refuse an impossible pairing once, before any env or results directory exists.
@@ -34,6 +34,16 @@ class AlgoConfig:
 
     def validate(self, spec: EnvSpec) -> None:
         """Raise ConfigError for values that cannot work (e.g. alpha <= 0); default: none."""
+
+    def fixed_alpha(self) -> float | None:
+        """The entropy temperature α when the algorithm has one and it is fixed (the soft
+        objective J(π) is evaluated at it by default); None when learned or absent."""
+        return None
+
+    def temperature_label(self) -> str | None:
+        """How reports name this config's temperature ('0.05' for a fixed α, 'auto' for a
+        learned one); None for algorithms without an entropy temperature."""
+        return None
 
 
 class Algorithm(ABC):

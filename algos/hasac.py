@@ -92,6 +92,14 @@ class HasacConfig(OffPolicyConfig):
         "episode_end_avail": Switch(("final",), "Discrete action spaces", has_discrete),
     }
 
+    def fixed_alpha(self) -> float | None:
+        return None if self.auto_alpha else self.alpha
+
+    def temperature_label(self) -> str | None:
+        if not self.auto_alpha:
+            return f"{float(self.alpha):g}"
+        return "auto (intended H̄)" if self.discrete_target_entropy == "intended" else "auto"
+
     def validate(self, spec: EnvSpec) -> None:
         super().validate(spec)
         check_switches(self, "algo", spec)

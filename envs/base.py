@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 from gymnasium import spaces
 
-from envs.errors import ConfigError
+from envs.errors import ConfigError, UserError
 
 
 @dataclass
@@ -237,6 +237,100 @@ def final_views(step: Step, rows: np.ndarray, last: tuple | None = None) -> dict
                 avail[i][rows] = last_avail[i]
         alive[rows] = last_alive
     return {"final_obs": obs, "final_state": state, "final_avail_actions": avail, "final_alive": alive}
+
+
+class ProcessBatchedEnv:
+    """A `BatchedEnv` that lives in a worker process started with `spawn` (a fresh
+    interpreter), for simulators that allow one simulation per process (Isaac Lab): the
+    second one runs here. `factory` is picklable and builds the env inside the worker; a
+    `UserError` or `ValueError` there is raised here unchanged, any other error as a
+    `WorkerError` with the worker's traceback."""
+
+    def __init__(self, factory: Callable[[], BatchedEnv], start_method: str = "spawn"):
+        ctx = mp.get_context(start_method)
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_batched_worker, args=(child, factory), daemon=True)
+        self._proc.start()
+        child.close()
+        self._closed = False
+        try:
+            self.spec, self.n_envs = self._receive()
+        except BaseException:
+            self.close()
+            raise
+
+    def reset(self, seed: int | None = None) -> Step:
+        return self._call("reset", seed)
+
+    def step(self, actions: Sequence[np.ndarray]) -> Step:
+        return self._call("step", [np.asarray(a) for a in actions])
+
+    def get_state(self) -> list:
+        return self._call("get_state")
+
+    def set_state(self, states: Sequence) -> None:
+        self._call("set_state", list(states))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._conn.send(("close", ()))
+        except (BrokenPipeError, OSError):
+            pass
+        self._proc.join(timeout=30)
+        if self._proc.is_alive():
+            self._proc.terminate()
+
+    def __enter__(self) -> "ProcessBatchedEnv":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, name: str, *args):
+        self._conn.send((name, args))
+        return self._receive()
+
+    def _receive(self):
+        try:
+            status, value = self._conn.recv()
+        except EOFError:
+            raise WorkerError("the env's worker process died without an answer") from None
+        if status == "raise":
+            raise value
+        if status == "error":
+            raise WorkerError(f"the env failed in its worker process:\n{value}")
+        return value
+
+
+def _batched_worker(conn, factory: Callable[[], BatchedEnv]) -> None:
+    """ProcessBatchedEnv's worker: builds the env, then answers method calls until 'close'."""
+    env = None
+    try:
+        env = factory()
+        conn.send(("ok", (env.spec, env.n_envs)))
+        while True:
+            name, args = conn.recv()
+            if name == "close":
+                break
+            try:
+                conn.send(("ok", getattr(env, name)(*args)))
+            except (UserError, ValueError) as exc:  # the contract's own errors cross unchanged
+                conn.send(("raise", exc))
+            except Exception:
+                conn.send(("error", traceback.format_exc()))
+    except UserError as exc:
+        conn.send(("raise", exc))
+    except (KeyboardInterrupt, EOFError):
+        pass
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        if env is not None:
+            env.close()
+        conn.close()
 
 
 class _Slot:
@@ -479,10 +573,3 @@ def _stack_views(views: list[AgentView], n_agents: int):
     else:
         alive = np.array([np.ones(n_agents, bool) if v.alive is None else v.alive for v in views], bool)
     return obs, state, avail, alive
-
-
-def concat_obs_space(obs_spaces: Sequence[spaces.Box]) -> spaces.Box:
-    """State space for families without a global state: the concatenated observations."""
-    low = np.concatenate([s.low.ravel() for s in obs_spaces]).astype(np.float32)
-    high = np.concatenate([s.high.ravel() for s in obs_spaces]).astype(np.float32)
-    return spaces.Box(low, high, dtype=np.float32)

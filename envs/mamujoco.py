@@ -10,10 +10,18 @@ HARL's multiagent_mujoco (harl/envs/mamujoco/multiagent_mujoco/obsk.py), in its 
 
 Observation modes (`env.obs_mode`):
 - 'global' (default; the official HASAC/HARL view): every agent observes the full
-  single-agent observation plus a one-hot agent id. HARL also z-scores that vector per
-  sample; we leave normalisation to the algorithm.
+  single-agent observation plus a one-hot agent id.
 - 'local': gymnasium-robotics' `agent_obsk` neighbourhood view (agent_obsk=k joints away).
 The state is always the full single-agent observation (`env.state()`).
+
+Fidelity switches (envs/fidelity.py, docs/fidelity.md), official by default, as HARL's
+wrapper (harl/envs/mamujoco/multiagent_mujoco/mujoco_multi.py):
+- `obs_norm`: HARL z-scores each agent's observation vector per sample, (x − mean x)/std x
+  over its own entries (l.209-210), and the state likewise (l.243); 'raw' does not.
+- `action_rescale`: HARL wraps the robot in NormalizedActions (l.22-27, l.109), which maps
+  a ↦ low + (a + 1)(high − low)/2 although the policies already act on [low, high]: on
+  Humanoid/HumanoidStandup (±0.4) an action a reaches the robot as 0.4·a. 'single' maps
+  nothing (identical wherever the bounds are ±1).
 
 Differences from the paper: gymnasium-robotics wraps Gymnasium's MuJoCo **v5** envs, the
 paper used gym v2 (mujoco-py): observation sizes (v5 Ant has contact forces, state 105)
@@ -28,13 +36,14 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 from gymnasium import spaces
 
 from envs.base import AgentView, EnvSpec, FamilyConfig, SingleEnv
 from envs.errors import ConfigError, EnvUnavailable
+from envs.fidelity import Switch, check_switches
 
 # The paper's tasks (plus Humanoid's library-native 9|8 split); others are accepted too.
 TASKS = (
@@ -49,6 +58,9 @@ TASKS = (
 # The original multiagent_mujoco's scenario names -> gymnasium-robotics'.
 ALIASES = {"manyagent_swimmer": "ManySegmentSwimmer", "manyagent_ant": "ManySegmentAnt"}
 OBS_MODES = ("global", "local")
+# Scenarios whose actuators are not bounded by ±1 (Gymnasium v5: ±0.4), where HARL's second
+# action scaling (NormalizedActions) changes the action; a test checks this list.
+RESCALED = ("Humanoid", "HumanoidStandup")
 
 
 @dataclass
@@ -64,6 +76,18 @@ class Config(FamilyConfig):
     # subproc 1.6k. The pipe round-trip per step eats what the second core gives: in-process.
     vectorization: str = "sync"
     """'sync': copies step in this process; 'subproc': copies step in worker processes."""
+    obs_norm: str = "official"
+    """'official': every observation vector and the state z-scored per sample (HARL);
+    'raw': the simulator's values."""
+    action_rescale: str = "official"
+    """'official': the action is mapped once more, a ↦ low + (a + 1)(high − low)/2, before
+    the robot (HARL's NormalizedActions; 0.4·a on Humanoid*); 'single': it is not."""
+
+    fidelity: ClassVar[dict[str, Switch]] = {
+        "obs_norm": Switch(("raw",)),
+        "action_rescale": Switch(("single",), "Humanoid and HumanoidStandup (actuator bounds ±0.4)",
+                                 lambda task, c: resolve_name(task) in RESCALED),
+    }
 
     def variant_tokens(self) -> tuple[str, ...]:
         if self.obs_mode != "local":
@@ -105,12 +129,17 @@ HARL_SPLITS[("Humanoid", "17x1")] = HARL_SPLITS[("HumanoidStandup", "17x1")] = _
 )
 
 
+def resolve_name(task: str) -> str:
+    """The gymnasium-robotics scenario of a `<Scenario>-<conf>` task name."""
+    name = task.partition("-")[0]
+    return ALIASES.get(name, name)
+
+
 def resolve_task(task: str) -> tuple[str, str, dict | None]:
     """`<Scenario>-<conf>` -> (scenario, conf, factorization); factorization is None when
     gymnasium-robotics knows the split itself. ConfigError when neither knows it."""
     get_parts_and_edges = _import_mamujoco().get_parts_and_edges
-    name, _, conf = task.partition("-")
-    scenario = ALIASES.get(name, name)
+    scenario, conf = resolve_name(task), task.partition("-")[2]
     if (scenario, conf) in HARL_SPLITS:
         (nodes,), edges, globals_ = get_parts_and_edges(scenario, None)  # one part: every actuator
         by_label = {node.label: node for node in nodes}
@@ -131,9 +160,11 @@ class MaMuJoCoEnv(SingleEnv):
 
     def __init__(self, task: str, config: Config):
         scenario, conf, factorization = resolve_task(task)
-        self._env = _build(scenario, conf, factorization, config)
+        self._env = build_env(scenario, conf, factorization, config)
         self._agents = list(self._env.possible_agents)
         self._local = config.obs_mode == "local"
+        self._norm = config.obs_norm == "official"
+        self._rescale = config.action_rescale == "official"
         self._limit = int(config.episode_limit)
         self._t = 0
         n_agents = len(self._agents)
@@ -145,6 +176,8 @@ class MaMuJoCoEnv(SingleEnv):
             low = np.concatenate([state_space.low, np.zeros(n_agents, np.float32)])
             high = np.concatenate([state_space.high, np.ones(n_agents, np.float32)])
             obs_spaces = (spaces.Box(low, high, dtype=np.float32),) * n_agents
+        if self._norm:  # z-scores are unbounded
+            obs_spaces = tuple(_unbounded(s) for s in obs_spaces)
         self._action_spaces = tuple(self._env.action_space(a) for a in self._agents)
         self._to_global = _action_map(self._env, self._action_spaces)
         self.spec = EnvSpec(
@@ -164,6 +197,8 @@ class MaMuJoCoEnv(SingleEnv):
         return self._view(obs)
 
     def step(self, actions: Sequence[np.ndarray]):
+        if self._rescale:  # HARL's NormalizedActions, before the clip (MuJoCo clamps to ctrlrange there)
+            actions = [normalized_action(a, space) for a, space in zip(actions, self._action_spaces)]
         if self._local:
             joint = {
                 agent: np.clip(np.asarray(a, np.float32).reshape(space.shape), space.low, space.high)
@@ -214,16 +249,35 @@ class MaMuJoCoEnv(SingleEnv):
         self._env.close()
 
     def _view(self, obs: dict | None) -> AgentView:
-        state = self._env.state().astype(np.float32)
+        state = self._env.state()
         if self._local:
-            return AgentView(obs=[obs[a].astype(np.float32) for a in self._agents], state=state)
-        return AgentView(obs=[np.concatenate([state, one_hot]) for one_hot in self._ids], state=state)
+            agent_obs = [obs[a] for a in self._agents]
+        else:
+            agent_obs = [np.concatenate([state, one_hot]) for one_hot in self._ids]
+        if self._norm:
+            state, agent_obs = z_score(state), [z_score(o) for o in agent_obs]
+        return AgentView(obs=[o.astype(np.float32) for o in agent_obs], state=state.astype(np.float32))
+
+
+def z_score(x: np.ndarray) -> np.ndarray:
+    """(x − mean x) / std x over the vector's own entries (HARL mujoco_multi.py l.210, l.243)."""
+    x = np.asarray(x, np.float64)
+    return (x - x.mean()) / x.std()
+
+
+def normalized_action(action: np.ndarray, space: spaces.Box) -> np.ndarray:
+    """HARL's NormalizedActions (mujoco_multi.py l.22-27): a ↦ low + (a + 1)(high − low)/2."""
+    return space.low + (np.asarray(action, np.float32).reshape(space.shape) + 1.0) * (space.high - space.low) / 2.0
+
+
+def _unbounded(space: spaces.Box) -> spaces.Box:
+    return spaces.Box(-np.inf, np.inf, space.shape, np.float32)
 
 
 def _action_map(env, action_spaces) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
     """The library's map_local_actions_to_global_action (after clipping each agent's action
     into its Box) with the body-part loop done once here: per agent, which entries of its
-    action go to which robot actuators. (_build always passes an integer agent_obsk, so the
+    action go to which robot actuators. (build_env always passes an integer agent_obsk, so the
     library's partitions always exist.)"""
     n = env.single_agent_env.action_space.shape[0]
     low, high = np.full(n, np.nan), np.full(n, np.nan)
@@ -264,7 +318,7 @@ def _counters(wrapper) -> dict:
     return {k: v for k, v in vars(wrapper).items() if isinstance(v, (bool, int, float)) and k != "env"}
 
 
-def _build(scenario: str, conf: str, factorization: dict | None, config: Config):
+def build_env(scenario: str, conf: str, factorization: dict | None, config: Config):
     """The gymnasium-robotics env, with our time limit on the single-agent env."""
     mamujoco_v1 = _import_mamujoco()
     kwargs = {"max_episode_steps": int(config.episode_limit)}
@@ -306,4 +360,5 @@ def env_factory(task: str, config: Config):
     if int(config.episode_limit) < 1:
         raise ConfigError(f"env.episode_limit must be >= 1, got {config.episode_limit}")
     resolve_task(task)
+    check_switches(config, "env", task)
     return partial(MaMuJoCoEnv, task, config)

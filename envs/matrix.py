@@ -41,7 +41,8 @@ class Config(FamilyConfig):
 
 
 def payoff_for(task: str, config: Config) -> np.ndarray:
-    """The payoff tensor of a task, validated: a ConfigError names what is wrong."""
+    """The payoff tensor of a task, validated: a ConfigError names what is wrong. Also the
+    family's hook for single-state games (harness/evaluate.py: the analytic soft QRE)."""
     if task not in TASKS:
         raise ConfigError(f"unknown matrix task {task!r}; valid tasks: {', '.join(TASKS)}")
     if task == "climbing":

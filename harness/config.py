@@ -23,12 +23,14 @@ from algos.common.registry import ALGORITHMS, config_class
 from envs import FAMILIES, family_module, make_config
 from envs.errors import ConfigError
 from harness.layout import RunPath, task_dir, variant_label
+from harness.loggers import check_loggers
 from harness.settings import LAUNCHERS, LoopConfig, RunConfig, Settings
 from harness.suites import available_suites
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 # Keys that say how or where to run, not what is computed: a rerun may change them freely.
-VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "seeds", "pack", "pack_batched", "results_dir", "torch_threads")
+VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "seeds", "pack", "pack_batched", "results_dir", "torch_threads",
+                 "logger", "wandb_mode", "wandb_project", "wandb_entity")
 
 
 def register_schemas() -> None:
@@ -128,6 +130,7 @@ def load_settings(overrides: list[str]) -> tuple[Settings, DictConfig]:
     except Exception as exc:
         raise ConfigError(first_line(exc)) from None
     env_fields.pop("family")
+    check_loggers(cfg.logger, cfg.wandb_mode)  # a missing package stops the run before it writes
     cfg.choices = {k: choices[k] for k in ("env", "algo")}  # which algo/env yaml was used: config.yaml alone identifies the run
     loop_keys = {f.name: cfg[f.name] for f in dataclasses.fields(LoopConfig)}
     settings = Settings(

@@ -35,6 +35,7 @@ import torch
 from algos.base import Algorithm
 from algos.common.qre import soft_qre, total_variation
 from algos.common.spaces import uniform_actions
+from envs import family_module, make_config
 from envs.base import EnvSpec, Step, VecEnv
 from envs.errors import ConfigError
 from envs.wrappers import VecEnvWrapper, scale_rewards
@@ -101,17 +102,13 @@ def probes_from(settings: Settings, spec: EnvSpec) -> Probes:
         raise ConfigError(f"eval_obs_noise levels must be finite and >= 0, got {list(obs_noise)}")
     if any(not 0 <= x <= 1 for x in action_noise):
         raise ConfigError(f"eval_action_noise levels are probabilities in [0, 1], got {list(action_noise)}")
-    alpha = settings.eval_alpha
-    if alpha is None and not getattr(settings.algo_config, "auto_alpha", True):
-        alpha = getattr(settings.algo_config, "alpha", None)  # the algorithm's own fixed α
+    alpha = settings.eval_alpha if settings.eval_alpha is not None else settings.algo_config.fixed_alpha()
     if alpha is not None and not (math.isfinite(alpha) and alpha > 0):
         raise ConfigError(f"eval_alpha must be a finite number > 0, got {alpha}")
     payoff = None
-    if spec.single_state and spec.family == "matrix":
-        from envs import make_config
-        from envs.matrix import payoff_for
-
-        table = payoff_for(spec.task, make_config("matrix", **settings.env_fields))
+    payoff_for = getattr(family_module(spec.family), "payoff_for", None)  # single-state games' hook
+    if spec.single_state and payoff_for is not None:
+        table = payoff_for(spec.task, make_config(spec.family, **settings.env_fields))
         payoff = (table.shape, table.astype(np.float64).tobytes())
     return Probes(bool(settings.soft_eval), None if alpha is None else float(alpha), float(settings.reward_scale),
                   obs_noise, action_noise, payoff)

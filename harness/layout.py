@@ -14,6 +14,9 @@ parsed back from a directory.
         error.txt      the traceback of a failed run
         DONE           written last: a reader that sees it can trust every other file
         .lock          held (flock) by the process training the run
+        events.out.tfevents.*  TensorBoard's event files (logger=tensorboard)
+        wandb/         W&B's offline run, its logs and the run's W&B id (logger=wandb)
+    <results_dir>/<suite>/jobs.json   every run a sweep launched there, with its budget
 
 The task directory is `<task>[-<variant>][@<substitute>]`: the variant labels a
 configuration of the task (`simple_spread-discrete`, `climbing-alpha0.2`), the substitute
@@ -135,6 +138,14 @@ class RunPath:
     def pending_checkpoint(self) -> Path:
         """A pack's new checkpoint of this seed before the pack commits it (harness/pack.py)."""
         return self.dir / "checkpoints" / "pending.pt"
+
+    @property
+    def tensorboard_events(self) -> list[Path]:
+        return sorted(self.dir.glob("events.out.tfevents.*"))
+
+    @property
+    def wandb(self) -> Path:
+        return self.dir / "wandb"
 
     # -- its state --------------------------------------------------------------------------
     @property

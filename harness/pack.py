@@ -30,6 +30,7 @@ from algos.common.registry import ALGORITHMS, config_class
 from envs.errors import ConfigError, UserError
 from harness.config import check_same_config, load_settings, run_path
 from harness.layout import RunPath
+from harness.loggers import LoggerSettings
 from harness.loop import TrainingDiverged
 from harness.records import RunRecord
 from harness.train import Prepared, SeedRun, prepare, train_seeds
@@ -73,13 +74,13 @@ def run_job(unit: list[list[str]]) -> list[tuple[RunPath, str]]:
             continue
         config_yaml = OmegaConf.to_yaml(cfg)
         check_same_config(path, config_yaml)
-        todo.append((settings, path, config_yaml))
-    prepared = [prepare(settings) for settings, _, _ in todo]  # every bad input fails here, before any file is written
-    records = [RunRecord(path) for _, path, _ in todo]
+        todo.append((settings, path, config_yaml, LoggerSettings.from_config(cfg)))
+    prepared = [prepare(settings) for settings, *_ in todo]  # every bad input fails here, before any file is written
+    records = [RunRecord(path, loggers) for _, path, _, loggers in todo]
     try:
         for record in records:
             record.lock()
-        settle_checkpoints([path for _, path, _ in todo])
+        settle_checkpoints([path for _, path, *_ in todo])
         runs = start_runs(todo, prepared, records)
         for group in by_env_steps(runs):
             status |= train_group(group)
@@ -110,7 +111,7 @@ def settle_checkpoints(paths: list[RunPath]) -> None:
 def start_runs(todo: list[tuple[Any, RunPath, str]], prepared: list[Prepared], records: list[RunRecord]) -> list[SeedRun]:
     """Each seed new (config.yaml and meta written) or resumed from its checkpoint."""
     runs = []
-    for (settings, path, config_yaml), p, record in zip(todo, prepared, records):
+    for (settings, path, config_yaml, _), p, record in zip(todo, prepared, records):
         resume = path.state == "resume"
         if not resume:
             record.start(config_yaml, str(settings.torch_device))

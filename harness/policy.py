@@ -5,7 +5,7 @@ with the weights of its checkpoint (harness/layout.py)."""
 from __future__ import annotations
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 import envs
 from algos.base import Algorithm
@@ -16,12 +16,16 @@ from harness.checkpoint import load_checkpoint
 from harness.layout import RunPath
 
 
-def run_env_fields(path: RunPath) -> tuple[str, str, dict]:
-    """(family, task, env fields) of the run, from its config.yaml."""
+def read_run_config(path: RunPath) -> DictConfig:
+    """The run's resolved config.yaml; a directory without it or a checkpoint is a ConfigError."""
     if not path.config.exists() or not path.checkpoint.exists():
         raise ConfigError(f"{path} is not a run directory with a checkpoint (needs {path.config.name} and "
                           f"{path.checkpoint.relative_to(path.dir)})")
-    cfg = OmegaConf.load(path.config)
+    return OmegaConf.load(path.config)
+
+
+def run_env_fields(cfg: DictConfig) -> tuple[str, str, dict]:
+    """(family, task, env fields) of a run's config."""
     fields = OmegaConf.to_container(cfg.env, resolve=True)
     return str(fields.pop("family")), str(cfg.task), fields
 
@@ -29,12 +33,12 @@ def run_env_fields(path: RunPath) -> tuple[str, str, dict]:
 def load_policy(path: RunPath, spec: EnvSpec | None = None, device: str = "cpu") -> Algorithm:
     """The run's algorithm with its checkpointed weights (act with explore=False for the
     greedy policy). `spec`: the task's, when the caller has built the env already."""
-    family, task, fields = run_env_fields(path)
+    cfg = read_run_config(path)
     if spec is None:
+        family, task, fields = run_env_fields(cfg)
         probe = envs.make(family, task, n_envs=1, seed=0, **fields)
         spec = probe.spec
         probe.close()
-    cfg = OmegaConf.load(path.config)
     cls = algorithm_class(str(cfg.choices.algo))
     config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Config), cfg.algo))
     algo = cls(spec, config, int(cfg.n_envs), torch.device(device), int(cfg.seed))

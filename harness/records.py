@@ -22,14 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from envs.errors import ConfigError
 from harness.layout import RunPath
+from harness.loggers import Loggers, LoggerSettings, RunInfo, open_loggers
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRACKED_PACKAGES = (
     "hasac-bench", "torch", "numpy", "gymnasium", "hydra-core", "omegaconf", "pandas",
-    "mpe2", "pettingzoo", "gymnasium-robotics", "mujoco",
+    "mpe2", "pettingzoo", "gymnasium-robotics", "mujoco", "tensorboard", "wandb",
 )
 
 
@@ -156,14 +158,17 @@ class RunLocked(ConfigError):
 
 class RunRecord:
     """Owns one run directory: the lock, meta status and heartbeat, the CSV tables,
-    summary and DONE."""
+    summary and DONE. It is also the one place the live loggers (harness/loggers.py) are
+    fed: each CSV row goes to them as it is written."""
 
-    def __init__(self, path: RunPath):
+    def __init__(self, path: RunPath, loggers: LoggerSettings = LoggerSettings()):
         self.path = path
         self.train = CsvTable(path.train_csv)
         self.eval = CsvTable(path.eval_csv)
         self.meta: dict[str, Any] = {}
         self._lock_handle = None
+        self.logger_settings = loggers
+        self.loggers = Loggers([])
 
     def lock(self) -> None:
         """Take the directory's lock or refuse with one line naming the holder. flock is
@@ -184,15 +189,17 @@ class RunRecord:
         self._lock_handle = handle
 
     def unlock(self) -> None:
+        self.loggers.close(failed=True)  # still open only when the run stopped on an error
         if self._lock_handle is not None:
             fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
             self._lock_handle.close()
             self._lock_handle = None
 
     def start(self, config_yaml: str, device: str) -> None:
+        self.meta = {**provenance(device), "start": now(), "end": None, "status": "running", "heartbeat": now()}
+        self._open_loggers(yaml.safe_load(config_yaml) or {})  # one that cannot start (no W&B login) stops us here
         self.path.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path.config, config_yaml)
-        self.meta = {**provenance(device), "start": now(), "end": None, "status": "running", "heartbeat": now()}
         atomic_write_json(self.path.meta, self.meta)
 
     def resume(self, device: str, env_steps: int) -> None:
@@ -207,21 +214,36 @@ class RunRecord:
         atomic_write_json(self.path.meta, self.meta)
         self.train.rewrite()
         self.eval.rewrite()
+        self._open_loggers()
+
+    def _open_loggers(self, config: dict[str, Any] | None = None) -> None:
+        """Open the selected loggers, holding the rows the CSV tables hold now."""
+        if self.logger_settings.names == ("csv",):
+            return  # the CSV tables are written here anyway
+        config = config if config is not None else yaml.safe_load(self.path.config.read_text()) or {}
+        fields = {k: v for k, v in self.meta.items() if k not in ("status", "end", "heartbeat")}
+        self.loggers = open_loggers(self.logger_settings, RunInfo(self.path, config, fields),
+                                    self.train.rows, self.eval.rows)
 
     def add_train_row(self, row: dict[str, Any]) -> None:
         self.train.add(row)
         self.meta["heartbeat"] = now()
         atomic_write_json(self.path.meta, self.meta)
+        self.loggers.log("train", row)
 
     def add_eval_row(self, row: dict[str, Any]) -> None:
         self.eval.add(row)
+        self.loggers.log("eval", row)
+        self.loggers.flush()
 
     def finish(self, summary: dict[str, Any]) -> None:
+        self.loggers.close()  # complete before DONE says every file can be trusted
         atomic_write_json(self.path.summary, summary)
         self._set_status("done")
         atomic_write_text(self.path.done_marker, now() + "\n")
 
     def fail(self, status: str, details: str) -> None:
+        self.loggers.close(failed=True)
         atomic_write_text(self.path.error, details)
         self._set_status(status)
 
@@ -255,5 +277,5 @@ def read_rows_up_to(path: Path, env_steps: int) -> list[dict[str, Any]]:
         text = text[: text.rfind("\n") + 1]
     if not text.strip():
         return []
-    rows = pd.read_csv(io.StringIO(text))
+    rows = pd.read_csv(io.StringIO(text), float_precision="round_trip")  # the default parser can be 1 ulp off
     return rows[rows["env_steps"] <= env_steps].to_dict("records")

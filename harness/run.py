@@ -20,12 +20,13 @@ from harness.suites import families_named
 
 
 def preload_simulators(argv: list[str]) -> None:
-    """Run the `preload()` hook of every family the command line reaches (e.g. Isaac Gym,
-    which must be imported before torch)."""
+    """Run the `preload(argv)` hook of every family the command line reaches (e.g. Isaac
+    Gym, which must be imported before torch); the family decides from the command line
+    what its run needs."""
     for family in sorted(families_named(argv) & set(FAMILIES)):
         hook = getattr(family_module(family), "preload", None)
         if hook is not None:
-            hook()
+            hook(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,6 +91,15 @@ class RunConfig(LoopConfig):
     """Print the job table and estimated device-hours; launch nothing."""
     stale_after_min: float = 30.0
     """A `running` run whose heartbeat is older than this is reported as stale (dead)."""
+    logger: List[str] = field(default_factory=lambda: ["csv"])
+    """Where train.csv/eval.csv rows also go: `logger=csv,tensorboard,wandb`, any subset; csv
+    is always on (harness/loggers.py)."""
+    wandb_mode: Optional[str] = None
+    """offline | online; None: $WANDB_MODE, else offline (files in the run's wandb/)."""
+    wandb_project: Optional[str] = None
+    """W&B project; None: hasac-bench-<suite>."""
+    wandb_entity: Optional[str] = None
+    """W&B user or team; None: the logged-in user's default."""
     choices: Optional[Dict[str, str]] = None
     """Filled in by the harness: which env/algo yaml was composed."""
 

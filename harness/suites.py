@@ -1,7 +1,8 @@
 """The command line and the suites, before anything is composed: Hydra's override parser
 splits swept keys from plain ones, and `conf/suite/<name>.yaml` files list runs (env, task,
-budget, eval_every, variant, overrides; default `algos`; per-algorithm `algo_overrides`;
-`include` of other suites). Light on imports (no torch): the entry point reads the families
+budget, eval_every, variant, overrides, per-algorithm `algo_overrides`, and the run's own
+`algos` and `seeds`), the suite's default `algos` and `seeds`, per-algorithm
+`algo_overrides`, and `include` of other suites. Light on imports (no torch): the entry point reads the families
 a command line reaches from here before anything imports torch."""
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from envs.errors import ConfigError
 SUITE_DIR = Path(__file__).resolve().parent / "conf" / "suite"
 ADHOC = "adhoc"
 """The suite of runs given on the command line alone."""
+LIST_KEYS = ("logger",)
+"""Keys whose `key=a,b` is one list value (`logger=csv,tensorboard`), never a sweep."""
 
 
 def available_suites() -> list[str]:
@@ -65,7 +68,11 @@ def split_overrides(argv: list[str]) -> tuple[list[str], dict[str, list[str]]]:
         raise ConfigError(f"cannot parse overrides: {str(exc).splitlines()[0]}") from None
     plain, swept = [], {}
     for override in parsed:
-        if override.is_sweep_override():
+        key = override.key_or_group
+        if key in LIST_KEYS and not isinstance(override.value(), list):
+            values = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
+            plain.append(f"{key}=[{','.join(str(v) for v in values)}]")
+        elif override.is_sweep_override():
             swept[override.key_or_group] = list(override.sweep_string_iterator())
         else:
             plain.append(override.input_line)

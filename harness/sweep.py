@@ -30,22 +30,39 @@ from harness.pack import check_packable
 from harness.layout import RunPath
 from harness.records import check_writable, heartbeat_age_seconds, read_meta
 from harness.settings import Settings
+from harness.status import record_jobs
 from harness.suites import entry_overrides, load_suite, split_overrides
 
-def seed_list(base: DictConfig, plain: list[str], swept: dict[str, list[str]]) -> list[str]:
-    """Overrides for the seeds: `seeds=N` → seed=0…N−1; otherwise none (seed=K or default)."""
+def seed_list(base: DictConfig, plain: list[str], swept: dict[str, list[str]]) -> list[str] | None:
+    """Overrides for the user's seeds: `seeds=N` → seed=0…N−1; [] for seed=K; None when the
+    command line names no seed (a suite's or run's `seeds:` then applies)."""
     seeds = base.seeds
+    given = "seed" in swept or any(o.split("=", 1)[0].lstrip("+") == "seed" for o in plain)
     if seeds is None:
-        return []
-    if seeds < 1:
-        raise ConfigError(f"seeds must be >= 1, got {seeds}")
-    if "seed" in swept or any(o.split("=", 1)[0].lstrip("+") == "seed" for o in plain):
+        return [] if given else None
+    if given:
         raise ConfigError("give seed=K (one run) or seeds=N (seeds 0..N-1), not both")
+    return count_seeds(seeds)
+
+
+def count_seeds(seeds: Any) -> list[str]:
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise ConfigError(f"seeds must be >= 1 (an integer), got {seeds!r}")
     return [f"seed={k}" for k in range(seeds)]
 
 
+def note_pending(suite: dict[str, Any], name: str) -> None:
+    """One line naming the algorithms a suite lists (`algos:`, its own or a run's) that this
+    version does not implement; they are left out."""
+    listed = [*(suite.get("algos") or []), *(a for entry in suite["runs"] for a in entry.get("algos", []))]
+    pending = sorted(set(listed) - set(ALGORITHMS))
+    if pending:
+        print(f"note: suite {name} lists {', '.join(pending)}, not implemented in this version; left out")
+
+
 def expand(argv: list[str]) -> tuple[DictConfig, list[list[str]]]:
-    """(base config, every job's overrides) for a command line."""
+    """(base config, every job's overrides) for a command line. A suite run's `algos:` and
+    `seeds:` (else the suite's) apply unless the command line gives algo= / seeds= / seed=."""
     register_schemas()
     plain, swept = split_overrides(argv)
     # The base needs only the top-level keys, the launcher and the group choices. Algorithm and
@@ -54,16 +71,20 @@ def expand(argv: list[str]) -> tuple[DictConfig, list[list[str]]]:
     # whole, and checked, in prepare_jobs.
     base, choices = compose([o for o in plain if not o.lstrip("+~").startswith(("algo.", "env."))])
     suite = load_suite(str(base.suite))
-    if "algo" not in swept and not any(o.startswith("algo=") for o in plain) and suite.get("algos"):
-        pending = [a for a in suite["algos"] if a not in ALGORITHMS]
-        if pending:
-            print(f"note: suite {base.suite} lists {', '.join(pending)}, not implemented in this version; left out")
-        swept = {"algo": [a for a in suite["algos"] if a in ALGORITHMS], **swept}
-    seeds = seed_list(base, plain, swept) or [None]
-    keys = list(swept)
+    user_algo = "algo" in swept or any(o.startswith("algo=") for o in plain)
+    user_seeds = seed_list(base, plain, swept)
+    if not user_algo:
+        note_pending(suite, str(base.suite))
     jobs = []
     for entry in suite["runs"]:
-        for values in itertools.product(*(swept[k] for k in keys)):
+        entry_swept = dict(swept)
+        algos = entry.get("algos", suite.get("algos"))
+        if not user_algo and algos:
+            entry_swept = {"algo": [a for a in algos if a in ALGORITHMS], **swept}
+        default_seeds = entry.get("seeds", suite.get("seeds"))
+        seeds = (user_seeds if user_seeds is not None else count_seeds(default_seeds) if default_seeds is not None else []) or [None]
+        keys = list(entry_swept)
+        for values in itertools.product(*(entry_swept[k] for k in keys)):
             combo = dict(zip(keys, values))
             algo = combo.get("algo", choices["algo"])
             per_algo = [str(o) for o in suite["algo_overrides"].get(algo, [])]
@@ -149,6 +170,7 @@ def run_sweep(argv: list[str]) -> int:
     for job, age in stale_runs(jobs, base.stale_after_min * 60):
         print(f"stale: {job.path} says running but its heartbeat is {age / 60:.0f} min old "
               "(the process died); it resumes from its checkpoint")
+    record_jobs({job.path: job.budget for job in jobs if job.compatible})  # for harness.status
     total = sum(j.compatible for j in jobs)
     seen: list[Outcome] = []
 

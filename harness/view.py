@@ -11,7 +11,7 @@ from pathlib import Path
 from envs import family_module, make_config
 from envs.errors import UserError
 from harness.layout import RunPath
-from harness.policy import load_policy, run_env_fields
+from harness.policy import load_policy, read_run_config, run_env_fields
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     path = RunPath(args.run_dir)
     try:
-        family, task, fields = run_env_fields(path)
+        family, task, fields = run_env_fields(read_run_config(path))
         draw = getattr(family_module(family), "draw_episode", None)
         if draw is None:
             raise UserError(f"env={family} has no episode view (a family module's draw_episode hook)")

@@ -197,6 +197,16 @@ def flat_params(module: torch.nn.Module) -> torch.Tensor:
 
 
 # -- slow learning checks --------------------------------------------------------------------
+SPREAD_SELF_COLLISION_RETURN = -37.5
+"""The part of every simple_spread return (official reward, 25 steps, 3 agents) that no
+policy changes: PettingZoo 1.22's self-collision term (docs/fidelity.md, E1)."""
+
+
+def beats_random_on_spread(learned: float, random_return: float, margin: float = 0.15) -> bool:
+    """`learned` improves on the random policy by `margin` of the random return net of the
+    policy-independent self-collision term (so the bar is the same under either reward)."""
+    return learned > random_return + margin * abs(random_return - SPREAD_SELF_COLLISION_RETURN)
+
 def learn_simple_spread(algo_cls, env_steps: int = 100_000, **fields) -> tuple[float, float]:
     """Train on continuous simple_spread; return (uniform-random policy's, learned
     deterministic policy's) mean evaluation return. Skips when MPE is not installed."""

@@ -1,6 +1,6 @@
 """One conformance suite for every BatchedEnv (envs/base.py): VecEnv over cheap families,
-SMAX (where jaxmarl is installed), and the dexhands backends over their simulators' test
-doubles (tests/isaac_doubles.py). Each must keep Step's contract the same way: arrays that
+SMAX (where jaxmarl is installed), and the dexhands backends (Isaac Gym, Isaac Lab) over
+their simulators' test doubles (tests/isaac_doubles.py). Each must keep Step's contract the same way: arrays that
 match the spec, `info["final_*"]` equal to the current arrays except in rows that just
 ended, one `info["episodes"]` record per ended row whose return and length are the sums
 the caller sees, terminated apart from truncated, snapshots per copy, an idempotent close."""
@@ -13,10 +13,10 @@ from typing import Callable
 import numpy as np
 import pytest
 from gymnasium import spaces
-from isaac_doubles import FakeMultiVecTask
+from isaac_doubles import FakeMultiVecTask, isaaclab_over_double
 
 import envs
-from envs.base import BatchedEnv, EpisodeStats, Step, final_views
+from envs.base import BatchedEnv, EpisodeStats, ProcessBatchedEnv, Step, final_views
 
 @dataclass(frozen=True)
 class Case:
@@ -33,6 +33,10 @@ def _isaacgym_double() -> BatchedEnv:
     return IsaacGymVecEnv(FakeMultiVecTask(max_episode_length=5, fail_at={1: 3}), "Over")
 
 
+def _in_worker() -> BatchedEnv:
+    return ProcessBatchedEnv(isaaclab_over_double)
+
+
 CASES = [
     Case("vecenv-matrix", lambda: envs.make("matrix", "climbing", n_envs=3, seed=0)),
     Case("vecenv-mpe", lambda: envs.make("mpe", "simple_spread", n_envs=3, seed=0, max_cycles=7), needs="mpe2"),
@@ -41,6 +45,9 @@ CASES = [
     # 3m's own limit (60) and 4 copies: the shape tests/test_smac.py compiles, compiled once
     Case("smax-3m", lambda: envs.make("smac", "3m", n_envs=4, seed=0, backend="smax"), needs="jaxmarl", n_steps=61),
     Case("dexhands-isaacgym-double", _isaacgym_double, lazy_reset=True),
+    Case("dexhands-isaaclab-double", isaaclab_over_double),
+    # the same env in a worker process: how the harness's second Isaac Lab simulation runs
+    Case("dexhands-isaaclab-double-in-worker", _in_worker),
 ]
 
 

@@ -94,3 +94,16 @@ def test_json_is_written_atomically_with_nan_as_null(tmp_path):
     write_json(path, {"a": math.nan, "b": [np.float32(1.5), np.int64(2), np.bool_(True)], "c": {"d": math.inf}})
     assert json.loads(path.read_text()) == {"a": None, "b": [1.5, 2, True], "c": {"d": None}}
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def test_raw_drivers_are_the_families_own_simulators():
+    from envs import FAMILIES
+    from envs.errors import ConfigError
+    from envs.raw import DRIVERS, raw_stepper
+
+    assert set(DRIVERS) <= set(FAMILIES)
+    with pytest.raises(ConfigError, match="no raw simulator driver for env=matrix"):
+        raw_stepper("matrix", "climbing")
+    pytest.importorskip("mpe2")
+    step_once, what = raw_stepper("mpe", "simple_spread")
+    assert what == "raw simulator, 1 env" and [step_once() for _ in range(30)] == [1] * 30  # 25-step episodes reset

@@ -215,15 +215,23 @@ def test_sync_and_subproc_give_identical_trajectories(case):
 
 # -- MPE ------------------------------------------------------------------------------------
 
+MPE2_FIELDS = {  # every MPE fidelity switch on mpe2's side, where it applies
+    "simple_spread": {"reward": "mpe2", "physics": "mpe2"},
+    "simple_speaker_listener": {"physics": "mpe2", "pad_spaces": "none"},
+    "simple_reference": {"physics": "mpe2"},
+}
+
+
 @pytest.mark.parametrize("continuous", [True, False])
 @pytest.mark.parametrize("task", ["simple_spread", "simple_speaker_listener", "simple_reference"])
-def test_mpe_matches_the_official_parallel_api_with_summed_reward(task, continuous):
-    """Our one-AEC-cycle stepping equals mpe2's parallel_env; team reward = sum over agents."""
+def test_mpe_on_mpe2_switches_matches_mpe2_parallel_api_with_summed_reward(task, continuous):
+    """With mpe2's reward, physics and spaces, our one-AEC-cycle stepping equals mpe2's
+    parallel_env; team reward = sum over agents."""
     pytest.importorskip("mpe2")
-    from envs.mpe import Config, MpeEnv, _import_task
+    from envs.mpe import Config, MpeEnv, import_task
 
-    ours = MpeEnv(task, Config(continuous_actions=continuous))
-    theirs = _import_task(task).parallel_env(max_cycles=25, continuous_actions=continuous)
+    ours = MpeEnv(task, Config(continuous_actions=continuous, **MPE2_FIELDS[task]))
+    theirs = import_task(task).parallel_env(max_cycles=25, continuous_actions=continuous)
     agents = theirs.possible_agents
     view, (obs, _) = ours.reset(seed=3), theirs.reset(seed=3)
     rng = np.random.default_rng(0)
@@ -238,8 +246,73 @@ def test_mpe_matches_the_official_parallel_api_with_summed_reward(task, continuo
     assert ours.spec.episode_limit == 25
 
 
-def test_mpe_speaker_listener_is_heterogeneous():
-    env = Case("mpe", "simple_speaker_listener").make(n_envs=1)
+@pytest.mark.parametrize("continuous", [True, False])
+def test_mpe_official_simple_spread_reward_counts_each_agents_collision_with_itself(continuous):
+    """PettingZoo 1.22 (HARL's MPE): −1 local reward per agent and step for its collision
+    with itself, × local_ratio 0.5: with 3 agents the team reward is 1.5 lower every step
+    (−37.5 per 25-step episode) under any policy; here the zero action, which moves nobody."""
+    returns = {}
+    for reward in ("official", "mpe2"):
+        env = Case("mpe", "simple_spread", {"reward": reward, "continuous_actions": continuous}).make(n_envs=1)
+        env.reset()
+        zero = [np.zeros((1, 5), np.float32) if continuous else np.zeros(1, np.int64)] * 3
+        returns[reward] = [float(env.step(zero).reward[0]) for _ in range(25)]
+        env.close()
+    assert np.allclose(np.subtract(returns["official"], returns["mpe2"]), -1.5, atol=1e-6)
+    assert sum(returns["official"]) - sum(returns["mpe2"]) == pytest.approx(-37.5, abs=1e-4)
+
+
+def test_mpe_official_physics_integrates_then_moves_and_keeps_pettingzoo_1_22_signs():
+    """One step of agent 0 from p = (0, 0), v = (0.2, 0) with continuous action a[1] = 1
+    (others far away, no contact; damping 0.25, force 5 = sensitivity, mass 1, dt 0.1).
+    PettingZoo 1.22: u_x = a[1] − a[2] = +1, v' = 0.2·0.75 + 5·0.1 = 0.65, p' = v'·0.1 = 0.065.
+    mpe2: p' = 0.2·0.1 = 0.02 first, then u_x = a[2] − a[1] = −1, v' = 0.15 − 0.5 = −0.35."""
+    expected = {"official": (0.65, 0.065), "mpe2": (-0.35, 0.02)}
+    for physics, (velocity, position) in expected.items():
+        skip_without_simulator("mpe")
+        from envs.mpe import Config, MpeEnv
+        env = MpeEnv("simple_spread", Config(physics=physics))
+        env.reset(seed=0)
+        for agent, pos in zip(env._env.world.agents, ([0.0, 0.0], [5.0, 5.0], [-5.0, 5.0])):
+            agent.state.p_pos, agent.state.p_vel = np.array(pos), np.zeros(2)
+        env._env.world.agents[0].state.p_vel = np.array([0.2, 0.0])
+        action = np.array([0.0, 1.0, 0.0, 0.0, 0.0], np.float32)
+        view, *_ = env.step([action, np.zeros(5, np.float32), np.zeros(5, np.float32)])
+        agent = env._env.world.agents[0]
+        assert agent.state.p_vel[0] == pytest.approx(velocity) and agent.state.p_pos[0] == pytest.approx(position)
+        assert view.obs[0][0] == pytest.approx(velocity)  # the observation starts with the agent's velocity
+
+
+@pytest.mark.parametrize("continuous", [True, False])
+def test_mpe_official_speaker_listener_pads_spaces_as_supersuit(continuous):
+    """HARL pads with supersuit 3.7: both agents observe 11 numbers (the speaker's 3, then
+    zeros) and act in the listener's space; the speaker's extra Box entries are dropped and
+    its Discrete actions 3 and 4 are action 0. The state stays the unpadded 3 + 11."""
+    padded = Case("mpe", "simple_speaker_listener", {"continuous_actions": continuous}).make(n_envs=1, seed=4)
+    raw = Case("mpe", "simple_speaker_listener", {"continuous_actions": continuous, "pad_spaces": "none"}).make(n_envs=1, seed=4)
+    assert [s.shape for s in padded.spec.obs_spaces] == [(11,), (11,)] and padded.spec.state_space.shape == (14,)
+    assert padded.spec.action_spaces == ((spaces.Box(0, 1, (5,), np.float32),) * 2 if continuous else (spaces.Discrete(5),) * 2)
+    start, start_raw = padded.reset(), raw.reset()
+    assert np.array_equal(start.obs[0][:, :3], start_raw.obs[0]) and not start.obs[0][:, 3:].any()
+    assert np.array_equal(start.state, start_raw.state)
+    listener = np.full((1, 5), 0.5, np.float32) if continuous else np.array([2])
+    extra, plain = (np.array([[0.2, 0.9, 0.1, 1.0, 1.0]], np.float32), np.array([[0.2, 0.9, 0.1]], np.float32)) if continuous \
+        else (np.array([4]), np.array([0]))
+    after, after_raw = padded.step([extra, listener]), raw.step([plain, listener])
+    assert np.array_equal(after.obs[1], after_raw.obs[1]) and after.reward[0] == after_raw.reward[0]
+    padded.close()
+    raw.close()
+
+
+def test_mpe_switches_refuse_unknown_values_and_tasks_they_do_not_affect():
+    skip_without_simulator("mpe")
+    one_line_config_error("env.reward=mpe2 does not apply here.*simple_spread", "mpe", "simple_reference", reward="mpe2")
+    one_line_config_error("env.pad_spaces=none does not apply.*simple_speaker_listener", "mpe", "simple_spread", pad_spaces="none")
+    one_line_config_error("env.physics must be one of official, mpe2; got 'euler'", "mpe", "simple_spread", physics="euler")
+
+
+def test_mpe_speaker_listener_is_heterogeneous_without_padding():
+    env = Case("mpe", "simple_speaker_listener", {"pad_spaces": "none"}).make(n_envs=1)
     assert [s.shape[0] for s in env.spec.obs_spaces] == [3, 11]
     assert [s.shape for s in env.spec.action_spaces] == [(3,), (5,)]
     assert all(s.low.min() == 0 and s.high.max() == 1 for s in env.spec.action_spaces)
@@ -249,7 +322,7 @@ def test_mpe_speaker_listener_is_heterogeneous():
 # -- MaMuJoCo -------------------------------------------------------------------------------
 
 def test_mamujoco_global_obs_is_the_state_plus_a_one_hot_id():
-    env = Case("mamujoco", "Ant-2x4").make(n_envs=2)
+    env = Case("mamujoco", "Ant-2x4", {"obs_norm": "raw"}).make(n_envs=2)
     step = env.reset()
     state_dim = env.spec.state_space.shape[0]
     assert state_dim == 105  # Gymnasium v5 Ant (contact forces included); the paper's v2 differs
@@ -257,6 +330,66 @@ def test_mamujoco_global_obs_is_the_state_plus_a_one_hot_id():
         assert np.array_equal(obs[:, :state_dim], step.state)
         assert np.array_equal(obs[:, state_dim:], np.tile(np.eye(2)[i], (2, 1)))
     env.close()
+
+
+def test_z_score_by_hand():
+    skip_without_simulator("mamujoco")
+    from envs.mamujoco import z_score
+    # mean 3, std sqrt((4 + 1 + 0 + 9) / 4) = sqrt(3.5)
+    assert np.allclose(z_score(np.array([1.0, 2.0, 3.0, 6.0])), np.array([-2, -1, 0, 3]) / np.sqrt(3.5))
+
+
+@pytest.mark.parametrize("obs_mode", ["global", "local"])
+def test_mamujoco_official_obs_and_state_are_z_scored_per_sample(obs_mode):
+    """HARL (mujoco_multi.py l.209-210, l.243): each agent's vector [state | one-hot id] and the
+    state are standardised over their own entries, (x − mean x) / std x."""
+    official = Case("mamujoco", "HalfCheetah-2x3", {"obs_mode": obs_mode}).make(n_envs=2, seed=5)
+    raw = Case("mamujoco", "HalfCheetah-2x3", {"obs_mode": obs_mode, "obs_norm": "raw"}).make(n_envs=2, seed=5)
+    rng = np.random.default_rng(0)
+    steps, raw_steps = [official.reset()], [raw.reset()]
+    for _ in range(3):
+        actions = random_actions(official.spec, 2, rng)
+        steps.append(official.step(actions))
+        raw_steps.append(raw.step(actions))
+    for step, raw_step in zip(steps, raw_steps):
+        for obs, raw_obs in zip(step.obs, raw_step.obs):
+            mean, std = raw_obs.mean(axis=1, keepdims=True), raw_obs.std(axis=1, keepdims=True)
+            assert np.allclose(obs, (raw_obs - mean) / std, atol=1e-5)
+            assert np.allclose(obs.mean(axis=1), 0, atol=1e-5) and np.allclose(obs.std(axis=1), 1, atol=1e-5)
+        state_mean, state_std = raw_step.state.mean(axis=1, keepdims=True), raw_step.state.std(axis=1, keepdims=True)
+        assert np.allclose(step.state, (raw_step.state - state_mean) / state_std, atol=1e-5)
+    official.close()
+    raw.close()
+
+
+@pytest.mark.parametrize("task", ["HumanoidStandup-17x1", "Humanoid-9|8"])
+def test_mamujoco_official_humanoid_actions_are_scaled_a_second_time(task):
+    """HARL's NormalizedActions maps a ↦ low + (a + 1)(high − low)/2 on the ±0.4 box the
+    policies already act in: a = 0.4 reaches the robot as 0.16, a = −0.25 as −0.1."""
+    pytest.importorskip("gymnasium_robotics")
+    from envs.mamujoco import Config, MaMuJoCoEnv
+    for rescale, expected in (("official", (0.16, -0.1)), ("single", (0.4, -0.25))):
+        env = MaMuJoCoEnv(task, Config(action_rescale=rescale))
+        env.reset(seed=0)
+        assert all(np.allclose(s.high, 0.4) and np.allclose(s.low, -0.4) for s in env.spec.action_spaces)
+        env.step([np.where((i + np.arange(s.shape[0])) % 2, -0.25, 0.4).astype(np.float32)
+                  for i, s in enumerate(env.spec.action_spaces)])
+        ctrl = env._env.single_agent_env.unwrapped.data.ctrl
+        assert set(np.round(ctrl, 6)) == set(np.round(expected, 6))
+        env.close()
+
+
+def test_mamujoco_second_scaling_applies_exactly_to_the_tasks_with_bounds_other_than_one():
+    pytest.importorskip("gymnasium_robotics")
+    from envs.mamujoco import RESCALED, TASKS, Config, MaMuJoCoEnv, resolve_name
+    for task in TASKS:
+        env = MaMuJoCoEnv(task, Config(action_rescale="official" if resolve_name(task) in RESCALED else "single"))
+        unit = all(np.allclose(s.low, -1) and np.allclose(s.high, 1) for s in env.spec.action_spaces)
+        assert unit == (resolve_name(task) not in RESCALED), task
+        env.close()
+    one_line_config_error("env.action_rescale=single does not apply here.*Humanoid", "mamujoco", "HalfCheetah-2x3",
+                          action_rescale="single")
+    one_line_config_error("env.obs_norm must be one of official, raw", "mamujoco", "HalfCheetah-2x3", obs_norm="minmax")
 
 
 def test_mamujoco_local_obs_are_the_libraries_agent_obsk_views():
@@ -270,9 +403,10 @@ def test_mamujoco_local_obs_are_the_libraries_agent_obsk_views():
                                   "Humanoid-17x1", "HumanoidStandup-17x1"])
 def test_mamujoco_splits_missing_from_the_library_drive_harls_joint_groups(task):
     pytest.importorskip("gymnasium_robotics")
-    from envs.mamujoco import HARL_SPLITS, Config, MaMuJoCoEnv
+    from envs.mamujoco import HARL_SPLITS, RESCALED, Config, MaMuJoCoEnv, resolve_name
 
-    env = MaMuJoCoEnv(task, Config())
+    # the routing alone: no second scaling of the ±0.4 Humanoid actions
+    env = MaMuJoCoEnv(task, Config(action_rescale="single" if resolve_name(task) in RESCALED else "official"))
     env.reset(seed=0)
     groups = HARL_SPLITS[tuple(task.split("-"))]
     assert [s.shape for s in env.spec.action_spaces] == [(len(g),) for g in groups]

@@ -1,4 +1,4 @@
-"""The studies of issue 14 (docs/studies.md): the soft-objective estimator against its closed
+"""The studies (docs/studies.md): the soft-objective estimator against its closed
 form, the entropies, the evaluation probes, the reward-scale wrapper, the suites' job tables,
 and the report sections on a generated tree and on a real tiny run."""
 
@@ -208,22 +208,26 @@ def studies_tree(root: Path) -> Path:
             final = 10 * math.log10(alpha) + 30 + offset
             study_run(suite / "mpe" / f"simple_spread-alpha{alpha:g}" / "hasac" / f"seed_{seed}",
                       {"env_steps": steps, "eval_return_mean": [0, 5, final], "eval_entropy": [3.0, 2.0, 1.0 + alpha]},
-                      {"task": "simple_spread", "variant": f"alpha{alpha:g}", "algo": {"auto_alpha": False, "alpha": alpha}})
+                      {"task": "simple_spread", "variant": f"alpha{alpha:g}", "choices": {"algo": "hasac"},
+                       "algo": {"auto_alpha": False, "alpha": alpha}})
         study_run(suite / "mpe" / "simple_spread-auto" / "hasac" / f"seed_{seed}",
                   {"env_steps": steps, "eval_return_mean": [0, 5, 25 + offset], "eval_entropy": [3.0, 2.5, 2.0]},
-                  {"task": "simple_spread", "variant": "auto", "algo": {"auto_alpha": True, "alpha": 0.001}})
+                  {"task": "simple_spread", "variant": "auto", "choices": {"algo": "hasac"},
+                   "algo": {"auto_alpha": True, "alpha": 0.001}})
         for algo, j, tv in (("hasac", [1.0, 3.0, 4.0], [0.5, 0.2, 0.01]), ("mehaml_kl", [1.0, 2.0, 4.0], [0.5, 0.3, 0.02]),
                             ("happo", [1.0, 2.5, 2.0], [0.5, 0.4, 0.3])):
             study_run(suite / "matrix" / "climbing" / algo / f"seed_{seed}",
                       {"env_steps": steps, "eval_return_mean": [0, 5, 6], "eval_soft_objective": np.array(j) + offset,
-                       "eval_qre_tv": tv}, {"task": "climbing", "variant": "", "algo": {"auto_alpha": False, "alpha": 10.0}})
+                       "eval_qre_tv": tv}, {"task": "climbing", "variant": "", "choices": {"algo": algo},
+                                            "algo": {} if algo == "happo" else {"auto_alpha": False, "alpha": 10.0}})
         for scale in (0.1, 10.0):
             for algo in ("hasac", "hatd3"):
                 final = 20 + offset + (scale > 1) * (algo == "hasac") * 10
                 study_run(suite / "mamujoco" / f"HalfCheetah-2x3-scale{scale:g}" / algo / f"seed_{seed}",
                           {"env_steps": steps, "eval_return_mean": [0, 5, final], "eval_return_obsnoise_0.1": [0, 3, final - 2],
                            "eval_return_actnoise_0.3": [0, 0, final - 5], "eval_soft_objective": [np.nan] * 3},
-                          {"task": "HalfCheetah-2x3", "variant": f"scale{scale:g}", "reward_scale": scale, "algo": {}})
+                          {"task": "HalfCheetah-2x3", "variant": f"scale{scale:g}", "reward_scale": scale,
+                           "choices": {"algo": algo}, "algo": {}})
     return suite
 
 
@@ -275,3 +279,15 @@ def test_real_tiny_runs_end_to_end_into_the_report(tmp_path):
     out = write_report([tmp_path / "adhoc"], tmp_path / "report", reps=100, seed=0, normalisation="paper", figures=False)
     soft = pd.read_csv(out / "studies" / "soft_objective.csv")
     assert set(soft.algo) == {"hasac", "mehaml_kl"} and np.isfinite(soft.qre_tv).all()
+
+
+def test_algorithm_configs_name_their_own_temperature():
+    from algos.common.registry import config_class
+
+    hasac = config_class("hasac")
+    assert hasac(auto_alpha=False, alpha=0.05).fixed_alpha() == 0.05 and hasac(auto_alpha=False, alpha=0.05).temperature_label() == "0.05"
+    assert hasac(auto_alpha=True).fixed_alpha() is None and hasac(auto_alpha=True).temperature_label() == "auto"
+    assert hasac(auto_alpha=True, discrete_target_entropy="intended").temperature_label() == "auto (intended H̄)"
+    assert config_class("mehaml_kl")(auto_alpha=False, alpha=0.2).fixed_alpha() == 0.2  # a HASAC instance
+    for name in ("hatd3", "happo", "qmix", "random"):
+        assert config_class(name)().fixed_alpha() is None and config_class(name)().temperature_label() is None

@@ -31,7 +31,7 @@ from envs.fidelity import Switch, check_switches
 @dataclass
 class OnPolicyConfig(AlgoConfig):
     """Fields of HARL's on-policy HA runner; defaults are HARL's happo.yaml / mappo.yaml
-    (reference: algorithms_and_paper.md §2.2-2.3), which agree on all of these."""
+    (harl/configs/algos_cfgs/), which agree on all of these."""
 
     on_policy: ClassVar[bool] = True
 

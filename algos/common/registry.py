@@ -1,6 +1,6 @@
-"""The one table of algorithms: name -> "module:Class". Hydra schemas, CLI choices,
-tests and docs are generated from it; a new algorithm is one file, one line here and one
-yaml in harness/conf/algo/."""
+"""The one table of algorithms: name -> "module:Class". The Hydra schemas and the valid
+`algo=` names (harness/config.py) come from it, and the shared algorithm tests iterate
+it; a new algorithm is one file, one line here and one yaml in harness/conf/algo/."""
 
 from __future__ import annotations
 

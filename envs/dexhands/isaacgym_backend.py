@@ -38,11 +38,10 @@ import sys
 from typing import Any, Sequence
 
 import numpy as np
-from gymnasium import spaces
 
 from envs.base import EnvSpec, EpisodeStats, Step, final_views
-from envs.dexhands.convert import device_actions, float32_box, host
-from envs.dexhands.tasks import EPISODE_LENGTHS, PREFIX, Config
+from envs.dexhands.convert import RestartSnapshots, device_actions, float32_box, host
+from envs.dexhands.tasks import PREFIX, Config, episode_length
 from envs.errors import EnvUnavailable
 
 INSTALL = (
@@ -83,7 +82,7 @@ def preload() -> None:
         pass  # the clear error comes from import_simulator when an env is built
 
 
-class IsaacGymVecEnv:
+class IsaacGymVecEnv(RestartSnapshots):
     """E Bi-DexHands envs in one Isaac Gym simulation (an envs.base.BatchedEnv).
     `marl_env` is a bidexhands `MultiVecTaskPython` (or anything with its API)."""
 
@@ -137,16 +136,6 @@ class IsaacGymVecEnv:
         step.info["episodes"] = self._stats.add(reward, done)
         return step
 
-    def get_state(self) -> list:
-        """Isaac Gym cannot snapshot its simulation: a marker per env (see set_state)."""
-        return [{"task": f"dexhands/{self.spec.task}"} for _ in range(self.n_envs)]
-
-    def set_state(self, states: Sequence) -> None:
-        """Not exact: every env restarts (the learner's state resumes exactly)."""
-        if len(states) != self.n_envs:
-            raise ValueError(f"{len(states)} env states for {self.n_envs} env copies")
-        self.reset()
-
     def close(self) -> None:
         if self._closed:
             return
@@ -154,12 +143,6 @@ class IsaacGymVecEnv:
         close = getattr(self._task, "close", None) or getattr(self._env, "close", None)
         if close is not None:
             close()
-
-    def __enter__(self) -> "IsaacGymVecEnv":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # -- conversion -------------------------------------------------------------------------
     def _convert(self, obs_all, state_all, reward, terminated, truncated) -> Step:
@@ -175,8 +158,8 @@ class IsaacGymVecEnv:
 
 
 def _snake(name: str) -> str:
-    """ShadowHandCatchOver2Underarm -> shadow_hand_catch_over2underarm (bidexhands' module
-    and cfg file names)."""
+    """ShadowHandCatchOver2Underarm -> shadow_hand_catch_over2underarm (bidexhands' task
+    module names; its cfg files keep the class name, cfg/ShadowHandOver.yaml)."""
     return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower()
 
 
@@ -190,12 +173,12 @@ def _build_marl_env(task: str, config: Config, n_envs: int, seed: int | None):
 
     cls_name = PREFIX + task
     module = importlib.import_module(f"bidexhands.tasks.{_snake(cls_name)}")
-    cfg_path = importlib.resources.files(bidexhands) / "cfg" / f"{_snake(cls_name)}.yaml"
+    cfg_path = importlib.resources.files(bidexhands) / "cfg" / f"{cls_name}.yaml"  # cfg/ShadowHandOver.yaml
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["seed"] = -1 if seed is None else int(seed)
     cfg["env"]["seed"] = cfg["seed"]
     cfg["env"]["numEnvs"] = int(n_envs)
-    cfg["env"]["episodeLength"] = int(config.episode_length or EPISODE_LENGTHS[task])
+    cfg["env"]["episodeLength"] = episode_length(task, config)
     sim_params = _sim_params(gymapi, cfg.get("sim", {}), config)
     device_type, _, device_id = config.sim_device.partition(":")
     task_obj = getattr(module, cls_name)(

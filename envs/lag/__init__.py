@@ -1,7 +1,8 @@
 """Light Aircraft Game: 2v2 F-16 air combat over PyPI JSBSim, a clean reimplementation.
 
-A reimplementation of the task description in ../shared/reference/hard_families.md §3, not
-the original (GPL) LAG/HARL code, so returns are NOT comparable with the paper's numbers.
+A reimplementation from the published description of LAG's 2v2 tasks (the LAG paper and
+HARL's README; the terms it leaves open are our choices, in sim.py), not the original
+(GPL) LAG/HARL code, so returns are NOT comparable with the paper's numbers.
 
 The package, bottom up:
 - `sim`: JSBSim F-16s (60 Hz, NEU frame), our PID autopilot, the point-mass missile, the

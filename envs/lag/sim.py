@@ -1,8 +1,7 @@
 """Air-combat physics for the Light Aircraft Game tasks (envs/lag): JSBSim F-16s, our own
 PID autopilot, a point-mass missile, the relative geometry and the reward terms.
 
-Written from the task description in ../shared/reference/hard_families.md §3 and textbook
-flight mechanics, not from the (GPL) LAG code. Units: metres, seconds, radians; positions
+Written from the published description of LAG's tasks and textbook flight mechanics, not from the (GPL) LAG code. Units: metres, seconds, radians; positions
 in a local north-east-up (NEU) frame centred at lon 120°, lat 60°, altitude 0.
 
 The original LAG drives its aircraft with a pretrained GRU controller (GPL weights we do not

@@ -4,13 +4,16 @@ resolved config, grouped by what the study varies (α, reward scale), and their 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import yaml
+from omegaconf import OmegaConf
 
+from algos.common.registry import ALGORITHMS, config_class
 from harness.layout import task_dir
 from harness.report.load import Run
 
@@ -36,17 +39,20 @@ class StudyRun:
         variant = "-".join(t for t in str(self.config.get("variant") or "").split("-") if t and not STUDY_TOKEN.match(t))
         return f"{self.run.family}/{task_dir(str(self.config['task']), variant, self.run.path.substitute)}"
 
-    @property
+    @functools.cached_property
     def temperature(self) -> str | None:
-        """'0.05' for a fixed α, 'auto' (HARL's target entropies) or 'auto (intended H̄)'
-        (the Discrete target HARL's comment intends) for a learned one, None
-        for algorithms without a temperature."""
-        algo = self.config.get("algo") or {}
-        if "auto_alpha" not in algo:
+        """The algorithm config's own label of its temperature ('0.05' for a fixed α, 'auto'
+        or 'auto (intended H̄)' for a learned one, AlgoConfig.temperature_label); None for
+        algorithms without one, or a config.yaml this version cannot read."""
+        name = (self.config.get("choices") or {}).get("algo")
+        if name not in ALGORITHMS:
             return None
-        if not algo["auto_alpha"]:
-            return f"{float(algo['alpha']):g}"
-        return "auto (intended H̄)" if algo.get("discrete_target_entropy") == "intended" else "auto"
+        try:
+            schema = OmegaConf.structured(config_class(name))
+            typed = OmegaConf.to_object(OmegaConf.merge(schema, self.config.get("algo") or {}))
+        except Exception:  # OmegaConf raises several types for a config of another version
+            return None
+        return typed.temperature_label()
 
     @property
     def reward_scale(self) -> float:
