@@ -19,6 +19,7 @@ pack > 1 for an algorithm without a packed form, in one line, before anything ru
 from __future__ import annotations
 
 import os
+import signal
 import traceback
 from typing import Any
 
@@ -28,12 +29,14 @@ from algos.base import AlgoConfig
 from algos.common.packed import make_pack, packed_class
 from algos.common.registry import ALGORITHMS, config_class
 from envs.errors import ConfigError, UserError
+from harness import preempt
 from harness.config import check_same_config, load_settings, run_path
 from harness.layout import RunPath
 from harness.loggers import LoggerSettings
 from harness.loop import TrainingDiverged
 from harness.records import RunRecord
-from harness.train import Prepared, SeedRun, prepare, train_seeds
+from harness import train
+from harness.train import Prepared, SeedRun, train_seeds
 
 
 def packable() -> list[str]:
@@ -75,15 +78,19 @@ def run_job(unit: list[list[str]]) -> list[tuple[RunPath, str]]:
         config_yaml = OmegaConf.to_yaml(cfg)
         check_same_config(path, config_yaml)
         todo.append((settings, path, config_yaml, LoggerSettings.from_config(cfg)))
-    prepared = [prepare(settings) for settings, *_ in todo]  # every bad input fails here, before any file is written
+    prepared = [train.prepare(settings) for settings, *_ in todo]  # every bad input fails here, before any file is written
     records = [RunRecord(path, loggers) for _, path, _, loggers in todo]
     try:
-        for record in records:
-            record.lock()
-        settle_checkpoints([path for _, path, *_ in todo])
-        runs = start_runs(todo, prepared, records)
-        for group in by_env_steps(runs):
-            status |= train_group(group)
+        with preempt.watch():
+            for record in records:
+                record.lock()
+            settle_checkpoints([path for _, path, *_ in todo])
+            for path in (path for _, path, *_ in todo if path.done):  # finished by another job before the lock
+                print(f"skip: {path} was finished by another job meanwhile")
+                status[path] = "skipped"
+            runs = start_runs([t for t in todo if not t[1].done], prepared, records)
+            for group in by_env_steps(runs):
+                status |= train_group(group)
     finally:
         for record, p in zip(records, prepared):
             record.unlock()
@@ -108,10 +115,12 @@ def settle_checkpoints(paths: list[RunPath]) -> None:
             path.pending_checkpoint.unlink()
 
 
-def start_runs(todo: list[tuple[Any, RunPath, str]], prepared: list[Prepared], records: list[RunRecord]) -> list[SeedRun]:
+def start_runs(todo: list[tuple[Any, RunPath, str, Any]], prepared: list[Prepared], records: list[RunRecord]) -> list[SeedRun]:
     """Each seed new (config.yaml and meta written) or resumed from its checkpoint."""
     runs = []
-    for (settings, path, config_yaml, _), p, record in zip(todo, prepared, records):
+    by_path = {record.path: (p, record) for p, record in zip(prepared, records)}
+    for settings, path, config_yaml, _ in todo:
+        p, record = by_path[path]
         resume = path.state == "resume"
         if not resume:
             record.start(config_yaml, str(settings.torch_device))
@@ -132,6 +141,10 @@ def train_group(runs: list[SeedRun]) -> dict[RunPath, str]:
     pack = make_pack([run.prepared.algo for run in runs], runs[0].settings.pack_batched)
     try:
         summaries = train_seeds(runs, pack)
+    except preempt.Interrupted as stop:
+        for run in runs:
+            run.record.interrupt(signal.Signals(stop.signum).name, stop.env_steps)
+        raise
     except TrainingDiverged as exc:
         for run in runs:
             run.record.fail("failed: nan", str(exc))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,9 @@ from algos.common.packed import BatchedPack, InTurn, Pack, make_pack
 from algos.common.registry import algorithm_class, check_compatible
 from envs.base import EnvSpec, Step, VecEnv
 from envs.errors import ConfigError
+from harness import preempt
 from harness.checkpoint import load_checkpoint, save_checkpoint, set_global_rng_state
+from harness.config import fidelity_of
 from harness.evaluate import EvalResult, evaluate, study_envs
 from harness.layout import RunPath
 from harness.loop import PackRound, TrainingDiverged, pack_rounds
@@ -146,17 +149,21 @@ class SeedRun:
         return loop.env_steps >= loop.next_eval or (self.finished and loop.last_eval_steps != loop.env_steps)
 
     def evaluate_and_save(self, algo: Algorithm, elapsed: float, pending: bool = False) -> None:
-        """Evaluate `algo` (this seed's learner, up to date), log it, checkpoint the run (to
-        its pending checkpoint when `pending`: a pack commits its seeds' checkpoints together)."""
+        """Evaluate `algo` (this seed's learner, up to date), log it, checkpoint the run."""
         s, loop = self.settings, self.loop
         loop.last_eval = evaluate(algo, self.prepared.eval_env, s.eval_episodes, s.seed + EVAL_SEED_OFFSET)
         loop.last_eval_steps = loop.env_steps
         self.record.add_eval_row({"env_steps": loop.env_steps, **loop.last_eval.row(self.prepared.env.spec.success_metric)})
         while loop.next_eval <= loop.env_steps:
             loop.next_eval += s.eval_every
-        loop.wall_seconds = self.wall_before + elapsed
+        self.save(algo, elapsed, pending)
+
+    def save(self, algo: Algorithm, elapsed: float, pending: bool = False) -> None:
+        """Checkpoint the run (to its pending checkpoint when `pending`: a pack commits its
+        seeds' checkpoints together)."""
+        self.loop.wall_seconds = self.wall_before + elapsed
         path = self.record.path
-        save_state(path.pending_checkpoint if pending else path.checkpoint, algo, self.prepared.env, self.step, loop)
+        save_state(path.pending_checkpoint if pending else path.checkpoint, algo, self.prepared.env, self.step, self.loop)
 
     def take(self, env_steps: int, step: Step, metrics: list[dict[str, float]]) -> None:
         """Book one round: counters, finished episodes, update metrics, a train.csv row when due."""
@@ -174,7 +181,7 @@ class SeedRun:
             loop.next_log += self.settings.log_every
 
     def summary(self) -> dict[str, Any]:
-        return summary_of(self.loop, self.prepared.env.spec, self.resumed_from)
+        return summary_of(self.loop, self.prepared.env.spec, self.resumed_from, fidelity_of(self.settings))
 
 
 def train(p: Prepared, record: RunRecord, resume: bool = False) -> dict[str, Any]:
@@ -203,6 +210,11 @@ def train_seeds(runs: list[SeedRun], pack: Pack) -> list[dict[str, Any] | None]:
             bar.set_postfix(eval_return=f"{live[0].loop.last_eval.row(None)['eval_return_mean']:.3g}")
         if live[0].finished:
             break
+        if preempt.requested():  # SIGTERM / pre-timeout signal / Ctrl-C: keep everything, then stop
+            for run, algo in zip(live, pack.sync()):
+                run.save(algo, time.perf_counter() - start, pending=len(live) > 1)
+            commit_checkpoints([run.record.path for run in live])
+            raise preempt.Interrupted(preempt.requested(), live[0].loop.env_steps)
         try:
             done = next(stream)
         except TrainingDiverged as exc:
@@ -253,12 +265,13 @@ def train_row(loop: LoopState, elapsed: float) -> dict[str, float]:
     }
 
 
-def summary_of(loop: LoopState, spec: EnvSpec, resumed_from: int | None) -> dict[str, Any]:
-    """summary.json: the counters and the final evaluation."""
+def summary_of(loop: LoopState, spec: EnvSpec, resumed_from: int | None, fidelity: dict[str, str]) -> dict[str, Any]:
+    """summary.json: the counters, the final evaluation and the fidelity switches away
+    from the official behaviour ({} = official behaviour)."""
     summary = {
         "env_steps": loop.env_steps, "updates": loop.updates, "train_episodes": loop.episodes,
         "wall_seconds": loop.wall_seconds, "resumed_from": resumed_from,
-        **loop.last_eval.row(spec.success_metric),
+        **loop.last_eval.row(spec.success_metric), "fidelity": fidelity,
     }
     if spec.results_note:
         summary["results_note"] = spec.results_note

@@ -20,6 +20,7 @@ import pandas as pd
 
 from envs.errors import UserError
 from harness.records import atomic_write_text
+from harness.report.fidelity import fidelity_section
 from harness.report.load import Run, bounds_table, load_runs, paper_numbers
 from harness.report.studies import study_sections
 from harness.report.stats import (AGGREGATES, PROFILE_TAUS, aggregate_estimates, performance_profiles,
@@ -197,6 +198,8 @@ def write_report(roots: list[Path], out: Path | None, reps: int, seed: int, norm
             directory = out / "figures" if k == 0 else out / "figures" / group_label(norm)
             figure_files += draw_group(directory, norm, agg, imp, profiles, efficiency)
     studies = study_sections(out, runs, reps, seed, figures)  # temperature, J(π) and QRE, robustness
+    fidelity = fidelity_section(out, runs, reps, seed)  # official vs alternative, per switch
+    studies += f"\n{fidelity}\n" if fidelity else ""
     atomic_write_text(out / "report.md", _report_markdown(suite, roots, runs, shown, groups, aggregates, improvement,
                                                            reps, seed, normalisation, figure_files, out) + studies)
     return out

@@ -1,6 +1,7 @@
 """Per-task tables in the layout of the paper's: final score per task and algorithm (mean ±
 std over seeds, IQM with its 95 % CI), seeds, env steps, the published number with its
-source, and a verdict by the rule in VERDICT_RULE."""
+source (with the runs' fidelity: "official behaviour" or the switches that differ), and a
+verdict by the rule in VERDICT_RULE."""
 
 from __future__ import annotations
 
@@ -70,12 +71,18 @@ def task_table(runs: list[Run], paper: pd.DataFrame, reps: int, seed: int) -> pd
             "source": (paper_row["source"] if paper_row is not None else
                        f"not comparable: {substitute} backend, a substitute for the published simulator" if substitute else
                        f"not comparable: {results_note}" if results_note else
-                       "not published (HASAC paper: curves only)"),
+                       "not published (HASAC paper: curves only)") + f"; {fidelity_label(group)}",
             "verdict": (f"not comparable: {substitute} backend" if substitute else
                         "not comparable: see source" if results_note else
                         verdict(finals, steps, paper_row, (ci["mean_ci_low"], ci["mean_ci_high"]))),
         })
     return pd.DataFrame(rows)
+
+
+def fidelity_label(group: list[Run]) -> str:
+    """The runs' fidelity: "official behaviour" or the switches that differ (seeds that
+    disagree are all named)."""
+    return " / ".join(dict.fromkeys(run.fidelity_label for run in group))
 
 
 def _fmt(value: float) -> str:
