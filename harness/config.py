@@ -29,7 +29,7 @@ from harness.suites import available_suites
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 # Keys that say how or where to run, not what is computed: a rerun may change them freely.
-VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "seeds", "results_dir", "torch_threads",
+VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "report", "seeds", "results_dir", "torch_threads",
                  "logger", "wandb_mode", "wandb_project", "wandb_entity")
 
 

@@ -82,6 +82,9 @@ class RunConfig(LoopConfig):
     """Sweep seeds 0..seeds-1 (instead of seed=K)."""
     dry_run: bool = False
     """Print the job table and estimated device-hours; launch nothing."""
+    report: bool = True
+    """A suite sweep ends by writing its report, reports/<suite>/ beside results_dir
+    (harness/report); false skips it."""
     stale_after_min: float = 30.0
     """A `running` run whose heartbeat is older than this is reported as stale (dead)."""
     logger: List[str] = field(default_factory=lambda: ["csv"])
