@@ -22,15 +22,17 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from algos.common.registry import ALGORITHMS, config_class
 from envs import FAMILIES, family_module, make_config
 from envs.errors import ConfigError
+from envs.fidelity import differing
 from harness.layout import RunPath, task_dir, variant_label
 from harness.loggers import check_loggers
 from harness.settings import LAUNCHERS, LoopConfig, RunConfig, Settings
 from harness.suites import available_suites
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
-# Keys that say how or where to run, not what is computed: a rerun may change them freely.
+# Keys that say how or where to run, not what is computed: a rerun may change them freely;
+# and `fidelity`, derived from the algo/env fields that are compared anyway.
 VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "report", "seeds", "results_dir", "torch_threads",
-                 "logger", "wandb_mode", "wandb_project", "wandb_entity")
+                 "logger", "wandb_mode", "wandb_project", "wandb_entity", "fidelity")
 
 
 def register_schemas() -> None:
@@ -137,7 +139,15 @@ def load_settings(overrides: list[str]) -> tuple[Settings, DictConfig]:
         family=cfg.env.family, task=str(cfg.task), algo=algo, algo_config=algo_config, env_fields=env_fields,
         **loop_keys,
     )
+    cfg.fidelity = fidelity_of(settings)
     return settings, cfg
+
+
+def fidelity_of(settings: Settings) -> dict[str, str]:
+    """The run's fidelity switches away from the official behaviour, algorithm and family
+    alike ({} = official behaviour), as config.yaml and summary.json record them."""
+    family_config = make_config(settings.family, **settings.env_fields)
+    return differing(settings.algo_config, "algo") | differing(family_config, "env")
 
 
 def run_path(cfg: DictConfig, settings: Settings) -> RunPath:

@@ -31,11 +31,21 @@ class Job:
     reason: str = ""
 
 
+FINE = frozenset({"done", "resumed", "skipped", "n/a", "submitted", "queued", "busy"})
+
+
 @dataclass
 class Outcome:
     job: Job
     status: str
-    """done | resumed | skipped | failed | failed: nan | n/a | submitted."""
+    """done | resumed | skipped | n/a | submitted | queued (SLURM runs it) | busy (another
+    process trains it) — or, needing a rerun: failed | failed: nan | cancelled | timeout |
+    interrupted (stopped on a signal, checkpoint written)."""
+
+    @property
+    def fine(self) -> bool:
+        """Nothing is asked of the user (any other outcome makes the sweep exit 1)."""
+        return self.status in FINE
     detail: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -4,9 +4,11 @@ executor (the cluster code path, without a cluster); `launcher=slurm cluster=<pr
 submits a SLURM job array through Submitit with the profile in slurm/<profile>.yaml.
 
 Every job is `RunJob()(overrides)`: the same `python -m harness.run` job, so a job resumes
-from its own checkpoint whenever it is started again. RunJob is a Submitit Checkpointable:
-on a time-out or preemption Submitit requeues it with the same arguments, and the requeued
-job continues from the run's latest checkpoint.
+from its own checkpoint whenever it is started again. On SLURM a job writes its checkpoint
+at once on SIGTERM or the pre-timeout signal and requeues after the latter (RunJob,
+harness/preempt.py); a sweep submits only the runs SLURM is not already running, lists
+their job ids, and names the state and log of a job that ended without finishing its run
+(harness/slurm.py).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import submitit
 import yaml
 
 from envs.errors import ConfigError, UserError
+from harness import preempt, slurm
 from harness.jobs import Job, Outcome
-from harness.records import PROJECT_ROOT
+from harness.records import PROJECT_ROOT, RunLocked
 from harness.settings import Launcher
 from harness.loop import TrainingDiverged
 from harness.train import run_one
@@ -37,6 +40,10 @@ def execute(overrides: list[str], raise_user_errors: bool = False) -> dict[str, 
         return {"status": status, "detail": ""}
     except TrainingDiverged as exc:
         return {"status": "failed: nan", "detail": str(exc).splitlines()[0]}
+    except RunLocked as exc:
+        if raise_user_errors:
+            raise
+        return {"status": "busy", "detail": str(exc)}  # another job trains it: not a failure
     except UserError as exc:
         if raise_user_errors:
             raise
@@ -47,10 +54,25 @@ def execute(overrides: list[str], raise_user_errors: bool = False) -> dict[str, 
 
 
 class RunJob(submitit.helpers.Checkpointable):
-    """A job as Submitit sees it; the inherited checkpoint() requeues it unchanged."""
+    """A job as Submitit sees it. Its stop signals are watched from the start (harness/preempt.py):
+    after one, the run's checkpoint is written and the job exits without a result, so a waiting
+    sweep keeps waiting for the restart. After the pre-timeout signal the job requeues itself;
+    after SIGTERM SLURM requeues it (preemption, `scontrol requeue`) or it was cancelled. The
+    inherited checkpoint() (Submitit's own handler, before ours is set) resubmits it unchanged."""
+
+    def __init__(self, max_requeues: int = 5):
+        self.max_requeues = max_requeues
 
     def __call__(self, overrides: list[str]) -> dict[str, str]:
-        return execute(overrides)
+        with preempt.watch():
+            try:
+                return execute(overrides)
+            except preempt.Interrupted as stop:
+                requeued, what = preempt.requeue_self(stop, self.max_requeues)
+                print(f"{stop}; {what}", flush=True)
+                if requeued or stop.signum != preempt.TIME_LIMIT_SIGNAL:
+                    raise SystemExit(128 + stop.signum) from None
+                return {"status": "interrupted", "detail": what}
 
 
 def launch(launcher: Launcher, jobs: list[Job], results_dir: Path, cluster: Optional[str],
@@ -71,13 +93,7 @@ def launch(launcher: Launcher, jobs: list[Job], results_dir: Path, cluster: Opti
         executor.update_parameters(timeout_min=launcher.timeout_min)
         return outcomes + run_submitit(executor, todo, launcher.n_jobs, report)
     executor = slurm_executor(folder, load_cluster_profile(cluster), launcher.max_requeues)
-    with executor.batch():
-        submitted = [executor.submit(RunJob(), quiet(j.overrides)) for j in todo]
-    print(f"submitted {len(submitted)} jobs as SLURM array {submitted[0].job_id.split('_')[0]}; "
-          f"logs in {results_dir / launcher.folder}/<job id>/")
-    if not launcher.wait:
-        return outcomes + [Outcome(j, "submitted", f"job {s.job_id}") for j, s in zip(todo, submitted)]
-    return outcomes + collect(zip(todo, submitted), report)
+    return outcomes + run_slurm(executor, launcher, todo, results_dir, report)
 
 
 def quiet(overrides: list[str]) -> list[str]:
@@ -114,13 +130,53 @@ def run_submitit(executor, jobs: list[Job], n_jobs: int, report: Callable[[Outco
     return outcomes
 
 
+def run_slurm(executor: submitit.SlurmExecutor, launcher: Launcher, jobs: list[Job], results_dir: Path,
+              report: Callable[[Outcome], None]) -> list[Outcome]:
+    """Submit, as one array, the runs SLURM is not already running; list them with their job
+    ids; with launcher.wait, wait for them and return how each ended."""
+    outcomes, todo, before = [], [], {}
+    previous = {id(j): slurm.read_submission(j.path) for j in jobs}
+    states = slurm.job_states([p["job_id"] for p in previous.values() if p])
+    for job in jobs:
+        record = previous[id(job)]
+        state = states.get(record.get("job_id", ""), "")
+        if state in slurm.ACTIVE:
+            outcomes.append(Outcome(job, "queued", f"SLURM job {record['job_id']} {state}"))
+            report(outcomes[-1])
+            continue
+        if record:
+            before[id(job)] = f"before: job {record['job_id']} {state or 'gone'}, log: {record['stderr']}"
+        todo.append(job)
+    if not todo:
+        return outcomes
+    with executor.batch():
+        handles = [executor.submit(RunJob(launcher.max_requeues), quiet(j.overrides)) for j in todo]
+    for job, handle in zip(todo, handles):
+        slurm.record_submission(job.path, handle.job_id, handle.paths.stdout, handle.paths.stderr)
+    arrays = sorted({h.job_id.split("_")[0] for h in handles})
+    print(f"submitted {len(handles)} job{'s' * (len(handles) > 1)} as SLURM array {', '.join(arrays)}:")
+    for job, handle in zip(todo, handles):
+        print(f"  {handle.job_id:<12} {job.label}" + (f"  ({before[id(job)]})" if id(job) in before else ""))
+    print(slurm.follow_hint(arrays, results_dir), flush=True)
+    if not launcher.wait:
+        return outcomes + [Outcome(j, "submitted", f"job {h.job_id}" + (f"; {before[id(j)]}" if id(j) in before else ""))
+                           for j, h in zip(todo, handles)]
+    return outcomes + collect(zip(todo, handles), report)
+
+
+# How a job that ended without a result is listed
+ENDED = {"CANCELLED": "cancelled", "TIMEOUT": "timeout"}
+
+
 def collect(pairs, report: Callable[[Outcome], None]) -> list[Outcome]:
     outcomes = []
     for job, handle in pairs:
         try:
             result = handle.result()
-        except Exception as exc:  # Submitit re-raises what killed the job, with its log path
-            result = {"status": "failed", "detail": f"{type(exc).__name__}; log: {handle.paths.stderr}"}
+        except Exception as exc:  # no result: the job was killed, cancelled or crashed outside Python
+            state = (handle.state or "UNKNOWN").split()[0]
+            result = {"status": ENDED.get(state, "failed"),
+                      "detail": f"{state} (job {handle.job_id}, {type(exc).__name__}); log: {handle.paths.stderr}"}
         outcomes.append(Outcome(job, **result))
         report(outcomes[-1])
     return outcomes
@@ -147,9 +203,12 @@ def load_cluster_profile(name: Optional[str]) -> dict[str, Any]:
 def slurm_executor(folder: Path, profile: dict[str, Any], max_requeues: int = 5) -> submitit.SlurmExecutor:
     """Submitit's SlurmExecutor with a profile's parameters: the profile's keys are its
     parameter names (`partition`, `mem`, `time`, `setup`, ...; `job_name` defaults to
-    hasac-bench), and Submitit refuses unknown ones, here one line."""
+    hasac-bench), and Submitit refuses unknown ones, here one line. Every job is marked
+    requeueable (`--requeue`), so that it may requeue itself at its time limit wherever the
+    cluster's default (JobRequeue) says otherwise."""
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=max_requeues)
     params = {"job_name": "hasac-bench"} | {k: v for k, v in profile.items() if v is not None}
+    params["additional_parameters"] = {"requeue": True, **(params.get("additional_parameters") or {})}
     try:
         executor.update_parameters(**params)
     except ValueError as exc:

@@ -98,6 +98,9 @@ class RunConfig(LoopConfig):
     """W&B user or team; None: the logged-in user's default."""
     choices: Optional[Dict[str, str]] = None
     """Filled in by the harness: which env/algo yaml was composed."""
+    fidelity: Optional[Dict[str, str]] = None
+    """Filled in by the harness: the fidelity switches away from the official behaviour
+    ({"algo.box_action": "affine", ...}; {} = official behaviour; envs/fidelity.py)."""
 
 
 @dataclass(kw_only=True)

@@ -154,7 +154,8 @@ def stale_runs(jobs: list[Job], stale_after_s: float) -> list[tuple[Job, float]]
 
 
 def run_sweep(argv: list[str]) -> int:
-    """Expand, check, launch; print the summary. 0 when every job ended well, 1 otherwise."""
+    """Expand, check, launch; print the summary. 0 when every job ended well (or is still
+    queued or running elsewhere), 1 otherwise."""
     base, jobs = prepare_jobs(argv)
     results_dir = Path(base.results_dir)
     if base.dry_run:
@@ -180,10 +181,10 @@ def run_sweep(argv: list[str]) -> int:
             print(f"skip: {outcome.job.path} is finished (DONE); delete it to run again")
 
     outcomes = launch(launcher, jobs, results_dir, base.cluster, report)
-    if len(jobs) > 1 or any(o.status.startswith("failed") for o in outcomes):
+    if len(jobs) > 1 or not all(o.fine for o in outcomes):
         print(summary_table(outcomes))
     if base.report and str(base.suite) != ADHOC:
         from harness.report import sweep_report
 
         sweep_report(results_dir, str(base.suite))
-    return 1 if any(o.status.startswith("failed") for o in outcomes) else 0
+    return 0 if all(o.fine for o in outcomes) else 1

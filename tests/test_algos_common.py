@@ -319,3 +319,45 @@ def test_soft_qre_is_a_fixed_point_of_the_soft_best_response():
         assert total_variation(policies[i], soft_best_response(payoff, policies, i, 2.0)) < 1e-9
     uniform = [np.full(n, 1 / n) for n in payoff.shape]
     assert np.allclose(marginal_payoff(payoff, uniform, 1), payoff.mean(axis=(0, 2)))
+
+
+# -- suites: the official thread counts ----------------------------------------------------
+OFF_POLICY_THREADS = {  # HARL n_rollout_threads: HASAC 20 everywhere (hasac.yaml where no tuned file),
+    ("hatd3", "mamujoco"): 10, ("hatd3", None): 20,  # HATD3 10 on MaMuJoCo, 20 on MPE (tuned files)
+    ("hasac", None): 20, ("mehaml_kl", None): 20,
+}
+
+
+@pytest.mark.parametrize("suite", ["paper_mpe", "paper_mamujoco", "paper_smac", "paper_smacv2", "paper_football",
+                                   "paper_lag", "paper_dexhands", "quick"])
+def test_suites_run_the_official_off_policy_thread_counts(suite):
+    from harness.sweep import expand
+
+    seen = set()
+    for algo in HA_OFF_POLICY:
+        for overrides in expand([f"suite={suite}", f"algo={algo}", "seeds=1"])[1]:
+            value = dict(o.split("=", 1) for o in overrides)  # a later override of a key wins, as in Hydra
+            if algo == "hatd3" and value["env"] not in ("mpe", "mamujoco"):
+                continue  # Discrete families: the sweep lists HATD3 there as n/a
+            keys = [(algo, value["env"]), (algo, None)]
+            assert int(value.get("n_envs", 8)) == next(OFF_POLICY_THREADS[k] for k in keys if k in OFF_POLICY_THREADS), (value["task"], algo)
+            seen.add(algo)
+    assert seen
+
+
+def test_fidelity_suite_variants_each_set_exactly_their_named_switch():
+    """suite=fidelity: a run named fid.<switch>.<value> differs from the official behaviour
+    in that switch alone (algo or env); the others are the official runs of their task."""
+    from harness.config import load_settings
+    from harness.sweep import expand
+
+    _, jobs = expand(["suite=fidelity", "seeds=1"])
+    named = 0
+    for overrides in jobs:
+        variant = dict(o.split("=", 1) for o in overrides).get("variant", "")
+        _, cfg = load_settings(overrides)
+        tokens = [t for t in variant.split("-") if t.startswith("fid.")]
+        expected = dict(token.split(".")[1:] for token in tokens)
+        assert {k.split(".", 1)[1]: v for k, v in dict(cfg.fidelity).items()} == expected, overrides
+        named += bool(tokens)
+    assert named >= 10

@@ -57,6 +57,21 @@ def test_same_seed_gives_identical_results_and_rerun_skips(tmp_path, capsys):
     assert (run_dir(tmp_path / "a") / "DONE").read_text() == done_before
 
 
+def test_runs_record_their_fidelity_switches_in_config_and_summary(tmp_path):
+    """{} = the official behaviour; otherwise every switch away from it, algo and env alike."""
+    assert main([*MATRIX, f"results_dir={tmp_path}"]) == 0
+    official = run_dir(tmp_path)
+    assert json.loads((official / "summary.json").read_text())["fidelity"] == {}
+    assert "fidelity: {}" in (official / "config.yaml").read_text()
+    switched = [*MATRIX, "algo=hasac", "algo.episode_end_avail=final", f"results_dir={tmp_path}"]
+    assert main(switched) == 0
+    summary = json.loads((run_dir(tmp_path, algo="hasac") / "summary.json").read_text())
+    assert summary["fidelity"] == {"algo.episode_end_avail": "final"}
+    from harness.config import load_settings
+    _, cfg = load_settings(["env=mpe", "task=simple_spread", "algo=hasac", "env.reward=mpe2", "algo.box_action=affine"])
+    assert dict(cfg.fidelity) == {"algo.box_action": "affine", "env.reward": "mpe2"}
+
+
 def test_seed_changes_the_results(tmp_path):
     assert main([*MATRIX, "seed=1", f"results_dir={tmp_path}"]) == 0
     assert main([*MATRIX, "seed=2", f"results_dir={tmp_path}"]) == 0
@@ -81,6 +96,12 @@ def test_seed_changes_the_results(tmp_path):
         (["env=matrix", "task=climbing", "seed=abc"], "could not be converted to Integer"),
         (["env=matrix", "task=climbing", "device=tpu"], "device must be"),
         (["env=matrix", "task=climbing", "seed=-3"], "seed must be an integer in [0, 2**31), got -3"),
+        (["env=matrix", "task=climbing", "algo=hasac", "algo.box_action=clip"], "algo.box_action must be one of official, affine"),
+        (["env=matrix", "task=climbing", "algo=hasac", "algo.box_action=affine"],
+         "algo.box_action=affine does not apply here: it only affects Box action spaces"),
+        (["env=mpe", "task=simple_reference", "env.reward=mpe2"], "env.reward=mpe2 does not apply here"),
+        (["env=mpe", "task=simple_spread", "env.physics=verlet"], "env.physics must be one of official, mpe2"),
+        (["env=matrix", "task=climbing", "algo=hatd3", "algo.box_action=affine"], "Could not override 'algo.box_action'"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, overrides, fragment):

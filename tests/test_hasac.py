@@ -11,6 +11,7 @@ import torch
 
 import envs
 from algo_helpers import OWN_3_AGENTS, beats_random_on_spread, build, learn_halfcheetah, learn_simple_spread, run_loop, toy_env
+from algos.common.distributions import gumbel_softmax_hard
 from algos.common.qre import soft_qre, total_variation
 from algos.common.registry import check_compatible
 from algos.hasac import Hasac, HasacConfig, target_entropy, temperature_loss
@@ -56,6 +57,35 @@ def test_expected_loss_converges_to_the_unique_soft_qre(game):
     for p, q in zip(probs, qre):
         assert total_variation(p, q) < 0.05
         assert total_variation(p, np.full(len(p), 1 / len(p))) > 0.1  # it learned, not stayed uniform
+
+
+def straight_through_gradient(critic, logits: list[torch.Tensor], i: int, alpha: float, samples: int = 200_000) -> torch.Tensor:
+    """E[∇ of agent i's HASAC loss −(Q(x¹, x²) − α log πⁱ(aⁱ))] w.r.t. its logits, xⁱ the
+    straight-through Gumbel one-hot (gumbel_softmax_hard), the other agent playing its policy."""
+    generator = torch.Generator().manual_seed(0)
+    own = logits[i].clone().requires_grad_(True)
+    joint = [gumbel_softmax_hard(p.expand(samples, -1), None, generator)[0] for p in logits]
+    joint[i], log_prob = gumbel_softmax_hard(own.expand(samples, -1), None, generator)
+    (grad,) = torch.autograd.grad((alpha * log_prob - critic(*joint)).mean(), own)
+    return grad
+
+
+def test_straight_through_gumbel_keeps_the_qre_with_exact_q_and_loses_it_with_wrong_slopes():
+    """At the soft QRE q(b) − α log π(b) is the same for every own action b. With the payoff as
+    the bilinear Q = x¹ᵀ R x² (linear in an agent's own one-hot) the straight-through gradient
+    is (q − α log π)ᵀ ∂softmax + α E[x]ᵀ ∂log π = 0. Adding c(‖x¹‖² − Σx¹), zero at every
+    one-hot vertex, keeps every value a critic fitted on vertices could see but tilts its
+    slopes there (by c(2e_a − 1)): the same estimator then pushes away from the QRE."""
+    payoff, alpha = np.array(CLIMBING, float), 10.0
+    table = torch.tensor(payoff, dtype=torch.float64)
+    exact = lambda x1, x2: ((x1 @ table) * x2).sum(-1, keepdim=True)
+    tilted = lambda x1, x2: exact(x1, x2) + 30.0 * ((x1 * x1).sum(-1, keepdim=True) - x1.sum(-1, keepdim=True))
+    logits = [torch.tensor(np.log(p), dtype=torch.float64) for p in soft_qre(payoff, alpha)]
+    on_vertices = torch.eye(3, dtype=torch.float64)
+    assert torch.equal(exact(on_vertices, on_vertices), tilted(on_vertices, on_vertices))
+    exact_gradient = straight_through_gradient(exact, logits, 0, alpha)
+    tilted_gradient = straight_through_gradient(tilted, logits, 0, alpha)
+    assert exact_gradient.abs().max() < 0.05 < 0.5 < tilted_gradient.abs().max()
 
 
 def test_discrete_actions_respect_masks_in_acting_evaluating_and_probs():

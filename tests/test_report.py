@@ -63,6 +63,53 @@ def smac_tree(root: Path) -> Path:
     return suite
 
 
+def test_source_column_says_official_behaviour_or_names_the_switches(tmp_path):
+    suite = tmp_path / "fidelity"
+    for k in range(3):
+        write_run(suite / "mpe" / "simple_spread" / "hasac" / f"seed_{k}", STEPS, np.array([-120.0, -80.0, -70.0 - k]),
+                  summary={"fidelity": {}})
+        write_run(suite / "mpe" / "simple_spread-reward.mpe2" / "hasac" / f"seed_{k}", STEPS, np.array([-80.0, -40.0, -30.0 - k]),
+                  summary={"fidelity": {"env.reward": "mpe2", "algo.box_action": "affine"}})
+        write_run(suite / "mpe" / "simple_reference" / "hasac" / f"seed_{k}", STEPS, np.array([-60.0, -30.0, -20.0]))
+    out = write_report([suite], tmp_path / "report", reps=100, seed=0, normalisation="observed", figures=False)
+    source = pd.read_csv(out / "table.csv").set_index("task")["source"]
+    assert source["simple_spread"].endswith("; official behaviour")
+    assert source["simple_spread-reward.mpe2"].endswith("; differs: algo.box_action=affine, env.reward=mpe2")
+    assert source["simple_reference"].endswith("; fidelity not recorded")  # a run from before the record
+
+
+def test_fidelity_section_pairs_runs_by_their_recorded_switches(tmp_path):
+    """IQM = the 25 % trimmed mean: official finals 0, 1, 2, 10 -> mean(1, 2) = 1.5; with
+    affine 2, 3, 4, 20 -> 3.5; difference +2. With every seed equal on each side (physics=mpe2
+    on simple_reference 4, 4, 4 vs official 1, 1, 1) the CI collapses on the difference, 3."""
+    from harness.report.fidelity import base_task, fidelity_table
+    from harness.report.load import load_runs
+
+    suite = tmp_path / "fidelity"
+    cases = [("simple_spread", {}, [0.0, 1.0, 2.0, 10.0]),
+             ("simple_spread-fid.box_action.affine", {"algo.box_action": "affine"}, [2.0, 3.0, 4.0, 20.0]),
+             ("simple_reference", {}, [1.0, 1.0, 1.0]),
+             ("simple_reference-fid.physics.mpe2", {"env.physics": "mpe2"}, [4.0, 4.0, 4.0]),
+             ("simple_speaker_listener-fid.pad_spaces.none", {"env.pad_spaces": "none"}, [5.0, 6.0, 7.0])]  # no baseline
+    for task, fidelity, finals in cases:
+        for k, final in enumerate(finals):
+            write_run(suite / "mpe" / task / "hasac" / f"seed_{k}", STEPS, np.array([0.0, final / 2, final]),
+                      summary={"fidelity": fidelity})
+    runs = load_runs([suite])
+    assert {base_task(r) for r in runs} == {"mpe/simple_spread", "mpe/simple_reference", "mpe/simple_speaker_listener"}
+    table = fidelity_table(runs, reps=500, seed=0).set_index("task")
+    assert len(table) == 2  # no official baseline for the speaker-listener runs: no row
+    spread, reference = table.loc["mpe/simple_spread"], table.loc["mpe/simple_reference"]
+    assert spread["switches"] == "algo.box_action=affine" and spread["official_iqm"] == pytest.approx(1.5)
+    assert spread["alternative_iqm"] == pytest.approx(3.5) and spread["difference"] == pytest.approx(2.0)
+    assert spread["ci_low"] < 2.0 < spread["ci_high"]
+    assert (reference["difference"], reference["ci_low"], reference["ci_high"]) == pytest.approx((3.0, 3.0, 3.0))
+    out = write_report([suite], tmp_path / "report", reps=200, seed=0, normalisation="observed", figures=False)
+    report = (out / "report.md").read_text()
+    assert "## Fidelity switches: official behaviour vs alternative" in report and "env.physics=mpe2" in report
+    assert (out / "fidelity.csv").is_file()
+
+
 def test_table_rows_carry_published_numbers_and_verdicts(tmp_path):
     out = write_report([smac_tree(tmp_path)], tmp_path / "report", reps=500, seed=0, normalisation="paper", figures=False)
     table = pd.read_csv(out / "table.csv").set_index("algo")

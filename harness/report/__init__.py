@@ -22,6 +22,7 @@ import pandas as pd
 from envs.errors import UserError
 from harness.records import atomic_write_text
 from harness.report.claims import CLAIMS_RULE, claims_table
+from harness.report.fidelity import fidelity_section
 from harness.report.load import Run, load_runs, paper_numbers
 from harness.report.normalise import Normalised, aggregate_table, group_label, improvement_table, normalise
 from harness.report.studies import study_sections
@@ -98,6 +99,8 @@ def write_report(roots: list[Path], out: Path | None, reps: int, seed: int, norm
             directory = out / "figures" if k == 0 else out / "figures" / group_label(norm)
             figure_files += draw_group(directory, norm, agg, imp, profiles, efficiency)
     studies = study_sections(out, runs, reps, seed, figures)  # temperature, J(π) and QRE, robustness
+    fidelity = fidelity_section(out, runs, reps, seed)  # official vs alternative, per switch
+    studies += f"\n{fidelity}\n" if fidelity else ""
     head = _head(suite, roots, runs, reps, seed, normalisation, claims)
     body = _body(runs, shown, notes, groups, aggregates, improvement, normalisation, figure_files, out)
     atomic_write_text(out / "report.md", "\n\n".join(head + body) + "\n" + studies)

@@ -32,13 +32,25 @@ class Run:
     seed: int
     path: RunPath
     status: str
-    """done | failed | failed: nan | running | unreadable | ..."""
+    """done | failed | failed: nan | running | interrupted | submitted | unreadable | ..."""
     metric: str = "return"
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     reason: str = ""
     results_note: str = ""
     """summary.json's `results_note`: why this task's scores are not the published simulator's."""
+    fidelity: dict[str, str] | None = None
+    """summary.json's `fidelity`: the switches away from the official behaviour ({} = none;
+    None = a run that did not record them)."""
+
+    @property
+    def fidelity_label(self) -> str:
+        """"official behaviour", the differing switches, or "fidelity not recorded"."""
+        if self.fidelity is None:
+            return "fidelity not recorded"
+        if not self.fidelity:
+            return "official behaviour"
+        return "differs: " + ", ".join(f"{k}={v}" for k, v in sorted(self.fidelity.items()))
 
     @property
     def key(self) -> str:
@@ -59,6 +71,9 @@ class Run:
 
 def read_run(path: RunPath) -> Run:
     run = Run(path.suite, path.family, path.task, path.algo, path.seed, path, status="unknown")
+    if not path.meta.exists() and path.slurm.exists():
+        run.status, run.reason = "submitted", "its SLURM job has not started it (slurm.json)"
+        return run
     try:
         run.status = json.loads(path.meta.read_text()).get("status", "unknown")
     except (OSError, ValueError) as exc:
@@ -87,9 +102,11 @@ def read_run(path: RunPath) -> Run:
     run.steps, run.scores = steps, scores
     if run.status == "done":
         try:
-            run.results_note = json.loads(path.summary.read_text()).get("results_note") or ""
+            summary = json.loads(path.summary.read_text())
+            run.results_note = summary.get("results_note") or ""
+            run.fidelity = summary.get("fidelity")
         except (OSError, ValueError, AttributeError):
-            pass  # the scores come from eval.csv; a missing note only loses the label
+            pass  # the scores come from eval.csv; a missing summary only loses the labels
     return run
 
 

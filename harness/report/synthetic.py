@@ -13,9 +13,9 @@ from harness.layout import RunPath
 
 
 def write_run(run_dir: Path, steps: np.ndarray, scores: np.ndarray, status: str = "done",
-              success: str | None = None) -> None:
+              success: str | None = None, summary: dict | None = None) -> None:
     """One run directory: meta.json, eval.csv (scores as returns, or as a success fraction
-    in column `success` when given), DONE when finished."""
+    in column `success` when given), summary.json when given, DONE when finished."""
     path = RunPath(run_dir)
     path.dir.mkdir(parents=True, exist_ok=True)
     evals = {"env_steps": steps, "eval_return_mean": scores if success is None else np.zeros_like(scores)}
@@ -23,6 +23,8 @@ def write_run(run_dir: Path, steps: np.ndarray, scores: np.ndarray, status: str 
         evals[success] = scores
     pd.DataFrame(evals).to_csv(path.eval_csv, index=False)
     path.meta.write_text(json.dumps({"status": status}))
+    if summary is not None:
+        path.summary.write_text(json.dumps(summary))
     if status == "done":
         path.done_marker.write_text("done\n")
 

@@ -1,7 +1,8 @@
 """Per-task tables in the layout of the paper's: final score per task and algorithm (mean ±
 std over seeds, IQM with its 95 % CI), seeds, our env steps beside the paper's budget, the
-published number with its source (a numbered note under the table), and a verdict by the
-rule in VERDICT_RULE."""
+published number with its source and the runs' fidelity ("official behaviour" or the
+switches that differ) as a numbered note under the table, and a verdict by the rule in
+VERDICT_RULE."""
 
 from __future__ import annotations
 
@@ -82,12 +83,18 @@ def task_table(runs: list[Run], paper: pd.DataFrame, reps: int, seed: int) -> pd
             "source": (paper_row["source"] if paper_row is not None else
                        f"not comparable: {substitute} backend, a substitute for the published simulator" if substitute else
                        f"not comparable: {results_note}" if results_note else
-                       "not published (HASAC paper: curves only)"),
+                       "not published (HASAC paper: curves only)") + f"; {fidelity_label(group)}",
             "verdict": (f"not comparable: {substitute} backend" if substitute else
                         "not comparable: see source" if results_note else
                         verdict(finals, steps, paper_row, (ci["mean_ci_low"], ci["mean_ci_high"]), budget)),
         })
     return pd.DataFrame(rows)
+
+
+def fidelity_label(group: list[Run]) -> str:
+    """The runs' fidelity: "official behaviour" or the switches that differ (seeds that
+    disagree are all named)."""
+    return " / ".join(dict.fromkeys(run.fidelity_label for run in group))
 
 
 def _fmt(value: float) -> str:
