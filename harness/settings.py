@@ -89,6 +89,9 @@ class RunConfig(LoopConfig):
     one device (harness/pack.py, algos/common/packed.py); algorithms with a packed form only."""
     dry_run: bool = False
     """Print the job table and estimated device-hours; launch nothing."""
+    report: bool = True
+    """A suite sweep ends by writing its report, reports/<suite>/ beside results_dir
+    (harness/report); false skips it."""
     stale_after_min: float = 30.0
     """A `running` run whose heartbeat is older than this is reported as stale (dead)."""
     logger: List[str] = field(default_factory=lambda: ["csv"])

@@ -31,7 +31,7 @@ from harness.layout import RunPath
 from harness.records import check_writable, heartbeat_age_seconds, read_meta
 from harness.settings import Settings
 from harness.status import record_jobs
-from harness.suites import entry_overrides, load_suite, split_overrides
+from harness.suites import ADHOC, entry_overrides, load_suite, split_overrides
 
 def seed_list(base: DictConfig, plain: list[str], swept: dict[str, list[str]]) -> list[str] | None:
     """Overrides for the user's seeds: `seeds=N` → seed=0…N−1; [] for seed=K; None when the
@@ -186,4 +186,8 @@ def run_sweep(argv: list[str]) -> int:
     outcomes = launch(launcher, jobs, results_dir, base.cluster, report, base.pack)
     if len(jobs) > 1 or not all(o.fine for o in outcomes):
         print(summary_table(outcomes))
+    if base.report and str(base.suite) != ADHOC:
+        from harness.report import sweep_report
+
+        sweep_report(results_dir, str(base.suite))
     return 0 if all(o.fine for o in outcomes) else 1
