@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import yaml
+
+from harness.layout import RunPath
+
 SHIPPED = Path(__file__).resolve().parent / "rates.json"
 LOCAL_NAME = "rates.json"
 Key = tuple[str, str, str, str]
@@ -70,21 +74,23 @@ def job_hours(query: CostQuery, rate: Rate) -> float:
     return seconds / 3600
 
 
-def finished_run_rates(results_dir: Path) -> dict[Key, Rate]:
-    """Mean env steps per wall second of the finished runs under results_dir."""
-    found: dict[Key, list[float]] = {}
-    for summary_path in Path(results_dir).glob("*/*/*/*/seed_*/summary.json"):
-        run = summary_path.parent
+def finished_run_rates(results_dir: Path) -> tuple[dict[Key, Rate], dict[tuple[Key, int], Rate]]:
+    """Mean env steps per wall second of the finished runs under results_dir: of lone runs
+    per kind, and of packed seeds (run key `pack`) per (kind, pack size) — a packed seed
+    advances at its pack's pace."""
+    found: dict[tuple[Key, int], list[float]] = {}
+    for run in RunPath.find(Path(results_dir)):
         try:
-            summary = json.loads(summary_path.read_text())
+            summary = json.loads(run.summary.read_text())
             rate = summary["env_steps"] / summary["wall_seconds"]
-            device = json.loads((run / "meta.json").read_text()).get("device", "cpu")
-        except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError):
+            device = json.loads(run.meta.read_text()).get("device", "cpu")
+            pack = int((yaml.safe_load(run.config.read_text()) or {}).get("pack", 1))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, ZeroDivisionError, yaml.YAMLError):
             continue
-        key = (run.parents[2].name, run.parents[1].name, run.parent.name, device_kind(device))
-        found.setdefault(key, []).append(rate)
+        found.setdefault(((run.family, run.task, run.algo, device_kind(device)), pack), []).append(rate)
     source = f"finished runs in {results_dir}"
-    return {k: Rate(statistics.fmean(v), None, source) for k, v in found.items() if all(map(math.isfinite, v))}
+    rates = {k: Rate(statistics.fmean(v), None, source) for k, v in found.items() if all(map(math.isfinite, v))}
+    return {k: r for (k, size), r in rates.items() if size == 1}, {k: r for k, r in rates.items() if k[1] > 1}
 
 
 def file_rates(path: Path) -> dict[Key, Rate]:
@@ -117,11 +123,14 @@ def machine_text(machine: dict[str, Any]) -> str:
 @dataclass
 class RateBook:
     tiers: list[dict[Key, Rate]]
+    packed: dict[tuple[Key, int], Rate] = field(default_factory=dict)
+    """Finished packed seeds' rates per (kind, pack size)."""
 
     @classmethod
     def load(cls, results_dir: Path, shipped: Path = SHIPPED) -> RateBook:
         results_dir = Path(results_dir)
-        return cls([finished_run_rates(results_dir), file_rates(results_dir / LOCAL_NAME), file_rates(shipped)])
+        lone, packed = finished_run_rates(results_dir)
+        return cls([lone, file_rates(results_dir / LOCAL_NAME), file_rates(shipped)], packed)
 
     def find(self, key: Key) -> tuple[Rate, bool] | None:
         """(rate, True when it is its family's median) or None."""
@@ -147,25 +156,44 @@ class Estimate:
     by_source: dict[str, int] = field(default_factory=dict)
     family_median: list[Key] = field(default_factory=list)
     unknown: list[Key] = field(default_factory=list)
+    packs_as_lone: int = 0
+    """Packed jobs without a finished pack of their size: their seeds' lone hours, summed."""
 
 
-def estimate(queries: Iterable[CostQuery], book: RateBook) -> Estimate:
+def unit_hours(unit: list[CostQuery], book: RateBook) -> tuple[float, Rate, bool] | None:
+    """(hours, rate, from the family median) of one job: a run, or a pack of seeds of one
+    config on one device. A pack takes finished packs of its size where there are some (its
+    slowest seed's remaining steps at their pace), else its seeds' lone hours one after
+    another (what packing gains is not assumed). None without any rate."""
+    key = unit[0].key
+    if len(unit) > 1 and (key, len(unit)) in book.packed:
+        rate = book.packed[(key, len(unit))]
+        return max(job_hours(q, rate) for q in unit), rate, False
+    found = book.find(key)
+    if found is None:
+        return None
+    rate, median = found
+    return sum(job_hours(q, rate) for q in unit), rate, median
+
+
+def estimate(units: Iterable[list[CostQuery]], book: RateBook) -> Estimate:
+    """The totals over jobs (each a list of the queries of the seeds it trains)."""
     out = Estimate()
-    for query in queries:
-        out.jobs += 1
-        found = book.find(query.key)
+    for unit in units:
+        out.jobs += len(unit)
+        found = unit_hours(unit, book)
         if found is None:
-            out.unknown.append(query.key)
+            out.unknown += [q.key for q in unit]
             continue
-        rate, median = found
-        hours = job_hours(query, rate)
-        if query.key[3] == "gpu":
+        hours, rate, median = found
+        out.packs_as_lone += len(unit) > 1 and (unit[0].key, len(unit)) not in book.packed
+        if unit[0].key[3] == "gpu":
             out.gpu_hours += hours
         else:
-            out.cpu_hours += hours * query.threads
-        out.by_source[rate.source] = out.by_source.get(rate.source, 0) + 1
+            out.cpu_hours += hours * unit[0].threads
+        out.by_source[rate.source] = out.by_source.get(rate.source, 0) + len(unit)
         if median:
-            out.family_median.append(query.key)
+            out.family_median += [q.key for q in unit]
     return out
 
 
@@ -183,6 +211,9 @@ def estimate_lines(est: Estimate, command_hint: str) -> list[str]:
              + (f", for the {rated} with a rate" if est.unknown else "")]
     for source, count in sorted(est.by_source.items(), key=lambda item: -item[1]):
         lines.append(f"  {count} job{'s' * (count != 1)} at rates from {source}")
+    if est.packs_as_lone:
+        lines.append(f"  {est.packs_as_lone} packed job{'s' * (est.packs_as_lone != 1)} estimated from lone runs, one seed "
+                     "after another (no finished pack of their size: what packing gains is not assumed)")
     if est.family_median:
         lines.append(f"  {len(est.family_median)} of them at their family's median rate (no rate of their own): "
                      f"{key_text(est.family_median)}")

@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from harness.estimate import CostQuery, RateBook, estimate, estimate_lines, job_hours
+import yaml
+
+from harness.config import semantic_config
+from harness.estimate import CostQuery, RateBook, estimate, estimate_lines, unit_hours
 from harness.jobcheck import RUNNABLE, count_line, reason_lines, seed_text
 from harness.layout import RunPath
 
@@ -68,6 +71,22 @@ class Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def pack_key(job: Job) -> str:
+    """What the seeds of one pack share: the job's resolved config without its seed."""
+    config = semantic_config(job.config_yaml)
+    config.pop("seed", None)
+    return yaml.safe_dump(config, sort_keys=True)
+
+
+def pack_units(jobs: list[Job], size: int) -> list[list[Job]]:
+    """The jobs grouped into packs (run key `pack`, harness/pack.py) of at most `size` seeds
+    of one config, in the order of the jobs."""
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(pack_key(job), []).append(job)
+    return [seeds[i:i + size] for seeds in groups.values() for i in range(0, len(seeds), size)]
+
+
 def not_runnable_lines(jobs: Iterable[Job]) -> list[str]:
     """Each reason a job cannot run here, once, with the jobs it covers."""
     blocked = [(j.verdict, j.reason, (j.name, j.algo, j.seed)) for j in jobs if not j.runnable]
@@ -92,26 +111,31 @@ def _states(jobs: list[Job]) -> str:
     return counts.popitem()[0] if len(counts) == 1 else ", ".join(f"{n} {s}" for s, n in counts.items())
 
 
-def plan_table(jobs: list[Job], book: RateBook, hint: str) -> str:
+def cost_units(jobs: list[Job], pack: int) -> list[list[CostQuery]]:
+    """The jobs left to run as the launcher will start them (packs of seeds with `pack` > 1)."""
+    todo = [j for j in jobs if j.runnable and j.state != "skip" and j.cost is not None]
+    return [[j.cost for j in unit] for unit in (pack_units(todo, pack) if pack > 1 else [[j] for j in todo])]
+
+
+def plan_table(jobs: list[Job], book: RateBook, hint: str, pack: int = 1) -> str:
     """The dry run's output: rows, counts, reasons, estimate."""
     width = max([len(f"{name} {algo}") for name, algo in _rows(jobs)] + [20]) + 2
-    lines = [f"{'job':<{width}} {'seeds':<8} {'budget':>12}  {'state':<14} {'est. hours':>10}"]
+    packs = (lambda text: f" {text:>5}") if pack > 1 else (lambda text: "")  # packed jobs per row
+    lines = [f"{'job':<{width}} {'seeds':<8} {'budget':>12}  {'state':<14}{packs('packs')} {'est. hours':>10}"]
     for (name, algo), members in _rows(jobs).items():
-        hours = ""
-        todo = [j.cost for j in members if j.runnable and j.state != "skip" and j.cost is not None]
-        found = [book.find(q.key) for q in todo]
-        if todo and all(found):
-            hours = f"{sum(job_hours(q, f[0]) for q, f in zip(todo, found)):,.1f}"
-        elif todo:
-            hours = "?"
+        units = cost_units(members, pack)
+        found = [unit_hours(unit, book) for unit in units]
+        hours = f"{sum(f[0] for f in found):,.1f}" if units and all(found) else "?" if units else ""
         lines.append(f"{name + ' ' + algo:<{width}} {seed_text(j.seed for j in members):<8} {members[0].budget:>12,}  "
-                     f"{_states(members):<14} {hours:>10}")
+                     f"{_states(members):<14}{packs(len(units) if units else '')} {hours:>10}")
     runnable = [j for j in jobs if j.runnable]
     done = sum(j.state == "skip" for j in runnable)
-    lines.append(count_line(j.verdict for j in jobs) + (f" ({done} of them already done)" if done else ""))
+    units = cost_units(jobs, pack)
+    notes = ([f"{done} of them already done"] if done else []) + (
+        [f"{sum(map(len, units))} runs in {len(units)} packed jobs (pack={pack})"] if pack > 1 else [])
+    lines.append(count_line(j.verdict for j in jobs) + (f" ({'; '.join(notes)})" if notes else ""))
     lines += not_runnable_lines(jobs)
-    todo = [j.cost for j in runnable if j.state != "skip" and j.cost is not None]
-    lines += estimate_lines(estimate(todo, book), hint)
+    lines += estimate_lines(estimate(units, book), hint)
     return "\n".join(lines)
 
 

@@ -10,7 +10,9 @@ parsed back from a directory.
         eval.csv       env_steps, eval return mean/std, episodes, win_rate/score
         summary.json   the final evaluation (+ policy_probs for single-state tasks)
         checkpoints/   latest.pt (written after every evaluation and on a stop signal; a
-                       rerun resumes from it)
+                       rerun resumes from it); pending.pt only for a moment: a pack of seeds
+                       (run key pack) writes every seed's checkpoint there first, then
+                       renames each one
         error.txt      the traceback of a failed run
         sim.log        what the simulator printed while the run built its envs (import
                        notices, deprecation warnings), kept off the terminal
@@ -147,6 +149,11 @@ class RunPath:
     @property
     def checkpoint(self) -> Path:
         return self.dir / "checkpoints" / "latest.pt"
+
+    @property
+    def pending_checkpoint(self) -> Path:
+        """A pack's new checkpoint of this seed before the pack commits it (harness/pack.py)."""
+        return self.dir / "checkpoints" / "pending.pt"
 
     @property
     def slurm(self) -> Path:

@@ -30,10 +30,11 @@ from harness.jobcheck import Prober, classify
 from harness.jobs import Job, Outcome, not_runnable_lines, plan_table, steps_done, summary_table
 from harness.launch import launch, load_cluster_profile, slurm_executor
 from harness.layout import sweep_log
+from harness.pack import check_packable
 from harness.records import check_writable, heartbeat_age_seconds, read_meta
 from harness.settings import Settings
 from harness.status import record_jobs
-from harness.suites import entry_overrides, load_suite, split_overrides
+from harness.suites import ADHOC, entry_overrides, load_suite, split_overrides
 
 def seed_list(base: DictConfig, plain: list[str], swept: dict[str, list[str]]) -> list[str] | None:
     """Overrides for the user's seeds: `seeds=N` → seed=0…N−1; [] for seed=K; None when the
@@ -140,6 +141,7 @@ def prepare_jobs(argv: list[str]) -> tuple[DictConfig, list[Job], Prober]:
                            prober, strict=strict)
         job.verdict, job.reason = verdict.kind, verdict.reason
         if job.runnable:
+            check_packable(settings.algo, settings.algo_config, base.pack)
             check_same_config(path, job.config_yaml)
             job.state = path.state
             if job.state == "resume":
@@ -172,7 +174,7 @@ def run_sweep(argv: list[str], simulator_output: str = "") -> int:
     results_dir = Path(base.results_dir)
     if base.dry_run:
         hint = " ".join(["python -m harness.bench.rates", *(a for a in argv if not a.startswith("dry_run="))])
-        print(plan_table(jobs, RateBook.load(results_dir), hint))
+        print(plan_table(jobs, RateBook.load(results_dir), hint, base.pack))
         return 0
     runnable = [j for j in jobs if j.runnable]
     if not runnable:
@@ -203,7 +205,11 @@ def run_sweep(argv: list[str], simulator_output: str = "") -> int:
         elif outcome.status == "skipped":
             print(f"skip: {outcome.job.path} is finished (DONE); delete it to run again")
 
-    outcomes = launch(launcher, runnable, results_dir, base.cluster, report)
+    outcomes = launch(launcher, runnable, results_dir, base.cluster, report, base.pack)
     if len(jobs) > 1 or not all(o.fine for o in outcomes):
         print(summary_table(outcomes, jobs))
+    if base.report and str(base.suite) != ADHOC:
+        from harness.report import sweep_report
+
+        sweep_report(results_dir, str(base.suite))
     return 0 if all(o.fine for o in outcomes) else 1

@@ -51,7 +51,7 @@ def test_estimate_splits_cpu_and_gpu_hours_and_counts_jobs_per_source():
     book = RateBook([{("f", "t", "a", "cpu"): Rate(1.0, None, "runs"), ("f", "t", "a", "gpu"): Rate(2.0, None, "shipped")}])
     queries = [CostQuery(("f", "t", "a", "cpu"), 3600, 3600, 1, threads=2), CostQuery(("f", "t", "a", "gpu"), 7200, 3600, 1),
                CostQuery(("g", "t", "a", "cpu"), 3600, 3600, 1)]
-    est = estimate(queries, book)
+    est = estimate([[q] for q in queries], book)
     assert est.cpu_hours == pytest.approx(2.0) and est.gpu_hours == pytest.approx(1.0)
     assert est.by_source == {"runs": 1, "shipped": 1} and est.unknown == [("g", "t", "a", "cpu")]
     lines = estimate_lines(est, "python -m harness.bench.rates suite=x")
@@ -66,8 +66,8 @@ def test_finished_runs_give_their_own_rate(tmp_path, capsys):
     assert main(args) == 0
     run = tmp_path / "adhoc" / "matrix" / "climbing" / "random" / "seed_0"
     summary = json.loads((run / "summary.json").read_text())
-    rates = finished_run_rates(tmp_path)
-    assert list(rates) == [("matrix", "climbing", "random", "cpu")]
+    rates, packed = finished_run_rates(tmp_path)
+    assert list(rates) == [("matrix", "climbing", "random", "cpu")] and packed == {}
     assert rates[("matrix", "climbing", "random", "cpu")].steps_per_s == pytest.approx(summary["env_steps"] / summary["wall_seconds"])
 
 
@@ -102,3 +102,15 @@ def test_the_shipped_rates_name_real_kinds_and_the_machine_they_came_from():
         assert any(task == t or task.startswith(f"{t}-") for t in family_module(row["family"]).TASKS), row
         assert row["steps_per_s"] > 0 and row["eval_s_per_episode"] > 0
     assert len(file_rates(SHIPPED)) == len(table["rates"])
+
+
+def test_a_pack_takes_finished_packs_of_its_size_else_its_seeds_lone_hours_in_a_row():
+    key = ("f", "t", "a", "cpu")
+    seeds = [CostQuery(key, 3600, 3600, 1), CostQuery(key, 7200, 3600, 1)]
+    lone = RateBook([{key: Rate(1.0, None, "runs")}])
+    est = estimate([seeds], lone)
+    assert est.cpu_hours == pytest.approx(3.0) and est.packs_as_lone == 1  # 1 h + 2 h, one after the other
+    packed = RateBook([{key: Rate(1.0, None, "runs")}], {(key, 2): Rate(0.5, None, "packs")})
+    est = estimate([seeds], packed)
+    assert est.cpu_hours == pytest.approx(4.0) and est.packs_as_lone == 0  # the slowest seed at the pack's pace
+    assert est.by_source == {"packs": 2}

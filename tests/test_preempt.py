@@ -74,6 +74,23 @@ def test_sigterm_between_evaluations_checkpoints_there_and_resumes_exactly(tmp_p
     assert json.loads((run / "meta.json").read_text())["resumed"][0]["env_steps"] == 500
 
 
+def test_a_pack_stopped_by_sigterm_checkpoints_every_seed_there_and_resumes_exactly(tmp_path, monkeypatch, capsys):
+    pack = [*ARGS, "seeds=2", "pack=2"]
+    assert main([*pack, f"results_dir={tmp_path / 'straight'}"]) == 0
+    signal_at(monkeypatch, signal.SIGTERM, 500)
+    assert main([*pack, f"results_dir={tmp_path / 'stopped'}"]) == 128 + signal.SIGTERM
+    runs = [tmp_path.joinpath("stopped", *RUN[:-1], f"seed_{k}") for k in (0, 1)]
+    for run in runs:
+        assert json.loads((run / "meta.json").read_text())["status"] == "interrupted"
+        assert checkpoint_steps(run) == 500 and not (run / "checkpoints" / "pending.pt").exists()
+    monkeypatch.undo()
+    assert main([*pack, f"results_dir={tmp_path / 'stopped'}"]) == 0
+    for k, run in enumerate(runs):
+        straight = tmp_path.joinpath("straight", *RUN[:-1], f"seed_{k}")
+        pd.testing.assert_frame_equal(pd.read_csv(straight / "eval.csv"), pd.read_csv(run / "eval.csv"))
+        assert json.loads((run / "summary.json").read_text())["resumed_from"] == 500
+
+
 @pytest.fixture
 def slurm_job(tmp_path, monkeypatch):
     """Inside a (pretend) SLURM job: its variables and an `scontrol` that records its arguments."""
@@ -93,7 +110,7 @@ def slurm_job(tmp_path, monkeypatch):
 def test_pre_timeout_signal_in_a_slurm_job_requeues_it_without_a_result(tmp_path, monkeypatch, slurm_job):
     signal_at(monkeypatch, signal.SIGUSR2, 300)
     with pytest.raises(SystemExit):  # no result for Submitit: the requeued job will write it
-        RunJob(max_requeues=2)([*ARGS, f"results_dir={tmp_path}"])
+        RunJob(max_requeues=2)([[*ARGS, f"results_dir={tmp_path}"]])
     assert slurm_job.read_text().split() == ["requeue", "4242_1"]
     meta = json.loads(tmp_path.joinpath(*RUN, "meta.json").read_text())
     assert meta["interrupted"][0] == meta["interrupted"][0] | {"signal": "SIGUSR2", "env_steps": 300}
@@ -103,7 +120,7 @@ def test_pre_timeout_signal_in_a_slurm_job_requeues_it_without_a_result(tmp_path
 def test_sigterm_in_a_slurm_job_leaves_the_requeue_to_slurm(tmp_path, monkeypatch, slurm_job):
     signal_at(monkeypatch, signal.SIGTERM, 300)
     with pytest.raises(SystemExit):
-        RunJob(max_requeues=2)([*ARGS, f"results_dir={tmp_path}"])
+        RunJob(max_requeues=2)([[*ARGS, f"results_dir={tmp_path}"]])
     assert not slurm_job.exists()
     assert checkpoint_steps(tmp_path.joinpath(*RUN)) == 300
 
@@ -111,6 +128,6 @@ def test_sigterm_in_a_slurm_job_leaves_the_requeue_to_slurm(tmp_path, monkeypatc
 def test_a_job_restarted_max_requeues_times_is_not_requeued_again(tmp_path, monkeypatch, slurm_job):
     monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
     signal_at(monkeypatch, signal.SIGUSR2, 300)
-    result = RunJob(max_requeues=2)([*ARGS, f"results_dir={tmp_path}"])
+    [result] = RunJob(max_requeues=2)([[*ARGS, f"results_dir={tmp_path}"]])
     assert result["status"] == "interrupted" and "restarted 2 times" in result["detail"]
     assert not slurm_job.exists()

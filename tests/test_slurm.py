@@ -212,3 +212,19 @@ def test_two_sweeps_over_the_same_results_train_each_run_once(tmp_path):
     run = results / RUN / "seed_5"
     assert sorted(f"done: {run} " in t for t in twins) == [False, True], twins
     assert any(f"{run} is in use by pid" in t for t in twins), twins
+
+
+def test_a_pack_is_one_array_task_whose_seeds_equal_the_local_lone_runs(tmp_path):
+    """seeds=3 pack=3 through sbatch: one array task trains all three seeds (on this CPU node
+    in turn, so the numbers equal lone runs bit for bit); each seed records that job."""
+    args = [*MPE_HASAC, "budget=1200", "eval_every=400", "seeds=3"]
+    on_slurm = harness(*args, "pack=3", "launcher=slurm", "cluster=local", "launcher.wait=true",
+                       f"results_dir={tmp_path / 'slurm'}")
+    assert on_slurm.returncode == 0, on_slurm.stdout + on_slurm.stderr
+    assert "submitted 1 job as SLURM array" in on_slurm.stdout
+    local = harness(*args, f"results_dir={tmp_path / 'local'}")
+    assert local.returncode == 0, local.stdout + local.stderr
+    jobs = {slurm_job(tmp_path / "slurm" / RUN / f"seed_{k}") for k in range(3)}
+    assert len(jobs) == 1, jobs
+    for k in range(3):
+        assert_same_results(tmp_path / "local" / RUN / f"seed_{k}", tmp_path / "slurm" / RUN / f"seed_{k}")

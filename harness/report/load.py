@@ -136,3 +136,8 @@ def bounds_table() -> pd.DataFrame:
     """Normalisation bounds per task (harness/paper/bounds.csv): floor = random's score,
     ceiling = best published score; either may be missing, with the reason."""
     return pd.read_csv(PAPER_DIR / "bounds.csv", comment="#")
+
+
+def paper_budgets() -> pd.DataFrame:
+    """The env steps behind each task's published comparison (harness/paper/budgets.csv)."""
+    return pd.read_csv(PAPER_DIR / "budgets.csv", comment="#")
