@@ -5,7 +5,7 @@
     algo.observe(step, actions, nxt)           # the algorithm owns its buffer
     while algo.ready(total_env_steps): metrics = algo.update()   # every update owed now
 
-Capabilities are ClassVars on the config (`action_spaces`, `on_policy`) so the harness can
+Capabilities are ClassVars on the config (`action_spaces`, `on_policy`, `packed`) so the harness can
 refuse an impossible pairing once, before any env or results directory exists.
 """
 
@@ -28,6 +28,9 @@ class AlgoConfig:
     action_spaces: ClassVar[frozenset[str]] = frozenset({"box", "discrete"})
     """Action-space kinds the algorithm handles: 'box', 'discrete' (and 'mixed')."""
     on_policy: ClassVar[bool] = False
+    packed: ClassVar[str | None] = None
+    """"module:Class" of the batched form of K seeds (algos/common/packed.py) that run key
+    `pack=K` trains; None: the algorithm trains one seed per process (pack=1 only)."""
 
     def validate(self, spec: EnvSpec) -> None:
         """Raise ConfigError for values that cannot work (e.g. alpha <= 0); default: none."""

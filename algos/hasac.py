@@ -55,6 +55,7 @@ class HasacConfig(OffPolicyConfig):
 
     action_spaces: ClassVar[frozenset[str]] = frozenset({"box", "discrete"})
     on_policy: ClassVar[bool] = False
+    packed: ClassVar[str | None] = "algos.hasac_packed:PackedHasac"
 
     alpha: float = 1e-3
     """Fixed temperature α of every agent and of the critic target (when auto_alpha is false)."""

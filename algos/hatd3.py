@@ -38,6 +38,7 @@ class Hatd3Config(OffPolicyConfig):
 
     action_spaces: ClassVar[frozenset[str]] = frozenset({"box"})
     on_policy: ClassVar[bool] = False
+    packed: ClassVar[str | None] = "algos.hatd3_packed:PackedHatd3"
 
     hidden_sizes: list[int] = field(default_factory=lambda: [128, 128])
     """Hidden layer widths of every actor and critic MLP."""

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -56,6 +57,8 @@ LOG_STD_BOUNDS = (-20.0, 2.0)
 class MehamlKlConfig(HasacConfig):
     """HASAC's fields (conf/tuned/mehaml_kl.yaml is HASAC's tuned table) plus the drift and
     the neighbourhood."""
+
+    packed: ClassVar[str | None] = None  # the drift is not in HASAC's packed update: pack=1 only
 
     kl_coef: float = 1.0
     """β of the drift β·KL(π ‖ π_k), in the units of the rewards (like α); 0 = no drift."""

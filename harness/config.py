@@ -31,8 +31,8 @@ from harness.suites import available_suites
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 # Keys that say how or where to run, not what is computed: a rerun may change them freely;
 # and `fidelity`, derived from the algo/env fields that are compared anyway.
-VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "seeds", "results_dir", "torch_threads",
-                 "logger", "wandb_mode", "wandb_project", "wandb_entity", "fidelity")
+VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "report", "seeds", "pack", "pack_batched", "results_dir",
+                 "torch_threads", "logger", "wandb_mode", "wandb_project", "wandb_entity", "fidelity")
 
 
 def register_schemas() -> None:

@@ -3,10 +3,14 @@
 executor (the cluster code path, without a cluster); `launcher=slurm cluster=<profile>`
 submits a SLURM job array through Submitit with the profile in slurm/<profile>.yaml.
 
-Every job is `RunJob()(overrides)`: the same `python -m harness.run` job, so a job resumes
-from its own checkpoint whenever it is started again. RunJob is a Submitit Checkpointable:
-on a time-out or preemption Submitit requeues it with the same arguments, and the requeued
-job continues from the run's latest checkpoint.
+Every job is `RunJob()(unit)`: the overrides of the seeds it trains — one run, or with
+`pack=K` up to K seeds of one config in one process on one device (harness/pack.py) — so a
+job resumes each of its runs from its own checkpoint whenever it is started again. On
+SLURM a job writes its checkpoint
+at once on SIGTERM or the pre-timeout signal and requeues after the latter (RunJob,
+harness/preempt.py); a sweep submits only the runs SLURM is not already running, lists
+their job ids, and names the state and log of a job that ended without finishing its run
+(harness/slurm.py).
 """
 
 from __future__ import annotations
@@ -20,42 +24,64 @@ import submitit
 import yaml
 
 from envs.errors import ConfigError, UserError
-from harness.jobs import Job, Outcome
-from harness.records import PROJECT_ROOT
+from harness import preempt, slurm
+from harness.jobs import Job, Outcome, pack_units
+from harness.records import PROJECT_ROOT, RunLocked
 from harness.settings import Launcher
 from harness.loop import TrainingDiverged
-from harness.train import run_one
+from harness.pack import run_job
 
 CLUSTER_DIR = PROJECT_ROOT / "slurm"
 
 
-def execute(overrides: list[str], raise_user_errors: bool = False) -> dict[str, str]:
-    """Run one job; failures become a status (their traceback is in the run's error.txt).
-    In this process (`raise_user_errors`), bad input stops the sweep with exit status 2."""
+def execute(unit: list[list[str]], raise_user_errors: bool = False) -> list[dict[str, str]]:
+    """Run one job (the overrides of its seeds); failures become a status per seed (their
+    traceback is in each run's error.txt). In this process (`raise_user_errors`), bad input
+    stops the sweep with exit status 2."""
     try:
-        _, status = run_one(overrides)
-        return {"status": status, "detail": ""}
+        return [{"status": status, "detail": ""} for _, status in run_job(unit)]
     except TrainingDiverged as exc:
-        return {"status": "failed: nan", "detail": str(exc).splitlines()[0]}
+        result = {"status": "failed: nan", "detail": str(exc).splitlines()[0]}
+    except RunLocked as exc:
+        if raise_user_errors:
+            raise
+        result = {"status": "busy", "detail": str(exc)}  # another job trains it: not a failure
     except UserError as exc:
         if raise_user_errors:
             raise
-        return {"status": "failed", "detail": str(exc)}
+        result = {"status": "failed", "detail": str(exc)}
     except Exception as exc:
-        return {"status": "failed", "detail": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                                             f" (traceback in the run's error.txt)"}
+        result = {"status": "failed", "detail": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                                                f" (traceback in the run's error.txt)"}
+    return [result] * len(unit)
 
 
 class RunJob(submitit.helpers.Checkpointable):
-    """A job as Submitit sees it; the inherited checkpoint() requeues it unchanged."""
+    """A job as Submitit sees it. Its stop signals are watched from the start (harness/preempt.py):
+    after one, the run's checkpoint is written and the job exits without a result, so a waiting
+    sweep keeps waiting for the restart. After the pre-timeout signal the job requeues itself;
+    after SIGTERM SLURM requeues it (preemption, `scontrol requeue`) or it was cancelled. The
+    inherited checkpoint() (Submitit's own handler, before ours is set) resubmits it unchanged."""
 
-    def __call__(self, overrides: list[str]) -> dict[str, str]:
-        return execute(overrides)
+    def __init__(self, max_requeues: int = 5):
+        self.max_requeues = max_requeues
+
+    def __call__(self, unit: list[list[str]]) -> list[dict[str, str]]:
+        with preempt.watch():
+            try:
+                return execute(unit)
+            except preempt.Interrupted as stop:
+                requeued, what = preempt.requeue_self(stop, self.max_requeues)
+                print(f"{stop}; {what}", flush=True)
+                if requeued or stop.signum != preempt.TIME_LIMIT_SIGNAL:
+                    raise SystemExit(128 + stop.signum) from None
+                return [{"status": "interrupted", "detail": what}] * len(unit)
 
 
 def launch(launcher: Launcher, jobs: list[Job], results_dir: Path, cluster: Optional[str],
-           report: Callable[[Outcome], None]) -> list[Outcome]:
-    """Run the jobs that need running; returns one Outcome per job (skips included)."""
+           report: Callable[[Outcome], None], pack: int = 1) -> list[Outcome]:
+    """Run the jobs that need running, up to `pack` seeds of one config per job; returns one
+    Outcome per run (skips included)."""
     outcomes = [Outcome(j, "skipped", "DONE") for j in jobs if j.compatible and j.state == "skip"]
     outcomes += [Outcome(j, "n/a", j.reason) for j in jobs if not j.compatible]
     todo = [j for j in jobs if j.compatible and j.state != "skip"]
@@ -64,65 +90,108 @@ def launch(launcher: Launcher, jobs: list[Job], results_dir: Path, cluster: Opti
     if not todo:
         return outcomes
     if launcher.name == "local":
-        return outcomes + run_local(todo, launcher.n_jobs, report)
+        return outcomes + run_local(pack_units(todo, pack), launcher.n_jobs, report)
     folder = results_dir / launcher.folder / "%j"
     if launcher.name == "submitit_local":
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(timeout_min=launcher.timeout_min)
-        return outcomes + run_submitit(executor, todo, launcher.n_jobs, report)
+        return outcomes + run_submitit(executor, pack_units(todo, pack), launcher.n_jobs, report)
     executor = slurm_executor(folder, load_cluster_profile(cluster), launcher.max_requeues)
-    with executor.batch():
-        submitted = [executor.submit(RunJob(), quiet(j.overrides)) for j in todo]
-    print(f"submitted {len(submitted)} jobs as SLURM array {submitted[0].job_id.split('_')[0]}; "
-          f"logs in {results_dir / launcher.folder}/<job id>/")
-    if not launcher.wait:
-        return outcomes + [Outcome(j, "submitted", f"job {s.job_id}") for j, s in zip(todo, submitted)]
-    return outcomes + collect(zip(todo, submitted), report)
+    return outcomes + run_slurm(executor, launcher, todo, results_dir, report, pack)
 
 
-def quiet(overrides: list[str]) -> list[str]:
-    """Cluster and parallel jobs log to files: no progress bars."""
-    return [*overrides, "progress=false"]
+def quiet(unit: list[Job]) -> list[list[str]]:
+    """A job's seeds' overrides; cluster and parallel jobs log to files: no progress bars."""
+    return [[*job.overrides, "progress=false"] for job in unit]
 
 
-def run_local(jobs: list[Job], n_jobs: int, report: Callable[[Outcome], None]) -> list[Outcome]:
+def outcomes_of(unit: list[Job], results: list[dict[str, str]], report: Callable[[Outcome], None]) -> list[Outcome]:
+    """One Outcome per seed of a job, reported."""
+    out = [Outcome(job, **result) for job, result in zip(unit, results)]
+    for outcome in out:
+        report(outcome)
+    return out
+
+
+def run_local(units: list[list[Job]], n_jobs: int, report: Callable[[Outcome], None]) -> list[Outcome]:
     outcomes = []
     if n_jobs <= 1:
-        for job in jobs:
-            outcomes.append(Outcome(job, **execute(job.overrides, raise_user_errors=True)))
-            report(outcomes[-1])
+        for unit in units:
+            outcomes += outcomes_of(unit, execute([j.overrides for j in unit], raise_user_errors=True), report)
         return outcomes
     with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("forkserver")) as pool:
-        futures = {pool.submit(execute, quiet(job.overrides)): job for job in jobs}
+        futures = {pool.submit(execute, quiet(unit)): unit for unit in units}
         for future in as_completed(futures):
             try:
-                result = future.result()
+                results = future.result()
             except Exception as exc:  # the worker process itself died
-                result = {"status": "failed", "detail": f"worker died: {type(exc).__name__}"}
-            outcomes.append(Outcome(futures[future], **result))
-            report(outcomes[-1])
+                results = [{"status": "failed", "detail": f"worker died: {type(exc).__name__}"}] * len(futures[future])
+            outcomes += outcomes_of(futures[future], results, report)
     return outcomes
 
 
-def run_submitit(executor, jobs: list[Job], n_jobs: int, report: Callable[[Outcome], None]) -> list[Outcome]:
+def run_submitit(executor, units: list[list[Job]], n_jobs: int, report: Callable[[Outcome], None]) -> list[Outcome]:
     """Submit in waves of n_jobs (the local executor starts everything it is given)."""
     outcomes = []
-    for lo in range(0, len(jobs), n_jobs):
-        wave = jobs[lo:lo + n_jobs]
-        submitted = [executor.submit(RunJob(), quiet(j.overrides)) for j in wave]
+    for lo in range(0, len(units), n_jobs):
+        wave = units[lo:lo + n_jobs]
+        submitted = [executor.submit(RunJob(), quiet(unit)) for unit in wave]
         outcomes += collect(zip(wave, submitted), report)
     return outcomes
 
 
-def collect(pairs, report: Callable[[Outcome], None]) -> list[Outcome]:
-    outcomes = []
+def run_slurm(executor: submitit.SlurmExecutor, launcher: Launcher, jobs: list[Job], results_dir: Path,
+              report: Callable[[Outcome], None], pack: int = 1) -> list[Outcome]:
+    """Submit, as one array, the runs SLURM is not already running (up to `pack` seeds of one
+    config per array task); list them with their job ids; with launcher.wait, wait for them
+    and return how each ended."""
+    outcomes, todo, before = [], [], {}
+    previous = {id(j): slurm.read_submission(j.path) for j in jobs}
+    states = slurm.job_states([p["job_id"] for p in previous.values() if p])
+    for job in jobs:
+        record = previous[id(job)]
+        state = states.get(record.get("job_id", ""), "")
+        if state in slurm.ACTIVE:
+            outcomes.append(Outcome(job, "queued", f"SLURM job {record['job_id']} {state}"))
+            report(outcomes[-1])
+            continue
+        if record:
+            before[id(job)] = f"before: job {record['job_id']} {state or 'gone'}, log: {record['stderr']}"
+        todo.append(job)
+    if not todo:
+        return outcomes
+    units = pack_units(todo, pack)
+    with executor.batch():
+        handles = [executor.submit(RunJob(launcher.max_requeues), quiet(unit)) for unit in units]
+    pairs = [(job, handle) for unit, handle in zip(units, handles) for job in unit]
     for job, handle in pairs:
+        slurm.record_submission(job.path, handle.job_id, handle.paths.stdout, handle.paths.stderr)
+    arrays = sorted({h.job_id.split("_")[0] for h in handles})
+    print(f"submitted {len(handles)} job{'s' * (len(handles) > 1)} as SLURM array {', '.join(arrays)}:")
+    for job, handle in pairs:
+        print(f"  {handle.job_id:<12} {job.label}" + (f"  ({before[id(job)]})" if id(job) in before else ""))
+    print(slurm.follow_hint(arrays, results_dir), flush=True)
+    if not launcher.wait:
+        return outcomes + [Outcome(j, "submitted", f"job {h.job_id}" + (f"; {before[id(j)]}" if id(j) in before else ""))
+                           for j, h in pairs]
+    return outcomes + collect(zip(units, handles), report)
+
+
+# How a job that ended without a result is listed
+ENDED = {"CANCELLED": "cancelled", "TIMEOUT": "timeout"}
+
+
+def collect(pairs, report: Callable[[Outcome], None]) -> list[Outcome]:
+    """Each job's (unit of seeds, Submitit handle) result, one Outcome per seed."""
+    outcomes = []
+    for unit, handle in pairs:
         try:
-            result = handle.result()
-        except Exception as exc:  # Submitit re-raises what killed the job, with its log path
-            result = {"status": "failed", "detail": f"{type(exc).__name__}; log: {handle.paths.stderr}"}
-        outcomes.append(Outcome(job, **result))
-        report(outcomes[-1])
+            results = handle.result()
+        except Exception as exc:  # no result: the job was killed, cancelled or crashed outside Python
+            state = (handle.state or "UNKNOWN").split()[0]
+            results = [{"status": ENDED.get(state, "failed"),
+                        "detail": f"{state} (job {handle.job_id}, {type(exc).__name__}); log: {handle.paths.stderr}"}] * len(unit)
+        outcomes += outcomes_of(unit, results, report)
     return outcomes
 
 
@@ -147,9 +216,12 @@ def load_cluster_profile(name: Optional[str]) -> dict[str, Any]:
 def slurm_executor(folder: Path, profile: dict[str, Any], max_requeues: int = 5) -> submitit.SlurmExecutor:
     """Submitit's SlurmExecutor with a profile's parameters: the profile's keys are its
     parameter names (`partition`, `mem`, `time`, `setup`, ...; `job_name` defaults to
-    hasac-bench), and Submitit refuses unknown ones, here one line."""
+    hasac-bench), and Submitit refuses unknown ones, here one line. Every job is marked
+    requeueable (`--requeue`), so that it may requeue itself at its time limit wherever the
+    cluster's default (JobRequeue) says otherwise."""
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=max_requeues)
     params = {"job_name": "hasac-bench"} | {k: v for k, v in profile.items() if v is not None}
+    params["additional_parameters"] = {"requeue": True, **(params.get("additional_parameters") or {})}
     try:
         executor.update_parameters(**params)
     except ValueError as exc:

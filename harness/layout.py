@@ -4,14 +4,19 @@ parsed back from a directory.
     <results_dir>/<suite>/<family>/<task dir>/<algo>/seed_<k>/
         config.yaml    the fully resolved config
         meta.json      git commit + dirty flag, package versions, command, host, device,
-                       start/end, status (running | done | failed | failed: nan), heartbeat
+                       SLURM job, start/end, status (running | done | failed | failed: nan |
+                       interrupted), heartbeat, each stop on a signal and each resumption
         train.csv      env_steps, episodes, train return, sps, update metrics
         eval.csv       env_steps, eval return mean/std, episodes, win_rate/score
         summary.json   the final evaluation (+ policy_probs for single-state tasks)
-        checkpoints/   latest.pt (written after every evaluation; a rerun resumes from it)
+        checkpoints/   latest.pt (written after every evaluation and on a stop signal; a
+                       rerun resumes from it); pending.pt only for a moment: a pack of seeds
+                       (run key pack) writes every seed's checkpoint there first, then
+                       renames each one
         error.txt      the traceback of a failed run
         DONE           written last: a reader that sees it can trust every other file
         .lock          held (flock) by the process training the run
+        slurm.json     the SLURM job last submitted for the run, and its log files
         events.out.tfevents.*  TensorBoard's event files (logger=tensorboard)
         wandb/         W&B's offline run, its logs and the run's W&B id (logger=wandb)
     <results_dir>/<suite>/jobs.json   every run a sweep launched there, with its budget
@@ -131,6 +136,15 @@ class RunPath:
     @property
     def checkpoint(self) -> Path:
         return self.dir / "checkpoints" / "latest.pt"
+
+    @property
+    def pending_checkpoint(self) -> Path:
+        """A pack's new checkpoint of this seed before the pack commits it (harness/pack.py)."""
+        return self.dir / "checkpoints" / "pending.pt"
+
+    @property
+    def slurm(self) -> Path:
+        return self.dir / "slurm.json"
 
     @property
     def tensorboard_events(self) -> list[Path]:

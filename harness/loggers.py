@@ -163,6 +163,7 @@ class WandbLogger:
                 tags=[info.path.family, info.path.task, info.path.algo],
                 config={**info.config, "provenance": info.provenance, "run_dir": str(info.path)},
                 settings=wandb.Settings(console="off", silent=True),
+                reinit="create_new",  # a pack (run key pack) holds one W&B run per seed in one process
             )
         except wandb.errors.Error as exc:  # e.g. online without `wandb login`
             lines = str(exc).strip().splitlines() or [type(exc).__name__]

@@ -27,6 +27,7 @@ import yaml
 from envs.errors import ConfigError
 from harness.layout import RunPath
 from harness.loggers import Loggers, LoggerSettings, RunInfo, open_loggers
+from harness.preempt import slurm_job
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 TRACKED_PACKAGES = (
@@ -133,6 +134,7 @@ def provenance(device: str) -> dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "device": device,
+        "slurm": slurm_job(),
     }
 
 
@@ -208,9 +210,12 @@ class RunRecord:
         self.train = CsvTable(self.path.train_csv, read_rows_up_to(self.path.train_csv, env_steps))
         self.eval = CsvTable(self.path.eval_csv, read_rows_up_to(self.path.eval_csv, env_steps))
         old = read_meta(self.path)
-        resumes = old.get("resumed", []) + [{"at": now(), "env_steps": env_steps, "host": socket.gethostname()}]
+        resumes = old.get("resumed", []) + [{"at": now(), "env_steps": env_steps, "host": socket.gethostname(),
+                                             "slurm": slurm_job()}]
         self.meta = {**provenance(device), "start": old.get("start", now()), "end": None, "status": "running",
                      "heartbeat": now(), "resumed": resumes}
+        if "interrupted" in old:
+            self.meta["interrupted"] = old["interrupted"]
         atomic_write_json(self.path.meta, self.meta)
         self.train.rewrite()
         self.eval.rewrite()
@@ -241,6 +246,15 @@ class RunRecord:
         atomic_write_json(self.path.summary, summary)
         self._set_status("done")
         atomic_write_text(self.path.done_marker, now() + "\n")
+
+    def interrupt(self, signal_name: str, env_steps: int) -> None:
+        """The run stopped on a signal with its checkpoint at `env_steps` (harness/preempt.py);
+        every such stop is listed in meta, next to the resumption that followed it."""
+        self.loggers.close()  # a clean stop: the resumed run rebuilds its curves from the CSV rows
+        stops = self.meta.get("interrupted", []) + [{"at": now(), "env_steps": env_steps, "signal": signal_name,
+                                                     "slurm": slurm_job()}]
+        self.meta["interrupted"] = stops
+        self._set_status("interrupted")
 
     def fail(self, status: str, details: str) -> None:
         self.loggers.close(failed=True)

@@ -6,7 +6,8 @@ is swept without `-m`; `dry_run=true` prints the job table): harness/sweep.py ex
 checks and launches the jobs (harness/config.py composes each, harness/launch.py runs
 them, harness/train.py trains one), and the sweep ends with a summary table and a
 non-zero exit status if any job failed. Every bad input is one line on stderr and exit
-status 2, before anything is written.
+status 2, before anything is written. SIGTERM or Ctrl-C during training writes the run's
+checkpoint and exits with 128 + the signal number; the same command resumes it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 
 from envs import FAMILIES, family_module
 from envs.errors import UserError
+from harness.preempt import Interrupted
 from harness.suites import families_named
 
 
@@ -42,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as stop:  # SIGTERM or Ctrl-C: the run's checkpoint is written
+        print(f"interrupted: {stop}; rerun the same command", file=sys.stderr)
+        return 128 + stop.signum
 
 
 if __name__ == "__main__":

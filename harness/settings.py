@@ -35,6 +35,10 @@ class LoopConfig:
     """cpu | cuda | cuda:k | auto (a GPU where there is one)."""
     torch_threads: int = 1
     """Torch intra-op threads per process; 1 is fastest for small MLPs on few cores."""
+    pack_batched: Optional[bool] = None
+    """How a pack (run key `pack`) trains its seeds: as one batched computation (true) or
+    one after another in its process (false); None: batched on a GPU, in turn on a CPU
+    (algos/common/packed.py says why)."""
     progress: bool = True
     """Show a per-run progress bar."""
     reward_scale: float = 1.0
@@ -80,8 +84,14 @@ class RunConfig(LoopConfig):
     """SLURM profile in slurm/<name>.yaml (or a path) for launcher=slurm."""
     seeds: Optional[int] = None
     """Sweep seeds 0..seeds-1 (instead of seed=K)."""
+    pack: int = 1
+    """Seeds of one (task, algorithm, config) trained together in one job, in one process on
+    one device (harness/pack.py, algos/common/packed.py); algorithms with a packed form only."""
     dry_run: bool = False
     """Print the job table and estimated device-hours; launch nothing."""
+    report: bool = True
+    """A suite sweep ends by writing its report, reports/<suite>/ beside results_dir
+    (harness/report); false skips it."""
     stale_after_min: float = 30.0
     """A `running` run whose heartbeat is older than this is reported as stale (dead)."""
     logger: List[str] = field(default_factory=lambda: ["csv"])

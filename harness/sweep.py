@@ -26,11 +26,12 @@ from harness.checkpoint import check_checkpoint_intact
 from harness.config import check_same_config, compose, load_settings, register_schemas, run_path
 from harness.jobs import Job, Outcome, dry_run_table, summary_table
 from harness.launch import launch, load_cluster_profile, slurm_executor
+from harness.pack import check_packable
 from harness.layout import RunPath
 from harness.records import check_writable, heartbeat_age_seconds, read_meta
 from harness.settings import Settings
 from harness.status import record_jobs
-from harness.suites import entry_overrides, load_suite, split_overrides
+from harness.suites import ADHOC, entry_overrides, load_suite, split_overrides
 
 def seed_list(base: DictConfig, plain: list[str], swept: dict[str, list[str]]) -> list[str] | None:
     """Overrides for the user's seeds: `seeds=N` → seed=0…N−1; [] for seed=K; None when the
@@ -121,6 +122,8 @@ def prepare_jobs(argv: list[str]) -> tuple[DictConfig, list[Job]]:
             if len(job_overrides) == 1:
                 raise
             job.compatible, job.reason = False, str(exc)
+        if job.compatible:
+            check_packable(settings.algo, settings.algo_config, base.pack)
         check_same_config(path, job.config_yaml)
         job.state = path.state
         if job.state == "resume":
@@ -154,11 +157,12 @@ def stale_runs(jobs: list[Job], stale_after_s: float) -> list[tuple[Job, float]]
 
 
 def run_sweep(argv: list[str]) -> int:
-    """Expand, check, launch; print the summary. 0 when every job ended well, 1 otherwise."""
+    """Expand, check, launch; print the summary. 0 when every job ended well (or is still
+    queued or running elsewhere), 1 otherwise."""
     base, jobs = prepare_jobs(argv)
     results_dir = Path(base.results_dir)
     if base.dry_run:
-        print(dry_run_table(jobs, results_dir))
+        print(dry_run_table(jobs, results_dir, base.pack))
         return 0
     check_writable(results_dir)
     launcher = OmegaConf.to_object(base.launcher)
@@ -179,7 +183,11 @@ def run_sweep(argv: list[str]) -> int:
         elif outcome.status == "skipped":
             print(f"skip: {outcome.job.path} is finished (DONE); delete it to run again")
 
-    outcomes = launch(launcher, jobs, results_dir, base.cluster, report)
-    if len(jobs) > 1 or any(o.status.startswith("failed") for o in outcomes):
+    outcomes = launch(launcher, jobs, results_dir, base.cluster, report, base.pack)
+    if len(jobs) > 1 or not all(o.fine for o in outcomes):
         print(summary_table(outcomes))
-    return 1 if any(o.status.startswith("failed") for o in outcomes) else 0
+    if base.report and str(base.suite) != ADHOC:
+        from harness.report import sweep_report
+
+        sweep_report(results_dir, str(base.suite))
+    return 0 if all(o.fine for o in outcomes) else 1

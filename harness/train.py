@@ -1,21 +1,22 @@
 """Training one run: the one loop (harness/loop.py) with evaluation, logs and checkpoints.
 
 `prepare` builds and checks everything that can fail on bad input (names, simulators,
-algorithm vs action space, hyperparameters) before `train` writes a single file;
-`run_one` trains one job of a sweep (lock, config check, new or resumed, final status).
+algorithm vs action space, hyperparameters) before `train` writes a single file. A
+`SeedRun` is one seed's share of the loop (its record, counters, evaluations and
+checkpoints): `train` drives one, `train_seeds` the seeds of a pack (harness/pack.py runs
+a sweep's job: locks, new or resumed, final status).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import signal
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from omegaconf import OmegaConf
 
 import numpy as np
 import torch
@@ -23,15 +24,16 @@ from tqdm import tqdm
 
 import envs
 from algos.base import Algorithm
+from algos.common.packed import BatchedPack, InTurn, Pack, make_pack
 from algos.common.registry import algorithm_class, check_compatible
 from envs.base import EnvSpec, Step, VecEnv
-from envs.errors import ConfigError, UserError
+from envs.errors import ConfigError
+from harness import preempt
 from harness.checkpoint import load_checkpoint, save_checkpoint, set_global_rng_state
-from harness.config import check_same_config, fidelity_of, load_settings, run_path
+from harness.config import fidelity_of
 from harness.evaluate import EvalResult, evaluate, study_envs
 from harness.layout import RunPath
-from harness.loggers import LoggerSettings
-from harness.loop import TrainingDiverged, rounds
+from harness.loop import PackRound, TrainingDiverged, pack_rounds
 from harness.records import RunRecord
 from harness.settings import Settings
 
@@ -123,51 +125,133 @@ def restore_state(path: Path, algo: Algorithm, env: VecEnv) -> tuple[Step, LoopS
     return step, loop
 
 
-def train(p: Prepared, record: RunRecord, resume: bool = False) -> dict[str, Any]:
-    """Collect, update when ready, evaluate and checkpoint every `eval_every` env steps;
-    returns the summary. With `resume`, continue exactly from the run's checkpoint."""
-    s, env, algo = p.settings, p.env, p.algo
-    spec = env.spec
-    checkpoint = record.path.checkpoint
-    if resume:
-        step, loop = restore_state(checkpoint, algo, env)
-        record.resume(str(s.torch_device), loop.env_steps)
-    else:
-        loop = LoopState(next_log=s.log_every)
-        step = env.reset(s.seed)
-    bar = tqdm(total=s.budget, initial=loop.env_steps, unit="step", disable=not s.progress,
-               desc=f"{spec.family}/{spec.task} {s.algo} s{s.seed}")
-    start = last_log_time = time.perf_counter()
-    steps_at_start, wall_before = loop.env_steps, loop.wall_seconds
-    stream = rounds(algo, env, step, loop.env_steps)
-    while True:
-        finished = loop.env_steps >= s.budget
-        if loop.env_steps >= loop.next_eval or (finished and loop.last_eval_steps != loop.env_steps):
-            loop.last_eval = evaluate(algo, p.eval_env, s.eval_episodes, s.seed + EVAL_SEED_OFFSET)
-            loop.last_eval_steps = loop.env_steps
-            record.add_eval_row({"env_steps": loop.env_steps, **loop.last_eval.row(spec.success_metric)})
-            while loop.next_eval <= loop.env_steps:
-                loop.next_eval += s.eval_every
-            loop.wall_seconds = wall_before + time.perf_counter() - start
-            save_state(checkpoint, algo, env, step, loop)
-            bar.set_postfix(eval_return=f"{loop.last_eval.row(None)['eval_return_mean']:.3g}")
-        if finished:
-            break
-        done = next(stream)
-        step, loop.env_steps = done.step, done.env_steps
-        loop.updates += len(done.metrics)
-        loop.metric_history += done.metrics
+class SeedRun:
+    """One seed's share of the loop: its envs and learner (`prepared`), its results record,
+    the step it acts on next, and its counters (LoopState)."""
+
+    def __init__(self, prepared: Prepared, record: RunRecord, resume: bool = False):
+        self.prepared, self.record, self.settings = prepared, record, prepared.settings
+        if resume:
+            self.step, self.loop = restore_state(record.path.checkpoint, prepared.algo, prepared.env)
+            record.resume(str(self.settings.torch_device), self.loop.env_steps)
+        else:
+            self.loop = LoopState(next_log=self.settings.log_every)
+            self.step = prepared.env.reset(self.settings.seed)
+        self.resumed_from = self.loop.env_steps if resume else None
+        self.wall_before, self.last_log_time = self.loop.wall_seconds, time.perf_counter()
+
+    @property
+    def finished(self) -> bool:
+        return self.loop.env_steps >= self.settings.budget
+
+    def eval_due(self) -> bool:
+        loop = self.loop
+        return loop.env_steps >= loop.next_eval or (self.finished and loop.last_eval_steps != loop.env_steps)
+
+    def evaluate_and_save(self, algo: Algorithm, elapsed: float, pending: bool = False) -> None:
+        """Evaluate `algo` (this seed's learner, up to date), log it, checkpoint the run."""
+        s, loop = self.settings, self.loop
+        loop.last_eval = evaluate(algo, self.prepared.eval_env, s.eval_episodes, s.seed + EVAL_SEED_OFFSET)
+        loop.last_eval_steps = loop.env_steps
+        self.record.add_eval_row({"env_steps": loop.env_steps, **loop.last_eval.row(self.prepared.env.spec.success_metric)})
+        while loop.next_eval <= loop.env_steps:
+            loop.next_eval += s.eval_every
+        self.save(algo, elapsed, pending)
+
+    def save(self, algo: Algorithm, elapsed: float, pending: bool = False) -> None:
+        """Checkpoint the run (to its pending checkpoint when `pending`: a pack commits its
+        seeds' checkpoints together)."""
+        self.loop.wall_seconds = self.wall_before + elapsed
+        path = self.record.path
+        save_state(path.pending_checkpoint if pending else path.checkpoint, algo, self.prepared.env, self.step, self.loop)
+
+    def take(self, env_steps: int, step: Step, metrics: list[dict[str, float]]) -> None:
+        """Book one round: counters, finished episodes, update metrics, a train.csv row when due."""
+        loop = self.loop
+        self.step, loop.env_steps = step, env_steps
+        loop.updates += len(metrics)
+        loop.metric_history += metrics
         for episode in step.info["episodes"]:
             loop.episodes += 1
             loop.recent_returns.append(episode["return"])
-        bar.update(s.n_envs)
-        if loop.env_steps >= loop.next_log or loop.env_steps >= s.budget:
-            record.add_train_row(train_row(loop, time.perf_counter() - last_log_time))
+        if loop.env_steps >= loop.next_log or loop.env_steps >= self.settings.budget:
+            self.record.add_train_row(train_row(loop, time.perf_counter() - self.last_log_time))
             loop.recent_returns, loop.metric_history = [], []
-            last_log_time, loop.last_log_steps = time.perf_counter(), loop.env_steps
-            loop.next_log += s.log_every
+            self.last_log_time, loop.last_log_steps = time.perf_counter(), loop.env_steps
+            loop.next_log += self.settings.log_every
+
+    def summary(self) -> dict[str, Any]:
+        return summary_of(self.loop, self.prepared.env.spec, self.resumed_from, fidelity_of(self.settings))
+
+
+def train(p: Prepared, record: RunRecord, resume: bool = False) -> dict[str, Any]:
+    """Collect, update when ready, evaluate and checkpoint every `eval_every` env steps;
+    returns the summary. With `resume`, continue exactly from the run's checkpoint."""
+    return train_seeds([SeedRun(p, record, resume)], InTurn([p.algo]))[0]
+
+
+def train_seeds(runs: list[SeedRun], pack: Pack) -> list[dict[str, Any] | None]:
+    """The seeds of `runs` (all at the same env step) trained together by `pack`, which holds
+    their learners: evaluations and checkpoints of every seed at the same steps. Returns each
+    seed's summary; a seed whose metrics went non-finite is recorded `failed: nan` and left
+    out (None) while the others go on — one seed alone raises TrainingDiverged."""
+    s, spec = runs[0].settings, runs[0].prepared.env.spec
+    seeds = f"s{s.seed}" if len(runs) == 1 else f"s{runs[0].settings.seed}-{runs[-1].settings.seed} (pack {len(runs)})"
+    bar = tqdm(total=s.budget, initial=runs[0].loop.env_steps, unit="step", disable=not s.progress,
+               desc=f"{spec.family}/{spec.task} {s.algo} {seeds}")
+    summaries: dict[int, dict[str, Any] | None] = {id(r): None for r in runs}
+    start, live = time.perf_counter(), list(runs)
+    stream = pack_rounds(pack, [r.prepared.env for r in live], [r.step for r in live], live[0].loop.env_steps)
+    while True:
+        if live[0].eval_due():
+            for run, algo in zip(live, pack.sync()):
+                run.evaluate_and_save(algo, time.perf_counter() - start, pending=len(live) > 1)
+            commit_checkpoints([run.record.path for run in live])
+            bar.set_postfix(eval_return=f"{live[0].loop.last_eval.row(None)['eval_return_mean']:.3g}")
+        if live[0].finished:
+            break
+        if preempt.requested():  # SIGTERM / pre-timeout signal / Ctrl-C: keep everything, then stop
+            for run, algo in zip(live, pack.sync()):
+                run.save(algo, time.perf_counter() - start, pending=len(live) > 1)
+            commit_checkpoints([run.record.path for run in live])
+            raise preempt.Interrupted(preempt.requested(), live[0].loop.env_steps)
+        try:
+            done = next(stream)
+        except TrainingDiverged as exc:
+            if len(exc.seeds) == len(live):
+                raise
+            live, pack, done = drop_diverged(live, pack, exc)
+            stream = pack_rounds(pack, [r.prepared.env for r in live], done.steps, done.env_steps)
+        for run, step, metrics in zip(live, done.steps, done.metrics):
+            run.take(done.env_steps, step, metrics)
+        bar.update(s.n_envs)
     bar.close()
-    return summary_of(loop, spec, steps_at_start if resume else None, fidelity_of(s))
+    summaries.update({id(r): r.summary() for r in live})
+    return [summaries[id(r)] for r in runs]
+
+
+def commit_checkpoints(paths: list[RunPath]) -> None:
+    """Phase two of a pack's checkpoint: every seed's pending checkpoint becomes its latest,
+    in seed order (harness/pack.py `settle_checkpoints` finishes or undoes an interrupted one)."""
+    for path in paths:
+        if path.pending_checkpoint.exists():
+            os.replace(path.pending_checkpoint, path.checkpoint)
+
+
+def drop_diverged(live: list[SeedRun], pack: Pack, exc: TrainingDiverged) -> tuple[list[SeedRun], Pack, PackRound]:
+    """Record the seeds `exc` names as failed: nan and pack the others again; their round,
+    which the divergence interrupted, is completed (the updates still owed are paid)."""
+    for k in exc.seeds:
+        live[k].record.fail("failed: nan", str(exc))
+    keep = [k for k in range(len(live)) if k not in exc.seeds]
+    learners = pack.sync()
+    pack = make_pack([learners[k] for k in keep], batched=isinstance(pack, BatchedPack))
+    partial = exc.partial
+    metrics = [partial.metrics[k] for k in keep]
+    while pack.ready(partial.env_steps):
+        for seed_metrics, update in zip(metrics, pack.update()):
+            seed_metrics.append(update)
+    return [live[k] for k in keep], pack, PackRound(partial.env_steps, [partial.steps[k] for k in keep], metrics)
 
 
 def train_row(loop: LoopState, elapsed: float) -> dict[str, float]:
@@ -194,38 +278,3 @@ def summary_of(loop: LoopState, spec: EnvSpec, resumed_from: int | None, fidelit
     if loop.last_eval.policy_probs is not None:
         summary["policy_probs"] = loop.last_eval.policy_probs
     return summary
-
-
-def run_one(overrides: list[str]) -> tuple[RunPath, str]:
-    """Train one (task, algo, seed), resuming from its checkpoint if it has one; returns
-    (where its results are, done | resumed | skipped)."""
-    settings, cfg = load_settings(overrides)
-    path = run_path(cfg, settings)
-    if path.done:
-        print(f"skip: {path} is finished (DONE); delete it to run again")
-        return path, "skipped"
-    config_yaml = OmegaConf.to_yaml(cfg)
-    check_same_config(path, config_yaml)
-    prepared = prepare(settings)  # every bad input fails here, before any file is written
-    record = RunRecord(path, LoggerSettings.from_config(cfg))
-    try:
-        record.lock()
-        resume = path.state == "resume"
-        if not resume:
-            record.start(config_yaml, str(settings.torch_device))
-        try:
-            summary = train(prepared, record, resume=resume)
-        except TrainingDiverged as exc:
-            record.fail("failed: nan", str(exc))
-            raise
-        except UserError:
-            raise
-        except BaseException:
-            record.fail("failed", traceback.format_exc())
-            raise
-        record.finish(summary)
-    finally:
-        record.unlock()
-        prepared.close()
-    print(f"done: {path}  eval_return_mean={summary['eval_return_mean']:.4g}")
-    return path, "resumed" if resume else "done"

@@ -1,8 +1,11 @@
 """Helpers shared by the algorithm tests (imported as a module, never from another test
 file): the tiny heterogeneous toy game, small configs, the training loop in miniature, the
-registry's off-policy HA algorithms, and the slow learning-check runner."""
+registry's off-policy HA algorithms, and the slow learning-check runner; the discrete toy
+games with masks and deaths (ToyMasked: on-policy tests; ToyDiscrete: QMIX's)."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -74,6 +77,86 @@ class ToyTracking(SeededToyEnv):
 
 def toy_env(n_envs: int = 4, seed: int = 0) -> VecEnv:
     return VecEnv(ToyTracking, n_envs, seed=seed)
+
+
+# -- a tiny discrete game with availability masks and deaths ---------------------------------
+class ToyMasked(SeededToyEnv):
+    """Two agents with Discrete(3): action 2 pays 1 when available, availability changes
+    every step (action 0 always available), agent 1 dies at t = 2 (then only action 0 is
+    available), random termination after t = 2, truncation at t = 5."""
+
+    def __init__(self):
+        obs = spaces.Box(0, 1, (6,), np.float32)
+        self.spec = EnvSpec(family="toy", task="masked", n_agents=2, obs_spaces=(obs, obs),
+                            state_space=spaces.Box(0, 1, (6,), np.float32),
+                            action_spaces=(spaces.Discrete(3), spaces.Discrete(3)), episode_limit=5, has_avail_actions=True)
+        self.rng = np.random.default_rng(0)
+
+    def _view(self) -> AgentView:
+        obs = np.zeros(6, np.float32)
+        obs[self.t] = 1.0
+        self.avail = [np.array([1, self.rng.random() < 0.7, self.rng.random() < 0.7], bool) for _ in range(2)]
+        alive = np.array([True, self.t < 2])
+        if not alive[1]:
+            self.avail[1] = np.array([1, 0, 0], bool)
+        return AgentView(obs=[obs, obs.copy()], state=obs.copy(), avail_actions=[a.astype(np.float32) for a in self.avail], alive=alive)
+
+    def step(self, actions):
+        reward = sum(float(int(a) == 2 and avail[2]) for a, avail in zip(actions, self.avail))
+        self.t += 1
+        terminated = self.t > 2 and self.rng.random() < 0.3
+        return self._view(), reward, terminated, self.t >= 5 and not terminated, {}
+
+    def get_state(self):
+        return {"rng": copy.deepcopy(self.rng.bit_generator.state), "t": self.t, "avail": copy.deepcopy(self.avail)}
+
+    def set_state(self, state):
+        self.rng.bit_generator.state, self.t, self.avail = copy.deepcopy(state["rng"]), state["t"], copy.deepcopy(state["avail"])
+
+
+def masked_env(n_envs: int = 4, seed: int = 0) -> VecEnv:
+    return VecEnv(ToyMasked, n_envs, seed=seed)
+
+
+# -- a tiny discrete game with everything QMIX must handle --------------------------------
+class ToyDiscrete(SeededToyEnv):
+    """Two heterogeneous Discrete agents (3 and 2 actions, obs widths 3 and 2), limit 5 steps.
+    Agent 0's action 2 is unavailable on odd steps; agent 1 dies at step 3 (then only its
+    no-op 0 is available); the episode terminates early when both pick action 1, otherwise
+    it is truncated at the limit — variable lengths, masks, deaths and both end kinds."""
+
+    def __init__(self):
+        self.spec = EnvSpec(
+            family="toy", task="discrete", n_agents=2,
+            obs_spaces=(spaces.Box(-1, 1, (3,), np.float32), spaces.Box(-1, 1, (2,), np.float32)),
+            state_space=spaces.Box(-1, 1, (4,), np.float32),
+            action_spaces=(spaces.Discrete(3), spaces.Discrete(2)), episode_limit=5, has_avail_actions=True,
+        )
+        self.rng = np.random.default_rng(0)
+        self.t = 0
+
+    def _view(self) -> AgentView:
+        x = self.rng.uniform(-1, 1, 4).astype(np.float32)
+        alive = np.array([True, self.t < 3])
+        avail = [np.array([True, True, self.t % 2 == 0]), np.array([True, bool(alive[1])])]
+        return AgentView(obs=[x[:3], x[2:]], state=x, avail_actions=avail, alive=alive)
+
+    def step(self, actions):
+        a0, a1 = int(actions[0]), int(actions[1])
+        reward = float(a0 == 2) + 0.5 * a1
+        self.t += 1
+        return self._view(), reward, a0 == 1 and a1 == 1, self.t >= 5, {}
+
+    def get_state(self):
+        return {"rng": copy.deepcopy(self.rng.bit_generator.state), "t": self.t}
+
+    def set_state(self, state):
+        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
+        self.t = state["t"]
+
+
+def toy_discrete(n_envs: int = 3, seed: int = 0) -> VecEnv:
+    return VecEnv(ToyDiscrete, n_envs, seed=seed)
 
 
 def small_config(name: str, **overrides):

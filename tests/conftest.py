@@ -1,4 +1,5 @@
-"""Test-wide settings: one torch thread (2-core machines; see install notes)."""
+"""Test-wide settings: one torch thread (2-core machines; see install notes); the
+`fake_sbatch` fixture."""
 
 import os
 
@@ -16,3 +17,17 @@ torch.set_num_threads(1)
 # SMAX tests were moved to the end. On 2026-12-01 the whole suite passed without that
 # reordering and without this import (jax 0.10.2), so the failure did not reproduce; the
 # import stays because it costs nothing and removes the one cause that was found.
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def fake_sbatch(tmp_path, monkeypatch):
+    """A stand-in for the cluster's `sbatch` command on PATH, printing what sbatch prints, so
+    that the real submission path (Submitit's SlurmExecutor) runs without a cluster."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text('#!/bin/sh\necho "Submitted batch job 4242"\n')
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")

@@ -45,6 +45,23 @@ def test_tiny_bench_writes_a_json_with_every_section(tmp_path):
     assert data["targets"] == []  # judged at the official settings only
 
 
+def test_tiny_pack_bench_rows_cover_every_mode_and_the_memory_of_k_buffers(tmp_path):
+    pytest.importorskip("mpe2")
+    path = main(["--tiny", "--skip-env", "--algos", "hasac", "happo", "--pack", "1", "2", "--no-bf16", "--out-dir", str(tmp_path)])
+    data = json.loads(path.read_text())
+    assert data["algos"] == []  # --pack replaces the algorithm rows
+    rows = [(r["algo"], r["seeds"], r["mode"]) for r in data["pack"]]
+    assert rows == [("hasac", 1, "lone"), ("hasac", 2, "in turn"), ("hasac", 2, "batched")]  # HAPPO has no packed form
+    lone, *packed = data["pack"]
+    assert lone["vs pack 1"] == 1.0 and all(r["aggregate steps/s"] > 0 for r in data["pack"])
+    for row in packed:
+        assert row["vs pack 1"] == pytest.approx(row["aggregate steps/s"] / lone["aggregate steps/s"])
+        assert row["vs separate"] == pytest.approx(row["aggregate steps/s"] / row["separate steps/s"])
+    [memory] = data["memory"]
+    assert memory["buffers"] == 2 and memory["ok"]
+    assert memory["stated MiB"] == pytest.approx(2 * memory["bytes/transition"] * 4000 / 2**20, rel=0.01)
+
+
 def test_update_rates_time_bf16_and_another_batch_without_changing_the_learner():
     algo = algorithm_class("hasac")(toy_env().spec, small_config("hasac"), 4, torch.device("cpu"), 0)
     run_loop(algo, toy_env(), 80)

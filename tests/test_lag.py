@@ -384,8 +384,10 @@ def test_results_and_report_say_this_is_a_reimplementation(tmp_path):
     suite = summaries[0].parents[4]
     out = write_report([suite], tmp_path / "report", reps=50, seed=0, normalisation="paper", figures=False)
     row = pd.read_csv(out / "table.csv").iloc[0]
-    assert row["source"] == f"not comparable: {lag.RESULTS_NOTE}" and row["verdict"] == "not comparable: see source"
-    assert np.isnan(row["published"]) and "reimplementation" in (out / "report.md").read_text()
+    assert row["source"] == f"not comparable: {lag.RESULTS_NOTE}; official behaviour"
+    assert row["verdict"] == "not comparable: see source" and np.isnan(row["published"])
+    table = (out / "table.md").read_text()  # the long note once, under the table
+    assert table.count(lag.RESULTS_NOTE) == 1 and "| [1] |" in table and "reimplementation" in (out / "report.md").read_text()
 
 
 @needs_jsbsim

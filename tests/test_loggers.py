@@ -231,3 +231,20 @@ def test_a_selected_logger_without_its_package_stops_before_anything_is_written(
     assert list(tmp_path.iterdir()) == []
     assert main([*ARGS[:-1], "logger=csv,tensorbord", f"results_dir={tmp_path}"]) == 2
     assert "unknown logger 'tensorbord'" in capsys.readouterr().err
+
+
+def test_each_seed_of_a_pack_has_its_own_loggers_holding_its_own_rows(tmp_path):
+    """A pack holds one W&B run (reinit=create_new) and one TensorBoard writer per seed."""
+    from harness.run import main
+
+    assert main([*ARGS, "seeds=2", "pack=2", f"results_dir={tmp_path}"]) == 0
+    ids = []
+    for seed in (0, 1):
+        run_dir = tmp_path / RUN.parent / f"seed_{seed}"
+        expected = csv_points(run_dir)
+        assert_same_points(tensorboard_scalars(run_dir), expected, as_float32=True)
+        run, history = wandb_run(run_dir)
+        assert_same_points(history, expected, as_float32=False)
+        assert run["name"] == f"mpe/simple_spread/hasac/seed_{seed}"
+        ids.append(run["id"])
+    assert ids[0] != ids[1]

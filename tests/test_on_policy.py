@@ -21,53 +21,14 @@ from algos.common.ppo import ValueNorm, gae, normalise_advantage, ppo_actor_loss
 from algos.common.rollout import to_chunks
 from algos.common.recurrent import ResettingGru
 from algos.common.registry import algorithm_class
-from envs.base import AgentView, EnvSpec, SingleEnv, Step, VecEnv
+from envs.base import VecEnv
 from envs.errors import ConfigError
 
-from algo_helpers import SeededToyEnv, flat_params, learn, run_loop, toy_env
+from algo_helpers import flat_params, learn, masked_env, run_loop, toy_env
 
 torch.set_num_threads(1)
 
 ON_POLICY = ["happo", "mappo"]
-
-
-# -- a tiny discrete game with availability masks and deaths ---------------------------------
-class ToyMasked(SeededToyEnv):
-    """Two agents with Discrete(3): action 2 pays 1 when available, availability changes
-    every step (action 0 always available), agent 1 dies at t = 2 (then only action 0 is
-    available), random termination after t = 2, truncation at t = 5."""
-
-    def __init__(self):
-        obs = spaces.Box(0, 1, (6,), np.float32)
-        self.spec = EnvSpec(family="toy", task="masked", n_agents=2, obs_spaces=(obs, obs),
-                            state_space=spaces.Box(0, 1, (6,), np.float32),
-                            action_spaces=(spaces.Discrete(3), spaces.Discrete(3)), episode_limit=5, has_avail_actions=True)
-        self.rng = np.random.default_rng(0)
-
-    def _view(self) -> AgentView:
-        obs = np.zeros(6, np.float32)
-        obs[self.t] = 1.0
-        self.avail = [np.array([1, self.rng.random() < 0.7, self.rng.random() < 0.7], bool) for _ in range(2)]
-        alive = np.array([True, self.t < 2])
-        if not alive[1]:
-            self.avail[1] = np.array([1, 0, 0], bool)
-        return AgentView(obs=[obs, obs.copy()], state=obs.copy(), avail_actions=[a.astype(np.float32) for a in self.avail], alive=alive)
-
-    def step(self, actions):
-        reward = sum(float(int(a) == 2 and avail[2]) for a, avail in zip(actions, self.avail))
-        self.t += 1
-        terminated = self.t > 2 and self.rng.random() < 0.3
-        return self._view(), reward, terminated, self.t >= 5 and not terminated, {}
-
-    def get_state(self):
-        return {"rng": copy.deepcopy(self.rng.bit_generator.state), "t": self.t, "avail": copy.deepcopy(self.avail)}
-
-    def set_state(self, state):
-        self.rng.bit_generator.state, self.t, self.avail = copy.deepcopy(state["rng"]), state["t"], copy.deepcopy(state["avail"])
-
-
-def masked_env(n_envs: int = 4, seed: int = 0) -> VecEnv:
-    return VecEnv(ToyMasked, n_envs, seed=seed)
 
 
 def on_policy_config(name: str, env: VecEnv, **overrides):

@@ -11,60 +11,19 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from gymnasium import spaces
 
 import envs
 from algos.common.episode_buffer import EpisodeBuffer
 from algos.common.mixing import QMixer
 from algos.common.registry import check_compatible
 from algos.qmix import Qmix, QmixConfig, lambda_targets, next_agent_values
-from envs.base import AgentView, EnvSpec, SingleEnv, VecEnv
+from envs.base import VecEnv
 from envs.errors import ConfigError
 
-from algo_helpers import SeededToyEnv, learn, run_loop
+from algo_helpers import learn, run_loop
+from algo_helpers import toy_discrete as toy
 
 torch.set_num_threads(1)
-
-
-# -- a tiny discrete game with everything QMIX must handle --------------------------------
-class ToyDiscrete(SeededToyEnv):
-    """Two heterogeneous Discrete agents (3 and 2 actions, obs widths 3 and 2), limit 5 steps.
-    Agent 0's action 2 is unavailable on odd steps; agent 1 dies at step 3 (then only its
-    no-op 0 is available); the episode terminates early when both pick action 1, otherwise
-    it is truncated at the limit — variable lengths, masks, deaths and both end kinds."""
-
-    def __init__(self):
-        self.spec = EnvSpec(
-            family="toy", task="discrete", n_agents=2,
-            obs_spaces=(spaces.Box(-1, 1, (3,), np.float32), spaces.Box(-1, 1, (2,), np.float32)),
-            state_space=spaces.Box(-1, 1, (4,), np.float32),
-            action_spaces=(spaces.Discrete(3), spaces.Discrete(2)), episode_limit=5, has_avail_actions=True,
-        )
-        self.rng = np.random.default_rng(0)
-        self.t = 0
-
-    def _view(self) -> AgentView:
-        x = self.rng.uniform(-1, 1, 4).astype(np.float32)
-        alive = np.array([True, self.t < 3])
-        avail = [np.array([True, True, self.t % 2 == 0]), np.array([True, bool(alive[1])])]
-        return AgentView(obs=[x[:3], x[2:]], state=x, avail_actions=avail, alive=alive)
-
-    def step(self, actions):
-        a0, a1 = int(actions[0]), int(actions[1])
-        reward = float(a0 == 2) + 0.5 * a1
-        self.t += 1
-        return self._view(), reward, a0 == 1 and a1 == 1, self.t >= 5, {}
-
-    def get_state(self):
-        return {"rng": copy.deepcopy(self.rng.bit_generator.state), "t": self.t}
-
-    def set_state(self, state):
-        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
-        self.t = state["t"]
-
-
-def toy(n_envs: int = 3, seed: int = 0) -> VecEnv:
-    return VecEnv(ToyDiscrete, n_envs, seed=seed)
 
 
 def small(**overrides) -> QmixConfig:

@@ -1,6 +1,7 @@
 """`python -m harness.report`: statistics by hand, tables with the published numbers, what
 did not count, figures, and one-line errors."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -220,3 +221,83 @@ def test_mixed_action_spaces_aggregate_every_task_in_its_own_group(tmp_path):
     second = [name for name in ("hasac+hatd3", "hasac+qmix") if (out / "figures" / name).is_dir()]
     assert len(second) == 1 and (out / "figures" / second[0] / "aggregates.png").stat().st_size > 1000
     assert (out / "figures" / "aggregates.png").stat().st_size > 1000
+
+
+def test_vectorised_bootstrap_agrees_with_rliable():
+    """The aggregates and the probability of improvement are rliable's statistics: the same
+    points to the digit, and percentile CIs within bootstrap noise of rliable's own."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    from harness.report.stats import seeded
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(10, 4)), rng.normal(0.4, 1.0, size=(8, 4))
+    points, cis = aggregate_estimates({"a": x}, reps=4000, seed=0)
+    fns = [metrics.aggregate_iqm, metrics.aggregate_mean, metrics.aggregate_median, metrics.aggregate_optimality_gap]
+    theirs, their_cis = seeded(0, rly.get_interval_estimates, {"a": x}, lambda s: np.array([f(s) for f in fns]), reps=4000)
+    np.testing.assert_allclose(points["a"], theirs["a"], rtol=1e-12)
+    np.testing.assert_allclose(cis["a"], their_cis["a"], atol=0.06)
+    p, p_ci = probability_of_improvement({"a": x, "b": y}, "a", reps=4000, seed=0)
+    their_p, their_p_ci = seeded(0, rly.get_interval_estimates, {"p": (x, y)}, metrics.probability_of_improvement, reps=4000)
+    assert p["a,b"] == pytest.approx(float(their_p["p"]), abs=1e-12)
+    np.testing.assert_allclose(p_ci["a,b"], np.ravel(their_p_ci["p"]), atol=0.03)
+
+
+def test_reduced_budget_is_never_reproduced_and_sources_are_numbered_notes(tmp_path):
+    # football/academy_3_vs_1_with_keeper: HAPPO's published 94.74 carries no env_steps of its
+    # own; budgets.csv gives the paper's 25M, so a run of 2M matching the number is not "reproduced"
+    suite = tmp_path / "s"
+    steps = np.array([0, 1_000_000, 2_000_000])
+    for algo in ("happo", "mappo"):
+        for k, rate in enumerate([0.94, 0.95, 0.945]):
+            write_run(suite / "football" / "academy_3_vs_1_with_keeper" / algo / f"seed_{k}", steps,
+                      np.array([0.0, 0.5, rate]), success="score")
+    out = write_report([suite], tmp_path / "out", reps=200, seed=0, normalisation="paper", figures=False)
+    table = pd.read_csv(out / "table.csv").set_index("algo")
+    assert table.loc["happo", "published"] == 94.74 and table.loc["happo", "published_steps"] == 25_000_000
+    assert table["verdict"].tolist() == ["not comparable: 2,000,000 of 25,000,000 steps"] * 2
+    markdown = (out / "table.md").read_text()
+    assert "| 2,000,000 | 25,000,000 |" in markdown and "reproduced*" in markdown  # the rule still names the verdict
+    source = "HARL JMLR 2024 (arXiv 2304.09870) Table GRF"
+    assert markdown.count(source) == 1 and f"[1] {source}" in markdown and markdown.count("| [1] |") == 2
+    assert r"\par [1] HARL JMLR 2024" in (out / "table.tex").read_text()
+
+
+def _qre_run(run_dir: Path, tv: list[float], probs: list[list[float]], final: float) -> None:
+    write_run(run_dir, np.arange(len(tv)) * 100, np.linspace(0, final, len(tv)))
+    evals = pd.read_csv(run_dir / "eval.csv").assign(eval_qre_tv=tv)
+    evals.to_csv(run_dir / "eval.csv", index=False)
+    (run_dir / "summary.json").write_text(json.dumps({"policy_probs": probs}))
+    (run_dir / "config.yaml").write_text("eval_alpha: 10.0\ntask: climbing\n")
+
+
+def test_claims_table_verdicts_follow_the_printed_rule(tmp_path):
+    from harness.report.claims import CLAIMS_RULE, QRE_TV_BAR
+
+    suite = tmp_path / "s"
+    steps = np.array([0, 50_000, 100_000])
+    for task in ("simple_spread", "simple_reference"):
+        for k in range(3):  # hasac above happo on every seed of both tasks; mappo above hasac
+            for algo, level in (("hasac", -50.0), ("happo", -80.0), ("mappo", -20.0)):
+                write_run(suite / "mpe" / task / algo / f"seed_{k}", steps, np.array([-100.0, -90.0, level + k]))
+    for k in range(4):  # converged to the QRE: final TV 0.02 on every seed, greedy joint action (2, 2)
+        _qre_run(suite / "matrix" / "climbing" / "hasac" / f"seed_{k}", [0.3, 0.1, 0.02], [[0.2, 0.3, 0.5], [0.1, 0.2, 0.7]], 5.0)
+    for k in range(2):  # far from it, but two seeds only
+        _qre_run(suite / "matrix" / "penalty" / "hasac" / f"seed_{k}", [0.3, 0.3, 0.4], [[0.9, 0.05, 0.05], [0.9, 0.05, 0.05]], 10.0)
+    out = write_report([suite], tmp_path / "out", reps=300, seed=0, normalisation="observed", figures=False)
+    claims = pd.read_csv(out / "claims.csv").set_index("claim")
+    happo, mappo = claims.loc["HASAC is more sample-efficient than HAPPO"], claims.loc["HASAC is more sample-efficient than MAPPO"]
+    assert (happo["value"], happo["ci_low"], happo["verdict"]) == (1.0, 1.0, "supported")
+    assert (mappo["value"], mappo["ci_high"], mappo["verdict"]) == (0.0, 0.0, "not supported")
+    assert "100,000 env steps (paper: 10,000,000)" in happo["measured on"] and "ahead on 2 of 2 tasks" in happo["observed"]
+    qre = claims.loc["HASAC converges to the soft QRE (α = 10)"].set_index("tasks")
+    assert qre.loc["matrix/climbing", "value"] == pytest.approx(0.02) and QRE_TV_BAR > 0.02
+    assert qre.loc["matrix/climbing", "verdict"] == "supported"
+    assert "greedy joint action (2, 2) in 4/4 seeds (return 5)" in qre.loc["matrix/climbing", "observed"]
+    assert qre.loc["matrix/penalty", "verdict"] == "not comparable at this budget"  # 2 seeds
+    report = (out / "report.md").read_text()
+    assert report.index("## The paper's claims at this budget") < report.index("## Final scores per task")
+    assert CLAIMS_RULE in report and CLAIMS_RULE in (out / "claims.md").read_text()
+    assert json.loads((out / "report.json").read_text()) == {"roots": [str(suite)], "reps": 300, "seed": 0,
+                                                            "normalisation": "observed"}

@@ -1,6 +1,10 @@
 """The committed reproduction: the `reproduce` suite's contract (every algorithm it lists runs
 on its task, one budget per task, enough seeds, `random` everywhere), the suite keys it uses
-(a run's own `algos:` and `seeds:`, a suite's default `seeds:`)."""
+(a run's own `algos:` and `seeds:`, a suite's default `seeds:`), the report a suite sweep
+ends with, and the committed report regenerated from the committed results."""
+
+import json
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +13,8 @@ import harness.sweep
 from algos.common.registry import ALGORITHMS, check_compatible
 from envs.errors import ConfigError, EnvUnavailable
 from harness.config import load_settings
+from harness.report import write_report
+from harness.run import main
 from harness.suites import entry_overrides, load_suite
 from harness.sweep import expand
 
@@ -110,3 +116,37 @@ def test_a_suite_without_seeds_runs_the_default_seed_and_bad_seeds_are_refused(m
         expand(["suite=smoke"])
     with pytest.raises(ConfigError, match="not both"):
         expand(["suite=smoke", "seeds=2", "seed=1"])
+
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMITTED_RESULTS, COMMITTED_REPORT = ROOT / "results" / "reproduce", ROOT / "reports" / "reproduce"
+TABLE_SUFFIXES = (".csv", ".md", ".tex")
+
+
+def test_the_committed_report_regenerates_from_the_committed_results(tmp_path):
+    """Every table of reports/reproduce/ (report.md aside: it lists the figures) comes out
+    identical from results/reproduce/ with the arguments report.json records."""
+    if not COMMITTED_RESULTS.is_dir():
+        pytest.skip("results/reproduce/ is not committed yet: no data to regenerate the report from")
+    manifest = json.loads((COMMITTED_REPORT / "report.json").read_text())
+    write_report([COMMITTED_RESULTS], tmp_path, manifest["reps"], manifest["seed"], manifest["normalisation"], figures=False)
+
+    def tables(root: Path) -> set[Path]:
+        return {p.relative_to(root) for p in root.rglob("*") if p.suffix in TABLE_SUFFIXES and p.name != "report.md"}
+
+    assert tables(COMMITTED_REPORT) == tables(tmp_path) and tables(tmp_path)
+    for name in sorted(tables(tmp_path)):
+        assert (tmp_path / name).read_text() == (COMMITTED_REPORT / name).read_text(), f"reports/reproduce/{name} drifted"
+
+
+def test_a_suite_sweep_ends_with_its_report_unless_report_false(monkeypatch, tmp_path, capsys):
+    _fake_suite(monkeypatch, {"runs": [{"env": "matrix", "task": "climbing", "algos": ["random"], "seeds": 2,
+                                        "budget": 40, "eval_every": 20}]})
+    fast = ["progress=false", "n_envs=4", "eval_n_envs=2", "eval_episodes=4"]
+    assert main(["suite=smoke", *fast, f"results_dir={tmp_path / 'results'}"]) == 0
+    report = tmp_path / "reports" / "smoke"
+    assert f"report: {report / 'report.md'}" in capsys.readouterr().out
+    assert "matrix/climbing | random |" in (report / "table.md").read_text()
+    assert json.loads((report / "report.json").read_text())["roots"] == [str(tmp_path / "results" / "smoke")]
+    assert main(["suite=smoke", *fast, f"results_dir={tmp_path / 'b' / 'results'}", "report=false"]) == 0
+    assert "report:" not in capsys.readouterr().out and not (tmp_path / "b" / "reports").exists()

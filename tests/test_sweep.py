@@ -136,16 +136,11 @@ def test_submitit_local_runs_a_two_job_sweep(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("profile", ["gpu", "cpu"])
-def test_sbatch_file_of_a_submitted_array_matches_golden_file(tmp_path, monkeypatch, capsys, profile):
+def test_sbatch_file_of_a_submitted_array_matches_golden_file(tmp_path, fake_sbatch, capsys, profile):
     """The real submission path (launch → Submitit's SlurmExecutor, one job array) with a
     stand-in for the cluster's `sbatch` command, which prints what sbatch prints; the sbatch
     file Submitit wrote, with this machine's paths replaced, is the golden file."""
     assert profile in available_profiles()
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text('#!/bin/sh\necho "Submitted batch job 4242"\n')
-    (bin_dir / "sbatch").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     results = tmp_path / "results"
     _, jobs = prepare_jobs([*MATRIX, "algo=random", "seeds=2", f"results_dir={results}"])
     outcomes = launch(SlurmLauncher(), jobs, results, profile, lambda outcome: None)

@@ -36,9 +36,14 @@ def squashed_gaussian_sample(
 
     (the change of variables through tanh). Returns (x [B, A] in (−1, 1), log_prob [B, 1]);
     `box_action` and `box_log_det` put x on the action box."""
-    std = log_std.exp()
     eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-    u = mu + std * eps
+    return squashed_gaussian(mu, log_std, eps)
+
+
+def squashed_gaussian(mu: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`squashed_gaussian_sample` with the standard normal draw ε given ([..., A], any
+    leading axes; packed seeds draw each seed's ε from its own generator)."""
+    u = mu + log_std.exp() * eps
     log_normal = -0.5 * eps.pow(2) - log_std - 0.5 * math.log(2.0 * math.pi)
     return torch.tanh(u), (log_normal - tanh_log_det(u)).sum(dim=-1, keepdim=True)
 
@@ -58,10 +63,11 @@ def box_action(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor, mode: str
 def box_log_det(low: torch.Tensor, high: torch.Tensor, mode: str) -> torch.Tensor:
     """log |da/dx| summed over the action dimensions, subtracted from log π(x) to give
     log π(a): 0 for 'official' (HARL's log π is the density of tanh(u) whatever the scale,
-    l.71-72) and Σ_j log((high_j − low_j)/2) for 'affine' (π a density on the action box)."""
+    l.71-72) and Σ_j log((high_j − low_j)/2) for 'affine' (π a density on the action box);
+    bounds [..., A] -> [..., 1]."""
     if mode == "official":
         return torch.zeros((), device=low.device)
-    return torch.log((high - low) / 2.0).sum()
+    return torch.log((high - low) / 2.0).sum(dim=-1, keepdim=True)
 
 
 def masked_logits(logits: torch.Tensor, avail: torch.Tensor | None) -> torch.Tensor:
@@ -84,8 +90,14 @@ def gumbel_softmax_hard(
     Forward: the one-hot of a categorical sample (Gumbel-max). Backward: the gradient of
     the relaxed sample softmax((log π + g)/τ). log π(a) = Σ onehot · log_softmax(logits),
     as in HARL stochastic_mlp_policy.py. Returns (onehot [B, A], log_prob [B, 1])."""
+    return gumbel_softmax_given(logits, avail, gumbel_noise(logits.shape, generator, logits.device, logits.dtype), temperature)
+
+
+def gumbel_softmax_given(logits: torch.Tensor, avail: torch.Tensor | None, gumbel: torch.Tensor,
+                         temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`gumbel_softmax_hard` with the Gumbel(0, 1) draw g given ([..., A], any leading axes)."""
     log_pi = F.log_softmax(masked_logits(logits, avail), dim=-1)
-    perturbed = log_pi + gumbel_noise(log_pi.shape, generator, log_pi.device, log_pi.dtype)
+    perturbed = log_pi + gumbel
     soft = F.softmax(perturbed / temperature, dim=-1)
     choice = perturbed if avail is None else perturbed.masked_fill(~avail, -math.inf)
     hard = F.one_hot(choice.argmax(dim=-1), log_pi.shape[-1]).to(soft.dtype)

@@ -124,7 +124,16 @@ class ReplayBuffer:
         The batch is built on the buffer's device and moved to `device` only if that differs."""
         if device is not None and torch.device(device) != self.device:
             return Batch(*(move(field, torch.device(device)) for field in self.sample(batch_size, rng)))
-        flat = torch.as_tensor(rng.choice(len(self), size=batch_size, replace=False), device=self.device)
+        return self.batch_at(torch.as_tensor(self.draw(batch_size, rng), device=self.device))
+
+    def draw(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """The flat indices t·E + e of `batch_size` stored transitions, uniformly without
+        replacement (what `sample` draws from `rng`)."""
+        return rng.choice(len(self), size=batch_size, replace=False)
+
+    def batch_at(self, flat: torch.Tensor) -> Batch:
+        """The minibatch of the transitions at flat indices `flat` [B] (on the buffer's device),
+        with n-step returns; packed seeds move every seed's indices to the device at once."""
         t, e = flat // self.n_envs, flat % self.n_envs
         last, reward, discount = self.n_step_window(t, e)
         rows = self.table.view(-1, self.layout.width)

@@ -4,6 +4,8 @@ second (one step of one copy = one env step) unless said otherwise.
 
 - environments (harness/bench/envs.py): raw simulator, VecEnv and the training loop;
 - algorithms (harness/bench/algos.py): training and update rates, bf16, CPU vs GPU;
+- packed seeds (harness/bench/pack.py, `--pack 1 4 10`): the aggregate training rate of K
+  seeds trained together against one lone run, and the memory of their K replay buffers;
 - memory (harness/bench/memory.py): bytes per transition of a 1M replay buffer (HalfCheetah-2x3,
   SMAX 3m), checked against the measured growth;
 - targets (harness/bench/targets.py), each with met / not met;
@@ -33,6 +35,7 @@ from envs.errors import ConfigError
 from harness.bench.algos import bench_algos, device_ratios
 from harness.bench.envs import bench_task
 from harness.bench.memory import replay_memory
+from harness.bench.pack import bench_packs
 from harness.bench.targets import targets
 from harness.records import atomic_write_json
 
@@ -105,6 +108,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--skip-env", action="store_true", help="no raw / VecEnv / loop figures")
     parser.add_argument("--report", action="store_true", help="also time harness.report on a generated 5x50x10 tree")
     parser.add_argument("--tiny", action="store_true", help="seconds-long smoke run: simple_spread, tiny networks (tests)")
+    parser.add_argument("--pack", nargs="+", type=int, default=None, help="pack sizes K (e.g. 1 4 10): the packed-seed rows "
+                        "of the packable algorithms instead of the algorithm rows")
+    parser.add_argument("--precisions", nargs="+", default=None, choices=["fp32", "bf16"], help="precisions of the pack "
+                        "rows (default: fp32 and bf16, fp32 only with --no-bf16)")
+    parser.add_argument("--pack-compile", default=None, help="also time the batched packs under torch.compile(mode=...), "
+                        "e.g. reduce-overhead")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the torch_threads run key; 1 is the "
                         "default, best when runs share cores)")
     parser.add_argument("--name", default="latest", help="writes reports/bench/<name>.json")
@@ -122,9 +131,14 @@ def main(argv: list[str] | None = None) -> Path:
                "tiny": args.tiny, "machine": machine()}
     env_rows = [] if args.skip_env else [row for name in tasks for row in bench_task(name, args.seconds, (args.n_envs,) if args.tiny else None)]
     algo_rows = bench_algos(tasks, args.algos, devices, args.n_envs, args.seconds, args.train_seconds, args.batch_sizes,
-                            args.bf16, args.tiny) if args.algos else []
-    payload |= {"env": env_rows, "algos": algo_rows, "device_ratios": device_ratios(algo_rows),
-                "memory": [replay_memory(name, args.memory_capacity, device) for name in memory_tasks for device in devices],
+                            args.bf16, args.tiny) if args.algos and not args.pack else []
+    precisions = args.precisions or ["fp32", *(["bf16"] if args.bf16 else [])]
+    pack_rows = bench_packs(tasks, args.algos, devices, args.n_envs, args.pack, args.train_seconds, precisions, args.tiny,
+                            args.pack_compile) if args.pack else []
+    copies = max(args.pack or [1])
+    payload |= {"env": env_rows, "algos": algo_rows, "pack": pack_rows, "device_ratios": device_ratios(algo_rows),
+                "memory": [replay_memory(name, args.memory_capacity, device, copies=copies)
+                           for name in memory_tasks for device in devices],
                 "report": bench_report() if args.report else [],
                 "targets": [] if args.tiny else targets(env_rows, algo_rows)}  # targets hold at the official settings only
     payload["machine"]["loadavg_end"] = list(os.getloadavg())
@@ -138,7 +152,7 @@ def main(argv: list[str] | None = None) -> Path:
 
 def print_tables(payload: dict) -> None:
     with pd.option_context("display.float_format", "{:,.3g}".format, "display.width", 200, "display.max_columns", 30):
-        for key in ("env", "algos", "device_ratios", "memory", "report", "targets"):
+        for key in ("env", "algos", "pack", "device_ratios", "memory", "report", "targets"):
             if payload[key]:
                 print(f"\n[{key}]\n" + pd.DataFrame(payload[key]).to_string(index=False))
 

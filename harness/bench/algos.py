@@ -20,11 +20,12 @@ import time
 import torch
 
 from algos.base import Algorithm
+from algos.common.packed import InTurn, Pack
 from algos.common.registry import check_compatible, config_class
 from envs.errors import ConfigError
 from harness.bench.timing import env_fields, interleaved, split_name, synchronize, task_spec, vec_rate
 from harness.config import load_settings
-from harness.loop import rounds
+from harness.loop import pack_rounds
 from harness.train import Prepared, prepare
 
 TINY = {"hidden_sizes": "[16,16]", "batch_size": 32, "buffer_size": 4000, "warmup_steps": 64, "train_every": 32,
@@ -32,10 +33,10 @@ TINY = {"hidden_sizes": "[16,16]", "batch_size": 32, "buffer_size": 4000, "warmu
 """--tiny: small networks and schedules, each where the algorithm's config has the field."""
 
 
-def prepare_for_bench(name: str, algo: str, device: str, n_envs: int, tiny: bool) -> Prepared:
+def prepare_for_bench(name: str, algo: str, device: str, n_envs: int, tiny: bool, extra: tuple[str, ...] = ()) -> Prepared:
     family, task, env_overrides = split_name(name)
     overrides = [f"env={family}", f"task={task}", f"algo={algo}", f"device={device}", f"n_envs={n_envs}",
-                 f"torch_threads={torch.get_num_threads()}", "progress=false", *env_overrides]
+                 f"torch_threads={torch.get_num_threads()}", "progress=false", *env_overrides, *extra]
     if tiny:
         fields = {f.name for f in dataclasses.fields(config_class(algo))}
         overrides += [f"algo.{k}={v}" for k, v in TINY.items() if k in fields]
@@ -45,19 +46,28 @@ def prepare_for_bench(name: str, algo: str, device: str, n_envs: int, tiny: bool
 def train_rate(prepared: Prepared, seconds: float) -> dict:
     """The loop's env steps/s over whole training cycles (at least one), after the first
     update (buffers full, lazy allocations done)."""
-    stream = rounds(prepared.algo, prepared.env, prepared.env.reset(prepared.settings.seed))
+    return pack_train_rate(InTurn([prepared.algo]), [prepared], seconds)
+
+
+def pack_train_rate(pack: Pack, prepared: list[Prepared], seconds: float) -> dict:
+    """train_rate of the seeds of `pack` trained together (harness/loop.py pack_rounds): each
+    seed's env steps/s (they move in lock-step)."""
+    steps = [p.env.reset(p.settings.seed) for p in prepared]
+    stream = pack_rounds(pack, [p.env for p in prepared], steps)
     done = next(stream)
-    while not done.metrics:  # warm-up: cycles start right after a round that updated
+    while not done.metrics[0]:  # warm-up: cycles start right after a round that updated
         done = next(stream)
     cycles, updates, first = 0, 0, done.env_steps
+    synchronize(prepared[0].algo.device)
     start = time.perf_counter()
     while cycles == 0 or time.perf_counter() - start < seconds:
         done = next(stream)
-        updates += len(done.metrics)
-        cycles += bool(done.metrics)
-    steps = done.env_steps - first
-    return {"train steps/s": steps / (time.perf_counter() - start), "train rounds": cycles,
-            "updates per 1k steps": 1000 * updates / steps}
+        updates += len(done.metrics[0])
+        cycles += bool(done.metrics[0])
+    synchronize(prepared[0].algo.device)
+    steps_done = done.env_steps - first
+    return {"train steps/s": steps_done / (time.perf_counter() - start), "train rounds": cycles,
+            "updates per 1k steps": 1000 * updates / steps_done}
 
 
 def algo_rows(name: str, algo: str, device: str, n_envs: int, seconds: float, train_seconds: float,

@@ -17,19 +17,20 @@ def resident_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def replay_memory(name: str, capacity: int, device: str = "cpu", n_envs: int = 20) -> dict:
-    """Bytes per transition of the task's replay table, and the measured growth of a
-    `capacity`-transition buffer with every page written (within 5 % + 16 MiB of the stated
-    size = ok)."""
+def replay_memory(name: str, capacity: int, device: str = "cpu", n_envs: int = 20, copies: int = 1) -> dict:
+    """Bytes per transition of the task's replay table, and the measured growth of `copies`
+    buffers of `capacity` transitions (one per seed of a pack) with every page written
+    (within 5 % + 16 MiB of the stated size = ok)."""
     spec = task_spec(name)
     used = resident_bytes if device == "cpu" else (lambda: torch.cuda.memory_allocated(device))
     before = used()
-    buffer = ReplayBuffer(spec, capacity, n_envs, 0.99, 1, device)
-    buffer.table.fill_(1.0)  # zeros() maps pages lazily: write them all
+    buffers = [ReplayBuffer(spec, capacity, n_envs, 0.99, 1, device) for _ in range(copies)]
+    for buffer in buffers:
+        buffer.table.fill_(1.0)  # zeros() maps pages lazily: write them all
     synchronize(torch.device(device))
     grown = used() - before
-    per_transition = buffer.layout.bytes_per_transition()
-    stated = per_transition * buffer.T * n_envs
-    del buffer
-    return {"task": name, "device": device, "capacity": capacity, "bytes/transition": per_transition,
+    per_transition = buffers[0].layout.bytes_per_transition()
+    stated = copies * per_transition * buffers[0].T * n_envs
+    del buffers
+    return {"task": name, "device": device, "capacity": capacity, "buffers": copies, "bytes/transition": per_transition,
             "stated MiB": stated / 2**20, "measured growth MiB": grown / 2**20, "ok": bool(grown <= 1.05 * stated + 16 * 2**20)}

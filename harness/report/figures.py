@@ -30,7 +30,8 @@ def color(algo: str) -> str:
 def save(fig, directory: Path, name: str) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / f"{name}.{ext}" for ext in ("png", "pdf")]
-    fig.tight_layout()
+    if not fig.legends:  # a figure-level legend was laid out with its own margin
+        fig.tight_layout()
     for path in paths:
         fig.savefig(path, dpi=150 if path.suffix == ".png" else None)
     plt.close(fig)
@@ -39,11 +40,13 @@ def save(fig, directory: Path, name: str) -> list[Path]:
 
 def learning_curves(directory: Path, runs: list[Run], table: pd.DataFrame) -> list[Path]:
     """One panel per task: mean over seeds and a 95 % normal-approximation band per
-    algorithm on a common step grid; the published final number as a marker at its budget."""
+    algorithm on a common step grid; the published final number as a marker at its budget,
+    or a dotted level where that budget lies far beyond ours. One legend for the figure."""
     tasks = sorted({r.key for r in runs if r.finished})
     cols = min(3, len(tasks))
     rows = -(-len(tasks) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.1 * rows + 0.8), squeeze=False)
+    handles: dict[str, object] = {}
     for ax, task in zip(axes.flat, tasks):
         group = [r for r in runs if r.finished and r.key == task]
         for algo in sorted({r.algo for r in group}):
@@ -52,22 +55,39 @@ def learning_curves(directory: Path, runs: list[Run], table: pd.DataFrame) -> li
             values = np.array([np.interp(grid, r.steps, r.scores) for r in mine])
             mean = values.mean(axis=0)
             half = 1.96 * values.std(axis=0, ddof=1) / np.sqrt(len(mine)) if len(mine) > 1 else np.zeros_like(mean)
-            ax.plot(grid, mean, color=color(algo), label=f"{algo} ({len(mine)})")
+            handles.setdefault(algo, ax.plot(grid, mean, color=color(algo), label=algo)[0])
             ax.fill_between(grid, mean - half, mean + half, color=color(algo), alpha=0.2, linewidth=0)
-            published = table[(table["family"] + "/" + table["task"] == task) & (table["algo"] == algo)]["published"]
-            steps = table[(table["family"] + "/" + table["task"] == task) & (table["algo"] == algo)]["published_steps"]
-            if len(published) and np.isfinite(published.iloc[0]):
-                ax.plot([steps.iloc[0] if np.isfinite(steps.iloc[0]) else grid[-1]], [published.iloc[0]], marker="*",
-                        markersize=11, color=color(algo), markeredgecolor="black", linestyle="none")
-        ax.set_title(task, fontsize=10)
+            _published_mark(ax, table, task, algo, grid[-1], handles)
+        seeds = sorted({sum(r.algo == a for r in group) for a in {r.algo for r in group}})
+        ax.set_title(f"{task} ({'–'.join(map(str, [seeds[0], seeds[-1]][:len(set(seeds))]))} seeds)", fontsize=10)
         ax.set_xlabel("env steps")
         ax.set_ylabel(group[0].metric)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
-        ax.legend(fontsize=7, title="algo (seeds); ★ published", title_fontsize=7)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
+    labels = sorted(k for k in handles if not k.startswith("published")) + [k for k in handles if k.startswith("published")]
+    fig.legend([handles[k] for k in labels], labels, loc="upper center", ncol=min(len(handles), 5), fontsize=9,
+               frameon=False, title="mean over seeds, 95 % band", title_fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.75 / fig.get_figheight()))
     return save(fig, directory, "learning_curves")
+
+
+def _published_mark(ax, table: pd.DataFrame, task: str, algo: str, last: float, handles: dict) -> None:
+    """The published final number of (task, algo), if any: a star at its budget, or a dotted
+    level where that budget lies far beyond ours (a point off the axis would squash it)."""
+    row = table[(table["family"] + "/" + table["task"] == task) & (table["algo"] == algo)]
+    if not len(row) or not np.isfinite(row["published"].iloc[0]):
+        return
+    value, at = row["published"].iloc[0], row["published_steps"].iloc[0]
+    at = at if np.isfinite(at) else last
+    if at > 1.5 * last:
+        line = ax.axhline(value, color=color(algo), linestyle=":", linewidth=1.2)
+        handles.setdefault("published, at a larger budget", plt.Line2D([], [], color="black", linestyle=":"))
+    else:
+        line = ax.plot([at], [value], marker="*", markersize=11, color=color(algo), markeredgecolor="black", linestyle="none")[0]
+        handles.setdefault("published", plt.Line2D([], [], color="black", marker="*", linestyle="none"))
+    line.set_label("_published")
 
 
 def aggregate_intervals(directory: Path, aggregates: pd.DataFrame) -> list[Path]:

@@ -32,7 +32,7 @@ class Run:
     seed: int
     path: RunPath
     status: str
-    """done | failed | failed: nan | running | unreadable | ..."""
+    """done | failed | failed: nan | running | interrupted | submitted | unreadable | ..."""
     metric: str = "return"
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -71,6 +71,9 @@ class Run:
 
 def read_run(path: RunPath) -> Run:
     run = Run(path.suite, path.family, path.task, path.algo, path.seed, path, status="unknown")
+    if not path.meta.exists() and path.slurm.exists():
+        run.status, run.reason = "submitted", "its SLURM job has not started it (slurm.json)"
+        return run
     try:
         run.status = json.loads(path.meta.read_text()).get("status", "unknown")
     except (OSError, ValueError) as exc:
@@ -133,3 +136,8 @@ def bounds_table() -> pd.DataFrame:
     """Normalisation bounds per task (harness/paper/bounds.csv): floor = random's score,
     ceiling = best published score; either may be missing, with the reason."""
     return pd.read_csv(PAPER_DIR / "bounds.csv", comment="#")
+
+
+def paper_budgets() -> pd.DataFrame:
+    """The env steps behind each task's published comparison (harness/paper/budgets.csv)."""
+    return pd.read_csv(PAPER_DIR / "budgets.csv", comment="#")

@@ -10,6 +10,7 @@
 #SBATCH --open-mode=append
 #SBATCH --output=/results/.submitit/%A_%a/%A_%a_0_log.out
 #SBATCH --partition=cpu
+#SBATCH --requeue
 #SBATCH --signal=USR2@90
 #SBATCH --time=720
 #SBATCH --wckey=submitit

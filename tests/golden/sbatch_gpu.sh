@@ -11,6 +11,7 @@
 #SBATCH --open-mode=append
 #SBATCH --output=/results/.submitit/%A_%a/%A_%a_0_log.out
 #SBATCH --partition=gpu
+#SBATCH --requeue
 #SBATCH --signal=USR2@90
 #SBATCH --time=1440
 #SBATCH --wckey=submitit
