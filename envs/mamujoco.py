@@ -22,6 +22,10 @@ wrapper (harl/envs/mamujoco/multiagent_mujoco/mujoco_multi.py):
   a ↦ low + (a + 1)(high − low)/2 although the policies already act on [low, high]: on
   Humanoid/HumanoidStandup (±0.4) an action a reaches the robot as 0.4·a. 'single' maps
   nothing (identical wherever the bounds are ±1).
+- `action_clip`: HARL passes the action on unclipped (mujoco_multi.py l.159-167): MuJoCo
+  clamps the control to its range, and the control cost is computed on the action as given
+  (gym v2 and Gymnasium v5 alike). 'clip' clips each action into its box first, so an
+  out-of-range action (a Gaussian policy's) costs what its clipped value costs.
 
 Differences from the paper: gymnasium-robotics wraps Gymnasium's MuJoCo **v5** envs, the
 paper used gym v2 (mujoco-py): observation sizes (v5 Ant has contact forces, state 105)
@@ -82,11 +86,15 @@ class Config(FamilyConfig):
     action_rescale: str = "official"
     """'official': the action is mapped once more, a ↦ low + (a + 1)(high − low)/2, before
     the robot (HARL's NormalizedActions; 0.4·a on Humanoid*); 'single': it is not."""
+    action_clip: str = "official"
+    """'official': actions reach the robot unclipped (MuJoCo clamps the control; the control
+    cost sees the action as given, as in HARL); 'clip': clipped into the box first."""
 
     fidelity: ClassVar[dict[str, Switch]] = {
         "obs_norm": Switch(("raw",)),
         "action_rescale": Switch(("single",), "Humanoid and HumanoidStandup (actuator bounds ±0.4)",
                                  lambda task, c: resolve_name(task) in RESCALED),
+        "action_clip": Switch(("clip",)),
     }
 
     def variant_tokens(self) -> tuple[str, ...]:
@@ -179,7 +187,8 @@ class MaMuJoCoEnv(SingleEnv):
         if self._norm:  # z-scores are unbounded
             obs_spaces = tuple(_unbounded(s) for s in obs_spaces)
         self._action_spaces = tuple(self._env.action_space(a) for a in self._agents)
-        self._to_global = _action_map(self._env, self._action_spaces)
+        self._clip = config.action_clip == "clip"
+        self._to_global = _action_map(self._env, self._action_spaces, self._clip)
         self.spec = EnvSpec(
             family="mamujoco",
             task=task,
@@ -201,7 +210,7 @@ class MaMuJoCoEnv(SingleEnv):
             actions = [normalized_action(a, space) for a, space in zip(actions, self._action_spaces)]
         if self._local:
             joint = {
-                agent: np.clip(np.asarray(a, np.float32).reshape(space.shape), space.low, space.high)
+                agent: _clipped(np.asarray(a, np.float32).reshape(space.shape), space, self._clip)
                 for agent, a, space in zip(self._agents, actions, self._action_spaces)
             }
             obs, rewards, terms, truncs, _ = self._env.step(joint)
@@ -274,11 +283,15 @@ def _unbounded(space: spaces.Box) -> spaces.Box:
     return spaces.Box(-np.inf, np.inf, space.shape, np.float32)
 
 
-def _action_map(env, action_spaces) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
+def _clipped(action: np.ndarray, space: spaces.Box, clip: bool) -> np.ndarray:
+    return np.clip(action, space.low, space.high) if clip else action
+
+
+def _action_map(env, action_spaces, clip: bool = True) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
     """The library's map_local_actions_to_global_action (after clipping each agent's action
-    into its Box) with the body-part loop done once here: per agent, which entries of its
-    action go to which robot actuators. (build_env always passes an integer agent_obsk, so the
-    library's partitions always exist.)"""
+    into its Box when `clip`) with the body-part loop done once here: per agent, which entries
+    of its action go to which robot actuators. (build_env always passes an integer agent_obsk,
+    so the library's partitions always exist.)"""
     n = env.single_agent_env.action_space.shape[0]
     low, high = np.full(n, np.nan), np.full(n, np.nan)
     routes = []
@@ -298,7 +311,7 @@ def _action_map(env, action_spaces) -> Callable[[Sequence[np.ndarray]], np.ndarr
         action = np.empty(n)
         for (robot, agent), a in zip(routes, actions):
             action[robot] = np.asarray(a, np.float32).reshape(-1)[agent]
-        return np.clip(action, low, high, out=action)
+        return np.clip(action, low, high, out=action) if clip else action
 
     return to_global
 

@@ -430,15 +430,17 @@ def test_mamujoco_precomputed_action_map_equals_the_librarys(task):
     pytest.importorskip("gymnasium_robotics")
     from envs.mamujoco import Config, MaMuJoCoEnv
 
-    env = MaMuJoCoEnv(task, Config())
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        actions = [rng.uniform(-1.5, 1.5, s.shape).astype(np.float32) for s in env.spec.action_spaces]  # some clip
-        joint = {a: np.clip(x, s.low, s.high) for a, x, s in zip(env._agents, actions, env.spec.action_spaces)}
-        expected = env._env.map_local_actions_to_global_action(joint)
-        got = env._to_global(actions)
-        assert got.dtype == expected.dtype and np.array_equal(got, expected)
-    env.close()
+    for clip in ("clip", "official"):  # the official step passes actions on unclipped
+        env = MaMuJoCoEnv(task, Config(action_clip=clip))
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            actions = [rng.uniform(-1.5, 1.5, s.shape).astype(np.float32) for s in env.spec.action_spaces]  # some out
+            joint = {a: np.clip(x, s.low, s.high) if clip == "clip" else x
+                     for a, x, s in zip(env._agents, actions, env.spec.action_spaces)}
+            expected = env._env.map_local_actions_to_global_action(joint)
+            got = env._to_global(actions)
+            assert got.dtype == expected.dtype and np.array_equal(got, expected)
+        env.close()
 
 
 def test_mamujoco_accepts_library_splits_and_the_original_scenario_names():
@@ -450,12 +452,14 @@ def test_mamujoco_accepts_library_splits_and_the_original_scenario_names():
     humanoid.close()
 
 
-@pytest.mark.parametrize("family, task", [("mpe", "simple_spread"), ("mamujoco", "Hopper-3x1")])
-def test_out_of_bounds_box_actions_are_clipped(family, task):
-    """A far-out-of-bounds action behaves exactly like its clipped value."""
+@pytest.mark.parametrize("family, task, fields", [("mpe", "simple_spread", {}),
+                                                  ("mamujoco", "Hopper-3x1", {"action_clip": "clip"})])
+def test_out_of_bounds_box_actions_are_clipped(family, task, fields):
+    """A far-out-of-bounds action behaves exactly like its clipped value (MPE: PettingZoo's
+    clip wrapper, official; MaMuJoCo: action_clip=clip)."""
     outcomes = []
     for scale in (1.0, 50.0):
-        env = Case(family, task).make(n_envs=1, seed=0)
+        env = Case(family, task, fields).make(n_envs=1, seed=0)
         env.reset()
         spec = env.spec
         action = [np.where(np.arange(s.shape[0]) % 2, s.high, s.low)[None] for s in spec.action_spaces]
@@ -465,6 +469,23 @@ def test_out_of_bounds_box_actions_are_clipped(family, task):
         env.close()
     assert np.array_equal(outcomes[0][0], outcomes[1][0])
     assert np.array_equal(outcomes[0][1], outcomes[1][1])
+
+
+def test_mamujoco_official_actions_reach_the_robot_unclipped():
+    """HARL passes actions on as they are: MuJoCo clamps the control (same next state as the
+    clipped action), the control cost sees the raw action. Hopper v5: cost 1e-3·Σa², so a
+    far-out action costs 1e-3·(Σa_far² − Σa_clipped²) more."""
+    rewards, states = {}, {}
+    for scale in (1.0, 50.0):
+        env = Case("mamujoco", "Hopper-3x1").make(n_envs=1, seed=0)
+        env.reset()
+        action = [np.where(np.arange(s.shape[0]) % 2, s.high, s.low)[None] * scale for s in env.spec.action_spaces]
+        nxt = env.step(action)
+        rewards[scale], states[scale] = float(nxt.reward[0]), nxt.state
+        env.close()
+    assert np.array_equal(states[1.0], states[50.0])
+    extra_cost = 1e-3 * 3 * (50.0**2 - 1.0)  # three ±1 entries, each 50 times further out
+    assert rewards[1.0] - rewards[50.0] == pytest.approx(extra_cost, rel=1e-4)
 
 
 # -- registry errors ------------------------------------------------------------------------
