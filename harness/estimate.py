@@ -41,6 +41,10 @@ class Rate:
     eval_s_per_episode: float | None
     source: str
     """Where the figure comes from, as the estimate prints it."""
+    machine: str = ""
+    """The machine it was measured on (a rates file's rows)."""
+    load: float | None = None
+    """The load average when its measurement started."""
 
 
 @dataclass(frozen=True)
@@ -104,20 +108,16 @@ def file_rates(path: Path) -> dict[Key, Rate]:
     for row in table.get("rates", []):
         machine = machines.get(row.get("machine"), {})
         where = f"{SHIPPED.parent.name}/{SHIPPED.name}, shipped" if path == SHIPPED else str(path)
-        source = f"{where} ({machine_text(machine)})"
         key = (row["family"], row["task"], row["algo"], row["device"])
-        out[key] = Rate(float(row["steps_per_s"]), row.get("eval_s_per_episode"), source)
+        load = (machine.get("loadavg_start") or [None])[0]
+        out[key] = Rate(float(row["steps_per_s"]), row.get("eval_s_per_episode"), where, machine_text(machine), load)
     return out
 
 
 def machine_text(machine: dict[str, Any]) -> str:
-    load = machine.get("loadavg_start")
-    parts = [f"measured {machine.get('created', '?')[:10]} on {machine.get('host', '?')}",
-             machine.get("cpu_model") or "unknown CPU", f"{machine.get('cpu_count', '?')} CPUs",
-             f"torch {machine.get('torch', '?')}"]
-    if load:
-        parts.append(f"load average {load[0]:.1f} at the start")
-    return ", ".join(parts)
+    return ", ".join([f"{machine.get('created', '?')[:10]} on {machine.get('host', '?')}",
+                      machine.get("cpu_model") or "unknown CPU", f"{machine.get('cpu_count', '?')} CPUs",
+                      f"torch {machine.get('torch', '?')}"])
 
 
 @dataclass
@@ -143,7 +143,8 @@ class RateBook:
             if peers:
                 evals = [r.eval_s_per_episode for r in peers if r.eval_s_per_episode is not None]
                 median_eval = statistics.median(evals) if len(evals) == len(peers) else None
-                rate = Rate(statistics.median(r.steps_per_s for r in peers), median_eval, peers[0].source)
+                rate = Rate(statistics.median(r.steps_per_s for r in peers), median_eval, peers[0].source,
+                            peers[0].machine, peers[0].load)
                 return rate, True
         return None
 
@@ -154,6 +155,10 @@ class Estimate:
     gpu_hours: float = 0.0
     jobs: int = 0
     by_source: dict[str, int] = field(default_factory=dict)
+    measured: dict[str, set[str]] = field(default_factory=dict)
+    """Per source, the machines of its rates."""
+    loads: dict[str, list[float]] = field(default_factory=dict)
+    """Per source, the load averages its rates were measured under."""
     family_median: list[Key] = field(default_factory=list)
     unknown: list[Key] = field(default_factory=list)
     packs_as_lone: int = 0
@@ -192,6 +197,10 @@ def estimate(units: Iterable[list[CostQuery]], book: RateBook) -> Estimate:
         else:
             out.cpu_hours += hours * unit[0].threads
         out.by_source[rate.source] = out.by_source.get(rate.source, 0) + len(unit)
+        if rate.machine:
+            out.measured.setdefault(rate.source, set()).add(rate.machine)
+        if rate.load is not None:
+            out.loads.setdefault(rate.source, []).append(rate.load)
         if median:
             out.family_median += [q.key for q in unit]
     return out
@@ -210,7 +219,12 @@ def estimate_lines(est: Estimate, command_hint: str) -> list[str]:
              f"(cores × hours), {est.gpu_hours:,.1f} GPU-hours"
              + (f", for the {rated} with a rate" if est.unknown else "")]
     for source, count in sorted(est.by_source.items(), key=lambda item: -item[1]):
-        lines.append(f"  {count} job{'s' * (count != 1)} at rates from {source}")
+        where = [f"measured {'; '.join(sorted(est.measured[source]))}"] if source in est.measured else []
+        loads = est.loads.get(source, [])
+        if loads:
+            spread = f"{min(loads):.1f}" if max(loads) - min(loads) < 0.05 else f"{min(loads):.1f}-{max(loads):.1f}"
+            where.append(f"load average {spread} when measured")
+        lines.append(f"  {count} job{'s' * (count != 1)} at rates from {source}" + (f" ({'; '.join(where)})" if where else ""))
     if est.packs_as_lone:
         lines.append(f"  {est.packs_as_lone} packed job{'s' * (est.packs_as_lone != 1)} estimated from lone runs, one seed "
                      "after another (no finished pack of their size: what packing gains is not assumed)")
