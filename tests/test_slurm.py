@@ -11,6 +11,7 @@ directory the jobs start in), and every result is compared with the same command
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import shutil
 import subprocess
@@ -135,17 +136,28 @@ def test_requeue_mid_run_resumes_to_the_numbers_of_an_uninterrupted_run(tmp_path
     assert job_log(run).count("Starting with JobEnvironment") == 2, "the restart appends to the job's log"
 
 
+def budget_for(seconds: float, tmp_path: Path, step: int) -> int:
+    """A budget that takes this machine about `seconds` to train (a multiple of `step`), at
+    the training rate (env steps/s, updates included) of a short local run of the same
+    configuration."""
+    calibration = harness(*MPE_HASAC, f"budget={2 * step}", f"eval_every={step}", f"results_dir={tmp_path / 'cal'}")
+    assert calibration.returncode == 0, calibration.stdout + calibration.stderr
+    rate = float(pd.read_csv(tmp_path / "cal" / RUN / "seed_0" / "train.csv")["perf/sps"].iloc[-1])
+    return step * max(2, math.ceil(seconds * rate / step))
+
+
 def test_time_limit_signals_checkpoints_requeues_and_finishes(tmp_path):
     # --time=2 --signal=USR2@30: SLURM signals when at most 30 s (+ its 30 s check interval) are
-    # left, so each start trains ~60-90 s; the budget needs more than one start.
+    # left, so one start trains at most ~90 s (less its start-up); a budget of ~120 s of this
+    # machine's training needs more than one start, however fast the machine.
     short = profile(tmp_path, time=2, signal_delay_s=30)
-    args = [*MPE_HASAC, "budget=40000", "eval_every=4000"]
+    args = [*MPE_HASAC, f"budget={budget_for(120, tmp_path, 4000)}", "eval_every=4000"]
     done = harness(*args, "launcher=slurm", f"cluster={short}", "launcher.wait=true", "launcher.max_requeues=10",
                    f"results_dir={tmp_path / 'slurm'}")
     assert done.returncode == 0, done.stdout + done.stderr
     run = tmp_path / "slurm" / RUN / "seed_0"
     meta = json.loads((run / "meta.json").read_text())
-    assert meta.get("interrupted"), "the run finished inside one time limit: raise the budget for this machine"
+    assert meta.get("interrupted"), "the run finished inside one time limit"
     assert {s["signal"] for s in meta["interrupted"]} == {"SIGUSR2"}
     assert [r["env_steps"] for r in meta["resumed"]] == [s["env_steps"] for s in meta["interrupted"]]
     history: list[str] = []
