@@ -150,3 +150,18 @@ def test_a_suite_sweep_ends_with_its_report_unless_report_false(monkeypatch, tmp
     assert json.loads((report / "report.json").read_text())["roots"] == [str(tmp_path / "results" / "smoke")]
     assert main(["suite=smoke", *fast, f"results_dir={tmp_path / 'b' / 'results'}", "report=false"]) == 0
     assert "report:" not in capsys.readouterr().out and not (tmp_path / "b" / "reports").exists()
+
+
+def _table_lines(text: str) -> list[str]:
+    """The first Markdown table of `text` (its header, rule and rows)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| claim |"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
+
+
+def test_the_readme_shows_the_committed_claims_table():
+    """The README's claims table is reports/reproduce/claims.md's, row for row."""
+    readme = (ROOT / "README.md").read_text()
+    assert _table_lines(readme) == _table_lines((COMMITTED_REPORT / "claims.md").read_text()), \
+        "README.md's claims table differs from reports/reproduce/claims.md: copy it again"

@@ -1,6 +1,7 @@
 """Report figures, PNG and PDF: learning curves per task, aggregate intervals, performance
 profiles, probability of improvement, sample efficiency. One colour per algorithm in every
-figure (ALGO_COLORS), so a reader learns the legend once."""
+figure (ALGO_COLORS), so a reader learns the legend once; curves also differ in dash and
+marker (line_style), so algorithms whose curves coincide stay apart."""
 
 from __future__ import annotations
 
@@ -25,6 +26,22 @@ def color(algo: str) -> str:
     if algo not in ALGO_COLORS:
         ALGO_COLORS[algo] = EXTRA_COLORS[len(ALGO_COLORS) % len(EXTRA_COLORS)]
     return ALGO_COLORS[algo]
+
+
+ALGO_LINES = {"hasac": ("-", "o"), "hatd3": ("--", "s"), "happo": ("-.", "^"), "mappo": (":", "v"),
+              "qmix": ((0, (5, 1.5)), "D"), "mehaml_kl": ((0, (3, 1, 1, 1, 1, 1)), "P"), "random": ("-", "")}
+"""(dash, marker) per algorithm, for curves that may lie on top of each other."""
+
+
+def line_style(algo: str, points: int) -> dict[str, object]:
+    """Colour, dash and about six markers per curve, each algorithm's markers shifted along
+    the curve so that equal curves show every algorithm's marker."""
+    dash, marker = ALGO_LINES.get(algo, ("-", "x"))
+    every = max(1, points // 6)
+    rank = list(ALGO_LINES).index(algo) if algo in ALGO_LINES else len(ALGO_LINES)
+    shift = rank * every // (len(ALGO_LINES) + 1)
+    return {"color": color(algo), "linestyle": dash, "marker": marker or None, "markevery": (shift, every),
+            "markersize": 4.5, "linewidth": 1.4}
 
 
 def save(fig, directory: Path, name: str) -> list[Path]:
@@ -55,7 +72,7 @@ def learning_curves(directory: Path, runs: list[Run], table: pd.DataFrame) -> li
             values = np.array([np.interp(grid, r.steps, r.scores) for r in mine])
             mean = values.mean(axis=0)
             half = 1.96 * values.std(axis=0, ddof=1) / np.sqrt(len(mine)) if len(mine) > 1 else np.zeros_like(mean)
-            handles.setdefault(algo, ax.plot(grid, mean, color=color(algo), label=algo)[0])
+            handles.setdefault(algo, ax.plot(grid, mean, label=algo, **line_style(algo, len(grid)))[0])
             ax.fill_between(grid, mean - half, mean + half, color=color(algo), alpha=0.2, linewidth=0)
             _published_mark(ax, table, task, algo, grid[-1], handles)
         seeds = sorted({sum(r.algo == a for r in group) for a in {r.algo for r in group}})
@@ -115,7 +132,7 @@ def profile_plot(directory: Path, profiles, taus: np.ndarray = PROFILE_TAUS) -> 
     points, cis = profiles
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for algo, profile in points.items():
-        ax.plot(taus, profile, color=color(algo), label=algo)
+        ax.plot(taus, profile, label=algo, **line_style(algo, len(taus)))
         ax.fill_between(taus, cis[algo][0], cis[algo][1], color=color(algo), alpha=0.2, linewidth=0)
     ax.set_xlabel(r"normalised score $\tau$")
     ax.set_ylabel(r"fraction of runs with score $> \tau$")
@@ -143,7 +160,7 @@ def efficiency_plot(directory: Path, steps: np.ndarray, efficiency) -> list[Path
     points, cis = efficiency
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for algo, curve in points.items():
-        ax.plot(steps, curve, color=color(algo), label=algo)
+        ax.plot(steps, curve, label=algo, **line_style(algo, len(steps)))
         ax.fill_between(steps, cis[algo][0], cis[algo][1], color=color(algo), alpha=0.2, linewidth=0)
     ax.set_xlabel("env steps")
     ax.set_ylabel("IQM normalised score")
