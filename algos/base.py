@@ -35,6 +35,11 @@ class AlgoConfig:
     def validate(self, spec: EnvSpec) -> None:
         """Raise ConfigError for values that cannot work (e.g. alpha <= 0); default: none."""
 
+    def memory_bytes(self, spec: EnvSpec, n_envs: int) -> int:
+        """Bytes the learner preallocates for its data (a replay table), so that a run that
+        cannot fit a machine is refused before it starts; default: none worth counting."""
+        return 0
+
     def fixed_alpha(self) -> float | None:
         """The entropy temperature α when the algorithm has one and it is fixed (the soft
         objective J(π) is evaluated at it by default); None when learned or absent."""

@@ -1,14 +1,17 @@
 """Which jobs of a sweep can run here, and why not: each job is classified once, before
 anything is launched.
 
-A job is runnable, or not runnable here for one of three reasons, each one line that the
+A job is runnable, or not runnable here for one of four reasons, each one line that the
 dry run and the sweep's summary print once, with the jobs it covers:
 - no simulator: the family's simulator (or the chosen backend's) is not installed; the line
   names the extra or script that installs it (the family module's `EnvUnavailable`);
 - unsupported: the simulator here cannot run the task, e.g. a SMAC map with medivacs on SMAX
   (the family module's `TaskUnsupported`);
 - n/a: the algorithm cannot act in the task's action space (its config's `action_spaces`),
-  or a field of its config does not fit the task.
+  or a field of its config does not fit the task;
+- too large: what the learner preallocates on this task (its config's `memory_bytes`, the
+  replay table of an off-policy learner) exceeds this machine's memory, where the job runs
+  here on the CPU (a 1M-transition replay of HumanoidStandup-17x1 is 53 GB).
 What a family needs to run lives in the family's own errors: this module names no family.
 """
 
@@ -17,18 +20,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import os
+
 import yaml
 
 from envs.base import EnvSpec
 from envs.errors import ConfigError, EnvUnavailable, TaskUnsupported
 from harness.quiet import captured
 
-RUNNABLE, NO_SIMULATOR, UNSUPPORTED, NOT_APPLICABLE = "runnable", "no simulator", "unsupported", "n/a"
+RUNNABLE, NO_SIMULATOR, UNSUPPORTED, NOT_APPLICABLE, TOO_LARGE = "runnable", "no simulator", "unsupported", "n/a", "too large"
 CLASS_TEXT = {
     RUNNABLE: "runnable here",
     NO_SIMULATOR: "need a simulator not installed here",
     UNSUPPORTED: "cannot run on the simulator installed here",
     NOT_APPLICABLE: "n/a (the algorithm cannot act in the task's action space)",
+    TOO_LARGE: "need more memory than this machine has",
 }
 """How each class is counted in the dry run's and the summary's count line."""
 
@@ -36,7 +42,7 @@ CLASS_TEXT = {
 @dataclass(frozen=True)
 class Verdict:
     kind: str
-    """RUNNABLE | NO_SIMULATOR | UNSUPPORTED | NOT_APPLICABLE."""
+    """RUNNABLE | NO_SIMULATOR | UNSUPPORTED | NOT_APPLICABLE | TOO_LARGE."""
     reason: str = ""
     """One line for the not-runnable classes; shared by every job with the same cause."""
     spec: EnvSpec | None = None
@@ -79,10 +85,16 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip() or type(exc).__name__).splitlines()[0]
 
 
+def machine_memory() -> int:
+    """This machine's physical memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def classify(algo: str, algo_config: Any, family: str, task: str, env_fields: dict[str, Any],
-             prober: Prober, strict: bool = False) -> Verdict:
-    """The verdict for one composed job (its algorithm, algorithm config and env). With
-    `strict` (a single run), a job that cannot run raises its own error instead."""
+             prober: Prober, strict: bool = False, n_envs: int = 1, memory: int | None = None) -> Verdict:
+    """The verdict for one composed job (its algorithm, algorithm config and env, n_envs
+    copies). `memory`: the bytes the job may preallocate where it runs (None: not checked).
+    With `strict` (a single run), a job that cannot run raises its own error instead."""
     from algos.common.registry import check_compatible, config_class
 
     try:
@@ -104,6 +116,13 @@ def classify(algo: str, algo_config: Any, family: str, task: str, env_fields: di
         if strict:
             raise
         return Verdict(NOT_APPLICABLE, first_line(exc), spec)
+    need = algo_config.memory_bytes(spec, n_envs)
+    if memory is not None and need > memory:
+        reason = (f"the learner preallocates {need / 1e9:.1f} GB (its replay buffer) on this task and this machine "
+                  f"has {memory / 1e9:.1f} GB of memory: lower algo.buffer_size, or run it on a larger node")
+        if strict:
+            raise ConfigError(f"{family} task {task}: {reason}")
+        return Verdict(TOO_LARGE, reason, spec)
     return Verdict(RUNNABLE, spec=spec)
 
 

@@ -11,7 +11,7 @@ import pytest
 import envs
 from algos.common.registry import config_class
 from envs.errors import ConfigError
-from harness.jobcheck import (NO_SIMULATOR, NOT_APPLICABLE, RUNNABLE, Prober, classify, count_line,
+from harness.jobcheck import (NO_SIMULATOR, NOT_APPLICABLE, RUNNABLE, TOO_LARGE, Prober, classify, count_line,
                               jobs_text, reason_lines, seed_text)
 from harness.quiet import captured
 
@@ -36,6 +36,29 @@ def test_a_missing_simulator_is_classified_with_the_familys_install_line():
     found = verdict("hasac", "dexhands", "ShadowHandOver")
     assert found.kind == NO_SIMULATOR and found.spec is None
     assert found.reason.startswith("env=dexhands needs NVIDIA Isaac Gym") and "\n" not in found.reason
+
+
+def test_a_replay_larger_than_the_memory_is_too_large_here_and_a_single_run_stops_in_one_line():
+    """The bytes an off-policy config declares are those its replay table allocates; a job
+    that needs more than the memory given is not runnable, with one reason per cause."""
+    import torch
+
+    from algos.common.replay import ReplayBuffer
+
+    config = config_class("hasac")(buffer_size=1000)
+    spec = verdict("hasac", "mpe", "simple_spread").spec
+    table = ReplayBuffer(spec, config.buffer_size, 3, config.gamma, config.n_step, torch.device("cpu")).table
+    need = config.memory_bytes(spec, 3)
+    assert need == table.numel() * table.element_size()
+    fits = classify("hasac", config, "mpe", "simple_spread", {}, Prober(), n_envs=3, memory=need)
+    assert fits.kind == RUNNABLE
+    large = classify("hasac", config, "mpe", "simple_spread", {}, Prober(), n_envs=3, memory=need - 1)
+    assert large.kind == TOO_LARGE and "lower algo.buffer_size" in large.reason and "\n" not in large.reason
+    assert classify("hatd3", config_class("hatd3")(buffer_size=1000), "mpe", "simple_spread", {}, Prober(),
+                    n_envs=3, memory=need - 1).reason == large.reason  # grouped once in the dry run
+    assert classify("happo", config_class("happo")(), "mpe", "simple_spread", {}, Prober(), memory=0).kind == RUNNABLE
+    with pytest.raises(ConfigError, match="preallocates"):
+        classify("hasac", config, "mpe", "simple_spread", {}, Prober(), strict=True, n_envs=3, memory=need - 1)
 
 
 def test_a_config_mistake_is_not_a_class_it_stops_the_sweep():

@@ -32,7 +32,7 @@ from torch import nn
 
 from algos.base import AlgoConfig, Algorithm
 from algos.common.networks import TwinQ, polyak_update
-from algos.common.replay import Batch, ReplayBuffer
+from algos.common.replay import Batch, Layout, ReplayBuffer
 from algos.common.spaces import uniform_actions
 from envs.base import EnvSpec, Step
 from envs.errors import ConfigError
@@ -92,6 +92,10 @@ class OffPolicyConfig(AlgoConfig):
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"algo: {message}")
+
+    def memory_bytes(self, spec: EnvSpec, n_envs: int) -> int:
+        """The replay table: buffer_size transitions (rounded up to whole rows of n_envs)."""
+        return -(-self.buffer_size // n_envs) * n_envs * Layout(spec).bytes_per_transition()
 
 
 class HaOffPolicy(Algorithm):
