@@ -10,8 +10,9 @@ dry run and the sweep's summary print once, with the jobs it covers:
 - n/a: the algorithm cannot act in the task's action space (its config's `action_spaces`),
   or a field of its config does not fit the task;
 - too large: what the learner preallocates on this task (its config's `memory_bytes`, the
-  replay table of an off-policy learner) exceeds this machine's memory, where the job runs
-  here on the CPU (a 1M-transition replay of HumanoidStandup-17x1 is 53 GB).
+  replay table of an off-policy learner) exceeds its share of this machine's memory, where
+  the job trains here on the CPU (MemoryShare: a 1M-transition replay of
+  HumanoidStandup-17x1 is 53 GB, of SMACv2 zerg_10_vs_11 25 GB).
 What a family needs to run lives in the family's own errors: this module names no family.
 """
 
@@ -85,15 +86,41 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip() or type(exc).__name__).splitlines()[0]
 
 
-def machine_memory() -> int:
-    """This machine's physical memory in bytes."""
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+PROCESS_RESERVE = 2 * 10**9
+"""Bytes a training process needs besides its learner's preallocated data (Python, torch,
+the simulator): left out of each job's share of the memory."""
+
+
+@dataclass(frozen=True)
+class MemoryShare:
+    """What one seed of a job may preallocate where it trains: this machine's memory, less
+    PROCESS_RESERVE per job, over the jobs that train at once and the seeds of a pack."""
+
+    total: int
+    jobs: int = 1
+    pack: int = 1
+
+    @classmethod
+    def here(cls, jobs: int, pack: int) -> MemoryShare:
+        return cls(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), max(1, jobs), max(1, pack))
+
+    @property
+    def per_seed(self) -> int:
+        return (self.total // self.jobs - PROCESS_RESERVE) // self.pack
+
+    def text(self) -> str:
+        parts = [f"this machine's {self.total / 1e9:.1f} GB less {PROCESS_RESERVE / 1e9:.0f} GB per process"]
+        if self.jobs > 1:
+            parts.append(f"over launcher.n_jobs={self.jobs}")
+        if self.pack > 1:
+            parts.append(f"over pack={self.pack} seeds")
+        return ", ".join(parts)
 
 
 def classify(algo: str, algo_config: Any, family: str, task: str, env_fields: dict[str, Any],
-             prober: Prober, strict: bool = False, n_envs: int = 1, memory: int | None = None) -> Verdict:
+             prober: Prober, strict: bool = False, n_envs: int = 1, memory: MemoryShare | None = None) -> Verdict:
     """The verdict for one composed job (its algorithm, algorithm config and env, n_envs
-    copies). `memory`: the bytes the job may preallocate where it runs (None: not checked).
+    copies). `memory`: what the job may preallocate where it trains (None: not checked).
     With `strict` (a single run), a job that cannot run raises its own error instead."""
     from algos.common.registry import check_compatible, config_class
 
@@ -117,9 +144,10 @@ def classify(algo: str, algo_config: Any, family: str, task: str, env_fields: di
             raise
         return Verdict(NOT_APPLICABLE, first_line(exc), spec)
     need = algo_config.memory_bytes(spec, n_envs)
-    if memory is not None and need > memory:
-        reason = (f"the learner preallocates {need / 1e9:.1f} GB (its replay buffer) on this task and this machine "
-                  f"has {memory / 1e9:.1f} GB of memory: lower algo.buffer_size, or run it on a larger node")
+    if memory is not None and need > memory.per_seed:
+        reason = (f"the learner preallocates {need / 1e9:.1f} GB (its replay buffer) on this task, more than the "
+                  f"{max(memory.per_seed, 0) / 1e9:.1f} GB a seed has here ({memory.text()}): "
+                  "lower algo.buffer_size, or run it on a larger node")
         if strict:
             raise ConfigError(f"{family} task {task}: {reason}")
         return Verdict(TOO_LARGE, reason, spec)

@@ -26,7 +26,7 @@ from envs.errors import ConfigError
 from harness.checkpoint import check_checkpoint_intact
 from harness.config import check_same_config, compose, load_settings, register_schemas, run_path
 from harness.estimate import CostQuery, RateBook, device_kind
-from harness.jobcheck import Prober, classify, machine_memory
+from harness.jobcheck import MemoryShare, Prober, classify
 from harness.jobs import Job, Outcome, not_runnable_lines, plan_table, steps_done, summary_table
 from harness.launch import launch, load_cluster_profile, slurm_executor
 from harness.layout import sweep_log
@@ -130,7 +130,8 @@ def prepare_jobs(argv: list[str]) -> tuple[DictConfig, list[Job], Prober]:
     raises its own error (EnvUnavailable, TaskUnsupported, ConfigError)."""
     base, job_overrides = expand(argv)
     strict = len(job_overrides) == 1 and not base.dry_run
-    here = base.launcher.name != "slurm"  # local launchers train on this machine
+    # local launchers train on this machine, launcher.n_jobs processes at once
+    memory = MemoryShare.here(base.launcher.n_jobs, base.pack) if base.launcher.name != "slurm" else None
     composer, prober, jobs = Composer(), Prober(), []
     for overrides in job_overrides:
         settings, cfg, config_yaml = composer(overrides)
@@ -141,7 +142,7 @@ def prepare_jobs(argv: list[str]) -> tuple[DictConfig, list[Job], Prober]:
         on_cpu = device_kind(settings.torch_device) == "cpu"
         verdict = classify(settings.algo, settings.algo_config, settings.family, settings.task, settings.env_fields,
                            prober, strict=strict, n_envs=settings.n_envs,
-                           memory=machine_memory() if here and on_cpu else None)
+                           memory=memory if on_cpu else None)
         job.verdict, job.reason = verdict.kind, verdict.reason
         if job.runnable:
             check_packable(settings.algo, settings.algo_config, base.pack)

@@ -11,8 +11,8 @@ import pytest
 import envs
 from algos.common.registry import config_class
 from envs.errors import ConfigError
-from harness.jobcheck import (NO_SIMULATOR, NOT_APPLICABLE, RUNNABLE, TOO_LARGE, Prober, classify, count_line,
-                              jobs_text, reason_lines, seed_text)
+from harness.jobcheck import (NO_SIMULATOR, NOT_APPLICABLE, PROCESS_RESERVE, RUNNABLE, TOO_LARGE, MemoryShare,
+                              Prober, classify, count_line, jobs_text, reason_lines, seed_text)
 from harness.quiet import captured
 
 
@@ -50,15 +50,25 @@ def test_a_replay_larger_than_the_memory_is_too_large_here_and_a_single_run_stop
     table = ReplayBuffer(spec, config.buffer_size, 3, config.gamma, config.n_step, torch.device("cpu")).table
     need = config.memory_bytes(spec, 3)
     assert need == table.numel() * table.element_size()
-    fits = classify("hasac", config, "mpe", "simple_spread", {}, Prober(), n_envs=3, memory=need)
+    exact = MemoryShare(total=need + PROCESS_RESERVE)
+    assert exact.per_seed == need
+    fits = classify("hasac", config, "mpe", "simple_spread", {}, Prober(), n_envs=3, memory=exact)
     assert fits.kind == RUNNABLE
-    large = classify("hasac", config, "mpe", "simple_spread", {}, Prober(), n_envs=3, memory=need - 1)
+    short = MemoryShare(total=need + PROCESS_RESERVE - 1)
+    large = classify("hasac", config, "mpe", "simple_spread", {}, Prober(), n_envs=3, memory=short)
     assert large.kind == TOO_LARGE and "lower algo.buffer_size" in large.reason and "\n" not in large.reason
     assert classify("hatd3", config_class("hatd3")(buffer_size=1000), "mpe", "simple_spread", {}, Prober(),
-                    n_envs=3, memory=need - 1).reason == large.reason  # grouped once in the dry run
-    assert classify("happo", config_class("happo")(), "mpe", "simple_spread", {}, Prober(), memory=0).kind == RUNNABLE
+                    n_envs=3, memory=short).reason == large.reason  # grouped once in the dry run
+    assert classify("happo", config_class("happo")(), "mpe", "simple_spread", {}, Prober(),
+                    memory=MemoryShare(total=PROCESS_RESERVE)).kind == RUNNABLE  # declares nothing
     with pytest.raises(ConfigError, match="preallocates"):
-        classify("hasac", config, "mpe", "simple_spread", {}, Prober(), strict=True, n_envs=3, memory=need - 1)
+        classify("hasac", config, "mpe", "simple_spread", {}, Prober(), strict=True, n_envs=3, memory=short)
+    # two jobs at once, or a pack of two seeds, halve what one seed may take
+    both = 2 * (need + PROCESS_RESERVE)
+    assert MemoryShare(total=both, jobs=2).per_seed == need
+    assert MemoryShare(total=both, jobs=1, pack=2).per_seed == need + PROCESS_RESERVE // 2
+    assert "over launcher.n_jobs=2" in classify("hasac", config, "mpe", "simple_spread", {}, Prober(), n_envs=3,
+                                                memory=MemoryShare(total=both - 2, jobs=2)).reason
 
 
 def test_a_config_mistake_is_not_a_class_it_stops_the_sweep():
