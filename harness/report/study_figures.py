@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.report.figures import color, plt, save
+from harness.report.figures import color, line_style, plt, save
 from harness.report.study_data import StudyRun, alpha_order, alpha_value, curve, soft_objective_column
 
 LEARNED_STYLES = ["--", ":", "-."]
@@ -79,8 +79,8 @@ def soft_objective_figure(directory: Path, tasks: dict[str, dict[str, list[Study
             column = soft_objective_column(group)
             defined = all(np.isfinite(r.column(column)).any() for r in group)
             grid, mean, half = curve(group, column if defined else "eval_return_mean")
-            ax_j.plot(grid, mean, "-" if defined else "--", color=color(algo),
-                      label=f"{algo} ({len(group)})" if defined else f"{algo}: return, J undefined")
+            style = line_style(algo, len(grid)) | ({} if defined else {"linestyle": (0, (1, 3)), "marker": None})
+            ax_j.plot(grid, mean, **style, label=f"{algo} ({len(group)})" if defined else f"{algo}: return, J undefined")
             ax_j.fill_between(grid, mean - half, mean + half, color=color(algo), alpha=0.2, linewidth=0)
         _style(ax_j, f"{task}: J(π)", "J(π)")
         if cols == 1:
@@ -90,7 +90,7 @@ def soft_objective_figure(directory: Path, tasks: dict[str, dict[str, list[Study
             continue
         for algo in sorted(has_tv[task]):
             grid, mean, half = curve(by_algo[algo], "eval_qre_tv")
-            row[1].plot(grid, mean, color=color(algo), label=algo)
+            row[1].plot(grid, mean, label=algo, **line_style(algo, len(grid)))
             row[1].fill_between(grid, np.maximum(mean - half, 0), mean + half, color=color(algo), alpha=0.2, linewidth=0)
         _style(row[1], f"{task}: TV to the soft QRE", "max over agents of TV")
     return save(fig, directory, "soft_objective")
