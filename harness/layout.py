@@ -60,6 +60,16 @@ def sweep_log(root: Path | str, suite: str) -> Path:
     return Path(root) / suite / "sweep.log"
 
 
+JOBS_FILE = "jobs.json"
+"""<results_dir>/<suite>/jobs.json: every run a sweep launched there ({run directory
+relative to the suite directory: budget})."""
+
+
+def jobs_files(root: Path) -> list[Path]:
+    """The jobs.json of `root` when it is a suite directory, else of each suite under it."""
+    return [root / JOBS_FILE, *root.glob(f"*/{JOBS_FILE}")]
+
+
 @dataclass(frozen=True)
 class RunPath:
     """One run's directory and the name of each of its files."""

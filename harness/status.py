@@ -26,11 +26,9 @@ from typing import Any
 
 import yaml
 
-from harness.layout import RunPath
+from harness.layout import JOBS_FILE, RunPath, jobs_files
 from harness.records import atomic_write_json, heartbeat_age_seconds, read_meta
 
-JOBS_FILE = "jobs.json"
-"""<results_dir>/<suite>/jobs.json: every run a sweep launched there ({run path: budget})."""
 DEFAULT_STALE_MIN = 30.0
 STATES = ("done", "running", "stale", "failed", "new")
 
@@ -169,7 +167,7 @@ def collect(root: Path, stale_after_min: float | None = None) -> list[RunStatus]
     the suites' jobs.json that has no directory yet (state `new`)."""
     runs = {run.dir: run for run in RunPath.find(root)}
     budgets: dict[Path, int] = {}
-    for jobs_file in [root / JOBS_FILE, *root.glob(f"*/{JOBS_FILE}")]:
+    for jobs_file in jobs_files(root):
         try:
             budgets |= {jobs_file.parent / rel: b for rel, b in json.loads(jobs_file.read_text()).items()}
         except (OSError, ValueError):
@@ -236,7 +234,7 @@ def render(runs: list[RunStatus], root: Path) -> str:
     counts = {s: sum(r.state == s for r in runs) for s in STATES}
     total = ", ".join(f"{n} {'not started' if s == 'new' else s}" for s, n in counts.items() if n)
     lines.append(f"{root}: {len(runs)} runs: {total or 'none'}"
-                 + ("" if any(f.name == JOBS_FILE for f in [root / JOBS_FILE, *root.glob(f'*/{JOBS_FILE}')])
+                 + ("" if any(f.exists() for f in jobs_files(root))
                     else f" (no {JOBS_FILE}: runs that never started are not known)"))
     return "\n".join(lines)
 

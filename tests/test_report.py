@@ -301,3 +301,28 @@ def test_claims_table_verdicts_follow_the_printed_rule(tmp_path):
     assert CLAIMS_RULE in report and CLAIMS_RULE in (out / "claims.md").read_text()
     assert json.loads((out / "report.json").read_text()) == {"roots": [str(suite)], "reps": 300, "seed": 0,
                                                             "normalisation": "observed"}
+
+
+def test_planned_runs_name_what_is_missing_and_qre_games_stay_out_of_the_aggregates(tmp_path):
+    """With the sweep's jobs.json, the report lists every planned run without a finished
+    result (a task never started included) and counts them in its head; a game evaluated
+    against its soft QRE is not aggregated by its greedy return."""
+    suite = tmp_path / "s"
+    steps = np.array([0, 50_000, 100_000])
+    for k in range(2):
+        for algo, level in (("hasac", -50.0), ("random", -100.0)):
+            write_run(suite / "mpe" / "simple_spread" / algo / f"seed_{k}", steps, np.array([-100.0, -90.0, level + k]))
+        for algo in ("hasac", "random"):
+            _qre_run(suite / "matrix" / "climbing" / algo / f"seed_{k}", [0.3, 0.1, 0.02], [[0.2, 0.3, 0.5], [0.1, 0.2, 0.7]], 5.0)
+    planned = [f"{task}/{algo}/seed_{k}" for task in ("mpe/simple_spread", "matrix/climbing", "lag/2v2-NoWeapon-vsBaseline")
+               for algo in ("hasac", "random") for k in range(3)]
+    (suite / "jobs.json").write_text(json.dumps({p: 100_000 for p in planned}))
+    out = write_report([suite], tmp_path / "out", reps=200, seed=0, normalisation="observed", figures=False)
+    report = (out / "report.md").read_text()
+    assert "10 of the 18 runs its sweeps planned have not finished" in report
+    assert "missing: lag/2v2-NoWeapon-vsBaseline hasac (no finished run)" in report
+    assert "missing: mpe/simple_spread hasac seeds 2" in report and "missing: matrix/climbing random seeds 2" in report
+    assert "matrix/climbing: left out of the aggregates, compared by the distance to the soft QRE" in report
+    assert set(pd.read_csv(out / "aggregates.csv")["algo"]) == {"hasac"}
+    aggregated = report.split("## Aggregates of normalised scores")[1].split("## What did not count")[0]
+    assert "Over 1 tasks: mpe/simple_spread." in aggregated

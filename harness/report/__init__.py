@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from envs.errors import UserError
+from harness.layout import RunPath, jobs_files
 from harness.records import atomic_write_text
 from harness.report.claims import CLAIMS_RULE, claims_table
 from harness.report.fidelity import fidelity_section
@@ -34,23 +35,42 @@ REPS, SEED = 2000, 0
 MANIFEST = "report.json"
 
 
-def run_inventory(runs: list[Run]) -> list[str]:
-    """Lines naming every run that does not count and every missing (task, algo, seed)."""
+def planned_runs(roots: list[Path]) -> set[tuple[str, str, int]] | None:
+    """(task key, algo, seed) of every run the sweeps planned under `roots` (their suites'
+    jobs.json), or None where no sweep left one."""
+    planned: set[tuple[str, str, int]] = set()
+    for root in roots:
+        for jobs_file in jobs_files(root):
+            try:
+                runs = json.loads(jobs_file.read_text())
+            except (OSError, ValueError):
+                continue
+            for relative in runs:
+                path = RunPath(jobs_file.parent / relative)
+                planned.add((f"{path.family}/{path.task}", path.algo, path.seed))
+    return planned or None
+
+
+def run_inventory(runs: list[Run], planned: set[tuple[str, str, int]] | None = None) -> list[str]:
+    """Lines naming every run that does not count and every missing (task, algo, seed): of
+    the runs the sweeps planned where they left their jobs.json, else of the grid of the
+    algorithms and seeds found on each task."""
     lines = []
     for run in runs:
         if not run.finished:
             why = f" ({run.reason})" if run.reason else ""
             lines.append(f"{run.status}: {run.path}{why}")
-    seeds = sorted({r.seed for r in runs})
-    tasks, algos = sorted({r.key for r in runs}), sorted({r.algo for r in runs})
+    expected = planned or {(task, algo, seed) for task in {r.key for r in runs}
+                           for algo in {r.algo for r in runs if r.key == task}
+                           for seed in {r.seed for r in runs if r.key == task}}
     have = {(r.key, r.algo, r.seed) for r in runs if r.finished}
-    for task in tasks:
-        for algo in algos:
-            missing = [s for s in seeds if (task, algo, s) not in have]
-            if len(missing) == len(seeds):
-                lines.append(f"missing: {task} {algo} (no finished run)")
-            elif missing:
-                lines.append(f"missing: {task} {algo} seeds {', '.join(map(str, missing))}")
+    for task, algo in sorted({(t, a) for t, a, _ in expected}):
+        seeds = sorted(s for t, a, s in expected if (t, a) == (task, algo))
+        missing = [s for s in seeds if (task, algo, s) not in have]
+        if len(missing) == len(seeds):
+            lines.append(f"missing: {task} {algo} (no finished run)")
+        elif missing:
+            lines.append(f"missing: {task} {algo} seeds {', '.join(map(str, missing))}")
     return lines
 
 
@@ -101,8 +121,9 @@ def write_report(roots: list[Path], out: Path | None, reps: int, seed: int, norm
     studies = study_sections(out, runs, reps, seed, figures)  # temperature, J(π) and QRE, robustness
     fidelity = fidelity_section(out, runs, reps, seed)  # official vs alternative, per switch
     studies += f"\n{fidelity}\n" if fidelity else ""
-    head = _head(suite, roots, runs, reps, seed, normalisation, claims)
-    body = _body(runs, shown, notes, groups, aggregates, improvement, normalisation, figure_files, out)
+    planned = planned_runs(roots)
+    head = _head(suite, roots, runs, planned, reps, seed, normalisation, claims)
+    body = _body(runs, planned, shown, notes, groups, aggregates, improvement, normalisation, figure_files, out)
     atomic_write_text(out / "report.md", "\n\n".join(head + body) + "\n" + studies)
     return out
 
@@ -119,23 +140,27 @@ def _results_notes(finished) -> list[str]:
     return ["\n".join(f"**`{family}`**: {note}." for family, note in notes)] if notes else []
 
 
-def _head(suite: str, roots: list[Path], runs: list[Run], reps: int, seed: int, normalisation: str,
-          claims: pd.DataFrame) -> list[str]:
+def _head(suite: str, roots: list[Path], runs: list[Run], planned: set[tuple[str, str, int]] | None, reps: int,
+          seed: int, normalisation: str, claims: pd.DataFrame) -> list[str]:
     finished = [r for r in runs if r.finished]
+    unfinished = len(planned - {(r.key, r.algo, r.seed) for r in finished}) if planned else 0
     command = " ".join(["python -m harness.report", *map(str, roots), f"--reps {reps} --seed {seed}",
                         f"--normalisation {normalisation}"])
     return [
         f"# Report: suite `{suite}`",
         f"From {', '.join(f'`{r}`' for r in roots)}: {len(runs)} runs, {len(finished)} finished, "
-        f"{len({r.key for r in runs})} tasks, algorithms {', '.join(sorted({r.algo for r in runs}))}. "
+        f"{len({r.key for r in runs})} tasks, algorithms {', '.join(sorted({r.algo for r in runs}))}"
+        + (f"; {unfinished} of the {len(planned)} runs its sweeps planned have not finished "
+           "(listed under \"What did not count\")" if unfinished else "") + ". "
         f"Bootstrap: {reps} repetitions, numpy seed {seed}; the same pair gives the same digits. "
         f"Regenerate: `{command}`.",
         "## The paper's claims at this budget", claims_markdown(claims),
     ]
 
 
-def _body(runs: list[Run], shown: pd.DataFrame, notes: list[str], groups: list[Normalised], aggregates, improvement,
-          normalisation: str, figure_files: list[Path], out: Path) -> list[str]:
+def _body(runs: list[Run], planned: set[tuple[str, str, int]] | None, shown: pd.DataFrame, notes: list[str],
+          groups: list[Normalised], aggregates, improvement, normalisation: str, figure_files: list[Path],
+          out: Path) -> list[str]:
     finished = [r for r in runs if r.finished]
     parts = [
         "## Final scores per task", to_markdown(shown), "\n".join(notes), VERDICT_RULE,
@@ -164,7 +189,7 @@ def _body(runs: list[Run], shown: pd.DataFrame, notes: list[str], groups: list[N
         if len(imp):
             parts += ["Probability of improvement:", to_markdown(imp.drop(columns="group").round(3))]
     notes = [note for norm in groups for note in norm.notes]
-    parts += ["## What did not count", "\n".join(f"- {line}" for line in run_inventory(runs) + notes) or "Nothing: every run finished and counted."]
+    parts += ["## What did not count", "\n".join(f"- {line}" for line in run_inventory(runs, planned) + notes) or "Nothing: every run finished and counted."]
     if figure_files:
         parts += ["## Figures", "\n".join(f"- [{p.relative_to(out)}]({p.relative_to(out)})" for p in figure_files)]
     return parts

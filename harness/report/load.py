@@ -42,6 +42,9 @@ class Run:
     fidelity: dict[str, str] | None = None
     """summary.json's `fidelity`: the switches away from the official behaviour ({} = none;
     None = a run that did not record them)."""
+    soft_qre: bool = False
+    """Evaluated against the analytic soft QRE (eval.csv's `eval_qre_tv`, single-state games):
+    its claim is the distance to the QRE, reported in the claims and the soft-objective study."""
 
     @property
     def fidelity_label(self) -> str:
@@ -100,6 +103,7 @@ def read_run(path: RunPath) -> Run:
         run.status, run.reason = "unreadable", "eval.csv: non-finite scores or steps out of order"
         return run
     run.steps, run.scores = steps, scores
+    run.soft_qre = "eval_qre_tv" in evals.columns and bool(np.isfinite(evals["eval_qre_tv"].to_numpy(float)).any())
     if run.status == "done":
         try:
             summary = json.loads(path.summary.read_text())

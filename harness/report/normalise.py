@@ -68,9 +68,14 @@ def normalise(runs: list[Run], mode: str) -> list[Normalised]:
     algorithms that have runs there, so that a suite mixing action spaces (QMIX only on
     Discrete tasks, HATD3 only on Box) still aggregates every task, each group over the
     algorithms that can run all of its tasks. A task where one of its algorithms has no
-    finished run is left out, with a note."""
-    bounds, notes = task_bounds(runs, mode)
-    finished = [r for r in runs if r.finished and r.algo != FLOOR_ALGO]
+    finished run is left out, with a note; so is a game evaluated against its soft QRE,
+    whose greedy return is not what the algorithms are compared on there."""
+    qre = sorted({r.key for r in runs if r.finished and r.soft_qre})
+    bounds, notes = task_bounds([r for r in runs if r.key not in qre], mode)
+    if qre:
+        notes.append(f"{', '.join(qre)}: left out of the aggregates, compared by the distance to the soft QRE "
+                     "(the claims table and the soft-objective study), not by the greedy return")
+    finished = [r for r in runs if r.finished and r.algo != FLOOR_ALGO and r.key not in qre]
     bounded = [f"{f}/{t}" for f, t in zip(bounds["family"], bounds["task"])]
     groups: dict[tuple[str, ...], list[str]] = {}
     for key in bounded:
