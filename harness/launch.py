@@ -116,7 +116,13 @@ def run_local(units: list[list[Job]], n_jobs: int, report: Callable[[Outcome], N
     outcomes = []
     if n_jobs <= 1:
         for unit in units:
-            outcomes += outcomes_of(unit, execute([j.overrides for j in unit], raise_user_errors=True), report)
+            try:
+                results = execute([j.overrides for j in unit], raise_user_errors=True)
+            except RunLocked as exc:  # a single run says so and exits 2; a sweep goes on
+                if len(units) == 1:
+                    raise
+                results = [{"status": "busy", "detail": str(exc)}] * len(unit)
+            outcomes += outcomes_of(unit, results, report)
         return outcomes
     with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("forkserver")) as pool:
         futures = {pool.submit(execute, quiet(unit)): unit for unit in units}

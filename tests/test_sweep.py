@@ -210,6 +210,21 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path, capsys):
     assert main([*MATRIX, "algo=random", f"results_dir={tmp_path}"]) == 0
 
 
+def test_a_sweep_in_this_process_passes_a_busy_run_and_trains_the_others(tmp_path, capsys):
+    """Two sweeps over one results directory (launcher.n_jobs=1 trains in the sweep's own
+    process): a run the other one holds is reported busy, not an end of the sweep."""
+    busy = tmp_path / "adhoc" / "matrix" / "climbing" / "random" / "seed_0"
+    holder = RunRecord(RunPath(busy))
+    holder.lock()
+    try:
+        assert main([*MATRIX, "algo=random", "seeds=2", f"results_dir={tmp_path}"]) == 0
+    finally:
+        holder.unlock()
+    out = capsys.readouterr().out
+    assert "busy" in out and "in use by pid" in out and "1 done" in out
+    assert (busy.parent / "seed_1" / "DONE").exists() and not (busy / "DONE").exists()
+
+
 def test_failing_job_is_reported_and_exit_is_nonzero(tmp_path, capsys, monkeypatch):
     import harness.train
 
