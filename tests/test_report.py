@@ -193,6 +193,19 @@ def test_task_without_bounds_is_named_and_left_out_of_aggregates(tmp_path, capsy
     assert "mpe/simple_spread: no normalisation bounds" in report and "no aggregates" in report
 
 
+def test_task_where_nobody_rises_above_the_floor_says_so(tmp_path):
+    # a win-rate task that nobody wins: floor (random) and ceiling (best mean) are both 0
+    for algo in ("hasac", "happo", "random"):
+        for k in range(2):
+            write_run(tmp_path / "s" / "lag" / "2v2" / algo / f"seed_{k}", STEPS, np.zeros(len(STEPS)),
+                      success="win_rate")
+    out = write_report([tmp_path / "s"], tmp_path / "out", reps=100, seed=0, normalisation="observed",
+                       figures=False)
+    report = (out / "report.md").read_text()
+    assert "lag/2v2: left out of the aggregates, its floor and ceiling are both 0" in report
+    assert "no finished random run" not in report
+
+
 def test_substitute_backend_is_never_compared_with_published_numbers(tmp_path):
     suite = tmp_path / "paper_smac"
     for k in range(3):

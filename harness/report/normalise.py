@@ -54,10 +54,14 @@ def task_bounds(runs: list[Run], mode: str) -> tuple[pd.DataFrame, list[str]]:
             if not np.isfinite(row["ceiling"]) and len(means.drop(FLOOR_ALGO, errors="ignore")):
                 best = means.drop(FLOOR_ALGO, errors="ignore")
                 row.update(ceiling=float(best.max()), ceiling_source=f"observed: best mean here ({best.idxmax()})")
-        if not (np.isfinite(row["floor"]) and np.isfinite(row["ceiling"])) or row["ceiling"] == row["floor"]:
+        if not (np.isfinite(row["floor"]) and np.isfinite(row["ceiling"])):
             notes.append(f"{key}: no normalisation bounds (floor {row['floor']}, ceiling {row['ceiling']}); "
                          "left out of the aggregates " + ("(use --normalisation observed to bound it by this tree)"
                                                           if mode == "paper" else f"(no finished {FLOOR_ALGO} run here)"))
+            continue
+        if row["ceiling"] == row["floor"]:
+            notes.append(f"{key}: left out of the aggregates, its floor and ceiling are both {row['floor']:g} "
+                         "(no algorithm's mean score rises above the floor, so there is no scale to normalise by)")
             continue
         rows.append(row)
     return pd.DataFrame(rows, columns=["family", "task", "floor", "ceiling", "floor_source", "ceiling_source"]), notes
