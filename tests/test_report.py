@@ -2,6 +2,7 @@
 did not count, figures, and one-line errors."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +156,20 @@ def test_every_figure_exists_with_the_expected_axes_and_lines(tmp_path, monkeypa
     assert drawn["aggregates"][0] == 4  # IQM, mean, median, optimality gap
     assert drawn["performance_profiles"] == (1, [2]) and drawn["sample_efficiency"] == (1, [2])
     assert drawn["probability_of_improvement"][0] == 1
+
+
+def test_a_second_report_removes_the_figures_it_did_not_draw_again(tmp_path):
+    root = synthetic_tree(tmp_path, ["hasac", "random"], ["mpe/simple_spread"], seeds=2, points=4)
+    out = tmp_path / "out"
+    stale = out / "figures" / "gone+group"
+    stale.mkdir(parents=True)
+    (stale / "aggregates.png").write_bytes(b"old")
+    (out / "figures" / "learning_curves.png").write_bytes(b"old")
+    for path in (stale / "aggregates.png", out / "figures" / "learning_curves.png"):
+        os.utime(path, (0, 0))
+    write_report([root], out, reps=100, seed=0, normalisation="observed")
+    assert not stale.exists()
+    assert (out / "figures" / "learning_curves.png").stat().st_size > 1000  # drawn again, kept
 
 
 def test_no_runs_and_mixed_suites_exit_2(tmp_path, capsys):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -96,6 +97,7 @@ def write_report(roots: list[Path], out: Path | None, reps: int, seed: int, norm
     improvement = [improvement_table(norm, reps, seed) for norm in groups]
     claims = claims_table(runs, table, reps, seed)
     out.mkdir(parents=True, exist_ok=True)
+    started = time.time() - 2.0  # file times come from a coarser clock than time.time()
     shown, notes = display_table(table)
     atomic_write_text(out / MANIFEST, json.dumps({"roots": [str(r) for r in roots], "reps": reps, "seed": seed,
                                                   "normalisation": normalisation}, indent=1) + "\n")
@@ -125,7 +127,20 @@ def write_report(roots: list[Path], out: Path | None, reps: int, seed: int, norm
     head = _head(suite, roots, runs, planned, reps, seed, normalisation, claims)
     body = _body(runs, planned, shown, notes, groups, aggregates, improvement, normalisation, figure_files, out)
     atomic_write_text(out / "report.md", "\n\n".join(head + body) + "\n" + studies)
+    if figures:
+        remove_stale_figures(out / "figures", started)
     return out
+
+
+def remove_stale_figures(directory: Path, started: float) -> None:
+    """Delete the figures an earlier report left that this one did not draw again (e.g. a
+    comparison group that no longer exists once more runs finished), and their emptied
+    folders, so that a committed report holds only figures of its own data."""
+    for path in sorted(directory.rglob("*"), reverse=True):
+        if path.is_file() and path.suffix in (".png", ".pdf") and path.stat().st_mtime < started:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
 
 
 def claims_markdown(claims: pd.DataFrame) -> str:

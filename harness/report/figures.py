@@ -50,7 +50,10 @@ def save(fig, directory: Path, name: str) -> list[Path]:
     if not fig.legends:  # a figure-level legend was laid out with its own margin
         fig.tight_layout()
     for path in paths:
-        fig.savefig(path, dpi=150 if path.suffix == ".png" else None)
+        if path.suffix == ".png":
+            fig.savefig(path, dpi=150)
+        else:  # no creation date: the same data gives the same bytes
+            fig.savefig(path, metadata={"CreationDate": None})
     plt.close(fig)
     return paths
 
