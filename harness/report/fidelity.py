@@ -4,7 +4,8 @@ Runs are paired by what they record, not by their names: every finished run's su
 holds `fidelity`, the switches away from the official behaviour ({} = official). Runs of one
 task and algorithm (the task directory without its `fid.<switch>.<value>` variant tokens)
 form a group; in each group the official runs are the baseline, and every other set of
-switches is compared with them: the IQM of the final scores on each side and the difference
+switches is compared with them (a variant token naming a run setting that is not a switch,
+`fid.n_envs.8`, counts as a change too): the IQM of the final scores on each side and the difference
 alternative − official with a 95 % percentile bootstrap CI (seeds resampled within each side).
 """
 
@@ -47,12 +48,25 @@ def difference_interval(official: np.ndarray, other: np.ndarray, reps: int, seed
     return float(iqm(other) - iqm(official)), float(low), float(high)
 
 
+def away_from_official(run: Run) -> dict[str, str]:
+    """What a run changes from the official behaviour: its recorded switches, plus the run
+    settings its variant names that are not switches (`fid.n_envs.8`: HARL's thread count
+    changed, a setting every run's config.yaml records but no switch carries)."""
+    changed = dict(run.fidelity or {})
+    for token in run.task.partition("@")[0].split("-"):
+        if FIDELITY_TOKEN.match(token):
+            _, name, value = token.split(".")
+            if not any(key.split(".")[-1] == name for key in changed):
+                changed[name] = value
+    return changed
+
+
 def fidelity_table(runs: list[Run], reps: int, seed: int) -> pd.DataFrame:
-    """One row per (task, algorithm, set of switches away from official) with an official baseline."""
+    """One row per (task, algorithm, set of changes away from official) with an official baseline."""
     groups: dict[tuple[str, str], dict[tuple, list[float]]] = {}
     for run in runs:
         if run.finished and run.fidelity is not None:
-            switches = tuple(sorted(run.fidelity.items()))
+            switches = tuple(sorted(away_from_official(run).items()))
             groups.setdefault((base_task(run), run.algo), {}).setdefault(switches, []).append(run.final)
     rows = []
     for (task, algo), sides in sorted(groups.items()):
