@@ -348,7 +348,7 @@ def plain_on_policy_act(algo, step: Step) -> list[np.ndarray]:
             raw.append(a.cpu().numpy())
             hidden_in.append(h)
             hidden_out.append(h_next)
-            actions.append(raw[-1].astype(np.int64) if algo.bounds[i] is None else np.clip(raw[-1], *algo.bounds[i]).astype(np.float32))
+            actions.append(raw[-1].astype(np.int64) if algo.bounds[i] is None else raw[-1].astype(np.float32))  # unclipped, as HARL
     if hidden is not None:
         algo.hidden = hidden_out
     algo.pending = {"raw": raw, "log_prob": log_probs, "starts": starts,

@@ -214,7 +214,9 @@ class OnPolicyLearner(Algorithm):
         host = np.split(joint, np.cumsum([d.shape[-1] for d in drawn])[:-1], axis=-1)
         raw = [a[:, 0].astype(np.int64) if b is None else a for a, b in zip(host[0::2], self.bounds)]
         log_probs = [lp[:, 0] for lp in host[1::2]]
-        actions = [a if b is None else np.clip(a, *b).astype(np.float32) for a, b in zip(raw, self.bounds)]  # HARL clips to the Box
+        # HARL sends the raw Gaussian sample (or mean) to the env, unclipped: the env decides
+        # (MPE clips; MaMuJoCo's env.action_clip; docs/fidelity.md P8, E9)
+        actions = [a if b is None else a.astype(np.float32) for a, b in zip(raw, self.bounds)]
         if hidden is not None:
             if explore:
                 self.hidden = hidden_out
@@ -402,8 +404,8 @@ class OnPolicyLearner(Algorithm):
 
     def sample_policy(self, step: Step, generator: torch.Generator) -> PolicySample | None:
         """a ~ πⁱ with the caller's generator and the exact entropy of each agent's
-        distribution: categorical, or the Gaussian before clipping to the Box (the entropy
-        the PPO bonus uses). GRU actors: None (their state along an episode is not tracked
+        distribution: categorical, or the Gaussian (the entropy the PPO bonus uses; its sample
+        goes to the env unclipped, as in `act`). GRU actors: None (their state along an episode is not tracked
         outside `act`)."""
         if self.hidden_shape is not None:
             return None
@@ -416,6 +418,6 @@ class OnPolicyLearner(Algorithm):
                 dist = actor.distribution(x[0], avail)
                 a = sample(dist, generator).cpu().numpy()
                 entropy = dist.entropy() if self.bounds[i] is None else dist.entropy().sum(-1)
-                actions.append(a.astype(np.int64) if self.bounds[i] is None else np.clip(a, *self.bounds[i]).astype(np.float32))
+                actions.append(a.astype(np.int64) if self.bounds[i] is None else a.astype(np.float32))
                 entropies.append(entropy.cpu().numpy())
         return PolicySample(actions, np.stack(entropies).astype(np.float64))
