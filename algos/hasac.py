@@ -15,7 +15,8 @@ Every default is the official code's behaviour (PKU-MARL/HARL d539bad). Our alte
 fidelity switches (`HasacConfig.fidelity`, envs/fidelity.py), each a row of docs/fidelity.md
 with the official file and line: `box_action`, `discrete_target_entropy`,
 `critic_alpha_logp`, `episode_end_avail`. `discrete_actor_loss: expected` is an addition.
-Not reproduced (docs/fidelity.md): ValueNorm and the FP state of HARL's SMAC configs.
+`use_valuenorm` is HARL's ValueNorm of its SMAC files (the targets normalised, the actors
+reading the normalised Q). Not reproduced (docs/fidelity.md): the FP state of those files.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from algos.common.distributions import (BOX_ACTIONS, box_action, box_log_det, gu
 from algos.common.networks import layernorm_mlp, masked_mean, orthogonal, plain_mlp
 from algos.common.off_policy import HaOffPolicy, OffPolicyConfig, read_metrics
 from algos.common.policy_sample import PolicySample, sample_stochastic_actors
+from algos.common.ppo import ValueNorm
 from algos.common.replay import Batch
 from envs.base import EnvSpec, Step
 from envs.errors import ConfigError
@@ -80,6 +82,12 @@ class HasacConfig(OffPolicyConfig):
     """Discrete next-step masks of a transition that ends an episode: 'official' = the reset
     episode's first masks (off_policy_base_runner.py l.248, l.408-411 replace only obs and
     state); 'final' = the ended episode's last masks."""
+    use_valuenorm: bool = False
+    """HARL's ValueNorm on the critic (train.use_valuenorm: false in hasac.yaml and every MPE
+    and MaMuJoCo file, true in every SMAC file, so tuned/hasac.yaml sets it there): the
+    targets update running statistics (μ, σ) and the Q-nets regress on (y − μ)/σ, the target
+    nets' output is denormalised inside y, and the actors read the normalised Q, so α acts
+    as α/σ there (soft_twin_continuous_q_critic.py l.125-141, off_policy_ha_runner.py l.102)."""
     discrete_actor_loss: str = "gumbel"
     """Discrete actor loss: 'gumbel' (straight-through Gumbel-Softmax sample, HARL) or
     'expected' (exact Σ_a π(a)[Q(s, a, a₋ᵢ) − α log π(a)] over the agent's own actions)."""
@@ -186,6 +194,7 @@ class Hasac(HaOffPolicy):
             [nn.Parameter(torch.tensor(start, device=self.device)) for _ in range(spec.n_agents + 1)]
         )
         self.alpha_optimizers = [torch.optim.Adam([p], lr=c.alpha_lr) for p in self.log_alpha]
+        self.value_norm = ValueNorm().to(self.device) if c.use_valuenorm else None
 
     def build_actors(self) -> nn.ModuleList:
         actors = []
@@ -205,7 +214,7 @@ class Hasac(HaOffPolicy):
     def update(self) -> dict[str, float]:
         batch = self.buffer.sample(self.config.batch_size, self.rng)
         with self.autocast():
-            metrics = self.critic_step(batch, self.soft_next_value(batch))
+            metrics = self.critic_step(batch, self.soft_next_value(batch), self.value_norm)
             self.critic.requires_grad_(False)  # actor losses need dQ/da only
             order = self.rng.permutation(self.spec.n_agents)
             with torch.no_grad():  # pre-update samples; the first agent replaces its own before anyone reads it
@@ -238,6 +247,8 @@ class Hasac(HaOffPolicy):
 
     def checkpointed(self) -> dict:
         objects = super().checkpointed() | {"log_alpha": self.log_alpha}
+        if self.value_norm is not None:
+            objects["value_norm"] = self.value_norm
         return objects | {f"alpha_optimizer_{k}": opt for k, opt in enumerate(self.alpha_optimizers)}
 
     def policy_probs(self, step: Step) -> list[np.ndarray] | None:
@@ -270,10 +281,10 @@ class Hasac(HaOffPolicy):
     @torch.no_grad()
     def soft_next_value(self, batch: Batch) -> torch.Tensor:
         """min_j Q̄_j(s', a') − α_c Σ_i log πⁱ(a'ⁱ|o'ⁱ), a' from the current actors with the
-        next-step availability masks [B, 1]."""
+        next-step availability masks [B, 1]; with ValueNorm min_j Q̄_j is denormalised first."""
         next_actions, next_log_probs = self.sample_joint(batch.next_obs, batch.next_avail)
         q1, q2 = self.critic_target(batch.next_state, next_actions)
-        return torch.min(q1, q2).float() - self.log_alpha[-1].exp() * sum(next_log_probs)
+        return denormalised(torch.min(q1, q2).float(), self.value_norm) - self.log_alpha[-1].exp() * sum(next_log_probs)
 
     def actor_step(self, i: int, batch: Batch, actions: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One Adam step on agent i's loss against the current joint `actions`; returns the
@@ -322,6 +333,11 @@ class Hasac(HaOffPolicy):
             loss.backward()
             self.alpha_optimizers[k].step()
         return {f"{key}/{name}": v for key, v in metrics.items()} | {f"alpha/{name}": self.log_alpha[k].detach().exp()}
+
+
+def denormalised(q: torch.Tensor, value_norm: ValueNorm | None) -> torch.Tensor:
+    """A critic's output on the return scale: μ + σ·q with ValueNorm, q itself without."""
+    return q if value_norm is None else value_norm.denormalize(q)
 
 
 def target_entropy(space: spaces.Space, discrete_mode: str) -> float:

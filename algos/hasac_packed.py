@@ -18,9 +18,10 @@ import torch
 
 from algos.common.distributions import box_action, box_log_det, gumbel_softmax_given, squashed_gaussian
 from algos.common.packed import AgentClass, BatchedPack, SeedMetrics, draw, index
-from algos.common.tables import Params, Scalar, Table, linear, sequential, twin_q
+from algos.common.ppo import ValueNorm
 from algos.common.replay import Batch
-from algos.hasac import CategoricalActor, Hasac, SquashedGaussianActor, actor_loss, temperature_loss
+from algos.common.tables import Params, Scalar, Table, linear, sequential, twin_q
+from algos.hasac import CategoricalActor, Hasac, SquashedGaussianActor, actor_loss, denormalised, temperature_loss
 from envs.base import Step
 from envs.errors import ConfigError
 
@@ -120,7 +121,7 @@ class PackedHasac(BatchedPack):
         noise = self.update_noise(orders)
         metrics = SeedMetrics(self.K)
         with self.learners[0].autocast():
-            self.critic_step(batch, self.soft_next_value(batch, noise.next), metrics)
+            self.critic_step(batch, self.soft_next_value(batch, noise.next), metrics, self.value_norms())
             with torch.no_grad():
                 actions, log_probs = self.sample_all(batch.obs, batch.avail, noise.pre)
             resampled = torch.stack(log_probs, dim=1)  # [K, N, B, 1]
@@ -160,7 +161,14 @@ class PackedHasac(BatchedPack):
         actions, log_probs = self.sample_all(batch.next_obs, batch.next_avail, noise)
         q1, q2 = self.twin_q(self.critic_target.view(None), torch.cat([batch.next_state, *actions], dim=-1))
         alpha_c = self.log_alpha.params["value"].detach().view(self.K, -1)[:, -1].exp().view(-1, 1, 1)
-        return torch.min(q1, q2).float() - alpha_c * sum(log_probs)
+        q = torch.min(q1, q2).float()
+        if self.config.use_valuenorm:
+            q = torch.stack([denormalised(q_k, norm) for q_k, norm in zip(q, self.value_norms())])
+        return q - alpha_c * sum(log_probs)
+
+    def value_norms(self) -> list[ValueNorm] | None:
+        """Each seed's ValueNorm (HASAC use_valuenorm; it lives in the lone learner), or None."""
+        return [learner.value_norm for learner in self.learners] if self.config.use_valuenorm else None
 
     def actor_group(self, u: UpdateState, c: AgentClass, seeds: list[int], rows: torch.Tensor, agents: list[int], m: int) -> None:
         """Hasac.actor_step, temperature_step and the post-step resample of position m for the

@@ -347,7 +347,8 @@ def test_suites_run_the_official_off_policy_thread_counts(suite):
 
 def test_fidelity_suite_variants_each_set_exactly_their_named_switch():
     """suite=fidelity: a run named fid.<switch>.<value> differs from the official behaviour
-    in that switch alone (algo or env), fid.n_envs.<k> in its env copies alone; the others
+    in that switch alone (algo or env), fid.n_envs.<k> in its env copies alone,
+    fid.use_valuenorm.true in HASAC's ValueNorm alone; the others
     are the official runs of their task."""
     from harness.config import load_settings
     from harness.sweep import expand
@@ -361,6 +362,8 @@ def test_fidelity_suite_variants_each_set_exactly_their_named_switch():
         expected = dict(token.split(".")[1:] for token in tokens)
         if expected.keys() == {"n_envs"}:  # a setting no switch carries: the run has it, official otherwise
             assert cfg.n_envs == int(expected["n_envs"]) and dict(cfg.fidelity) == {}, overrides
+        elif expected.keys() == {"use_valuenorm"}:  # a HARL setting (tuned per task), not a switch
+            assert cfg.algo.use_valuenorm is True and dict(cfg.fidelity) == {}, overrides
         else:
             assert {k.split(".", 1)[1]: v for k, v in dict(cfg.fidelity).items()} == expected, overrides
         named += bool(tokens)

@@ -14,6 +14,8 @@ from algo_helpers import OWN_3_AGENTS, beats_random_on_spread, build, learn_half
 from algos.common.distributions import gumbel_softmax_hard
 from algos.common.qre import soft_qre, total_variation
 from algos.common.registry import check_compatible
+from algos.common.off_policy import critic_loss, normalised_target
+from algos.common.ppo import ValueNorm
 from algos.hasac import Hasac, HasacConfig, target_entropy, temperature_loss
 from envs.base import Step
 from envs.errors import ConfigError
@@ -184,6 +186,63 @@ def test_critic_temperature_is_trained_on_the_chosen_log_probs(mode):
     assert torch.equal(critic_input[0], chosen[0] + chosen[1])
     other = after_step if mode == "official" else in_loss
     assert not torch.equal(critic_input[0], other.get(0, torch.zeros(1)) + other.get(1, torch.zeros(1)))
+
+
+def test_valuenorm_targets_are_normalised_after_the_statistics_take_them_in():
+    """HARL (soft_twin_continuous_q_critic.py l.125-141): update(y) first, then (y − μ)/σ.
+    y = [1, 3] into a fresh ValueNorm: debiased μ = 2, σ² = 5 − 4 = 1, so y ↦ [−1, 1]."""
+    norm = ValueNorm()
+    normalised = normalised_target(torch.tensor([[1.0], [3.0]]), norm)
+    assert torch.allclose(normalised, torch.tensor([[-1.0], [1.0]]), atol=1e-6)
+    assert torch.equal(normalised_target(torch.tensor([[1.0], [3.0]]), None), torch.tensor([[1.0], [3.0]]))
+
+
+def constant_target_critic(algo: Hasac, value: float) -> None:
+    """Q̄1 = Q̄2 = value everywhere: the target nets' last layer zeroed, its bias = value."""
+    with torch.no_grad():
+        algo.critic_target.weights[-1].zero_()
+        algo.critic_target.biases[-1].fill_(value)
+
+
+def test_valuenorm_denormalises_the_target_critic_and_regresses_on_normalised_targets():
+    """With use_valuenorm the Bellman backup reads μ + σ·Q̄ (the target nets predict in the
+    normalised space) and the Q-nets regress on (y − μ)/σ; the actors keep reading the
+    normalised Q (off_policy_ha_runner.py l.102). Q̄ ≡ 0.5 and (μ, σ) = (5, 2) make the
+    backup 5 + 2·0.5 = 6 instead of 0.5, with the same sampled log π."""
+    algo, env = build("hasac", auto_alpha=True, use_valuenorm=True)
+    plain, _ = build("hasac", auto_alpha=True)
+    assert plain.value_norm is None and "value_norm" in algo.checkpointed()
+    run_loop(algo, env, 40)
+    batch = algo.buffer.sample(algo.config.batch_size, algo.rng)
+    algo.value_norm = ValueNorm()  # statistics of two targets only: μ = 5, σ² = 29 − 25 = 4
+    algo.value_norm.update(torch.tensor([[3.0], [7.0]]))
+    constant_target_critic(algo, 0.5)
+    start = algo.generator.get_state()
+    with_norm = algo.soft_next_value(batch)
+    algo.generator.set_state(start)
+    norm, algo.value_norm = algo.value_norm, None
+    without = algo.soft_next_value(batch)
+    algo.value_norm = norm
+    assert torch.allclose(with_norm - without, torch.full_like(without, 6.0 - 0.5), atol=1e-5)
+
+    y = batch.reward + batch.discount * (1.0 - batch.terminated) * with_norm
+    before = algo.value_norm.running_mean.clone(), algo.value_norm.debiasing_term.clone()
+    q1, q2 = (q.detach() for q in algo.critic(batch.state, batch.actions))
+    metrics = algo.critic_step(batch, with_norm, algo.value_norm)
+    beta = algo.value_norm.beta
+    assert torch.allclose(algo.value_norm.running_mean, before[0] * beta + y.double().mean() * (1 - beta))
+    mean, var = algo.value_norm.mean_var()
+    expected_loss, _ = critic_loss(q1, q2, ((y.double() - mean) / var.sqrt()).float(), algo.config.huber_delta if algo.config.use_huber else None)
+    assert torch.allclose(metrics["loss/critic"], expected_loss, rtol=1e-5)
+
+
+def test_valuenorm_is_on_in_harl_smac_files_only():
+    from harness.config import tuned_overrides
+    for task in ["5m_vs_6m", "3s5z", "corridor", "6h_vs_8z"]:
+        assert "algo.use_valuenorm=true" in [o.lower() for o in tuned_overrides("hasac", "smac", task)]
+    for family, task in [("mpe", "simple_spread"), ("mamujoco", "HalfCheetah-2x3")]:
+        assert not any("use_valuenorm" in o for o in tuned_overrides("hasac", family, task))
+    assert HasacConfig().use_valuenorm is False
 
 
 def test_target_entropies_intended_and_official():

@@ -38,6 +38,7 @@ CASES = {  # name: (algorithm, env factory (n_envs, seed), config overrides)
     "hasac-box-auto-alpha": ("hasac", toy_env, {"auto_alpha": True}),
     "hasac-box-mpe": ("hasac", mpe_env(True), {"auto_alpha": True}),
     "hasac-discrete-masks-deaths": ("hasac", masked_env, {"auto_alpha": True}),
+    "hasac-discrete-masks-valuenorm": ("hasac", masked_env, {"auto_alpha": True, "use_valuenorm": True}),  # HARL's SMAC files
     "hasac-discrete-heterogeneous": ("hasac", discrete_env, {}),
     "hasac-discrete-mpe": ("hasac", mpe_env(False), {}),
     "hatd3-box-heterogeneous": ("hatd3", toy_env, {}),

@@ -312,6 +312,22 @@ def test_corrupt_checkpoint_and_changed_config_are_refused_and_nothing_is_lost(t
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+def test_a_config_written_before_a_field_existed_matches_the_value_it_ran_with(tmp_path):
+    """ADDED_FIELDS: a HASAC config.yaml from before `use_valuenorm` existed is the same run
+    as use_valuenorm=false (the code had no ValueNorm then), not as use_valuenorm=true."""
+    import yaml
+    from harness.config import check_same_config
+    from harness.layout import RunPath
+
+    path = RunPath.build(str(tmp_path), "adhoc", "smac", "3m", "hasac", 0)
+    path.config.parent.mkdir(parents=True)
+    old = {"budget": 100, "algo": {"batch_size": 1000, "use_huber": True}}
+    path.config.write_text(yaml.safe_dump(old))
+    check_same_config(path, yaml.safe_dump({**old, "algo": {**old["algo"], "use_valuenorm": False}}))
+    with pytest.raises(ConfigError, match=r"algo.use_valuenorm: None -> True"):
+        check_same_config(path, yaml.safe_dump({**old, "algo": {**old["algo"], "use_valuenorm": True}}))
+
+
 def test_foreign_checkpoint_is_refused_with_exit_2(tmp_path, capsys):
     import torch
 

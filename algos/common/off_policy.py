@@ -32,6 +32,7 @@ from torch import nn
 
 from algos.base import AlgoConfig, Algorithm
 from algos.common.networks import TwinQ, polyak_update
+from algos.common.ppo import ValueNorm
 from algos.common.replay import Batch, Layout, ReplayBuffer
 from algos.common.spaces import uniform_actions
 from envs.base import EnvSpec, Step
@@ -202,9 +203,10 @@ class HaOffPolicy(Algorithm):
         and distributions take `.float()` values, so only the matrix products run in bf16."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
 
-    def critic_step(self, batch: Batch, next_value: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One Adam step of both Q-nets towards y = R⁽ⁿ⁾ + γᵏ(1 − term)·next_value."""
-        target = batch.reward + batch.discount * (1.0 - batch.terminated) * next_value.float()
+    def critic_step(self, batch: Batch, next_value: torch.Tensor, value_norm: ValueNorm | None = None) -> dict[str, torch.Tensor]:
+        """One Adam step of both Q-nets towards y = R⁽ⁿ⁾ + γᵏ(1 − term)·next_value, or, with a
+        ValueNorm (HASAC use_valuenorm), towards its normalised y after updating it with y."""
+        target = normalised_target(batch.reward + batch.discount * (1.0 - batch.terminated) * next_value.float(), value_norm)
         q1, q2 = self.critic(batch.state, batch.actions)
         loss, metrics = critic_loss(q1.float(), q2.float(), target, self.config.huber_delta if self.config.use_huber else None)
         self.critic_optimizer.zero_grad()
@@ -215,6 +217,15 @@ class HaOffPolicy(Algorithm):
     def soft_update(self, pairs: list[tuple[nn.Module, nn.Module]]) -> None:
         for target, source in pairs:
             polyak_update(target, source, self.config.tau)
+
+
+def normalised_target(target: torch.Tensor, value_norm: ValueNorm | None) -> torch.Tensor:
+    """y as the Q-nets regress on it: unchanged, or with a ValueNorm (μ, σ) first updated with
+    the batch's y, then (y − μ)/σ (HARL soft_twin_continuous_q_critic.py l.125-141)."""
+    if value_norm is None:
+        return target
+    value_norm.update(target)
+    return value_norm.normalize(target)
 
 
 def adam(params, lr: float) -> torch.optim.Adam:

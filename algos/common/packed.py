@@ -54,7 +54,7 @@ from torch import nn
 
 from algos.base import Algorithm
 from algos.common.distributions import gumbel_noise
-from algos.common.off_policy import HaOffPolicy, critic_loss
+from algos.common.off_policy import HaOffPolicy, critic_loss, normalised_target
 from algos.common.replay import Batch
 from algos.common.tables import Params, Table, twin_q
 from envs.base import Step
@@ -278,10 +278,14 @@ class BatchedPack(Pack):
                 out[i] = rows[:, j]
         return out
 
-    def critic_step(self, batch: Batch, next_value: torch.Tensor, metrics: "SeedMetrics") -> None:
+    def critic_step(self, batch: Batch, next_value: torch.Tensor, metrics: "SeedMetrics",
+                    value_norms: list | None = None) -> None:
         """HaOffPolicy.critic_step of every seed: one Adam step of both Q-nets towards
-        y = R⁽ⁿ⁾ + γᵏ(1 − term)·next_value; next_value [K, B, 1]."""
+        y = R⁽ⁿ⁾ + γᵏ(1 − term)·next_value, normalised by seed k's ValueNorm where
+        `value_norms` are given; next_value [K, B, 1]."""
         target = batch.reward + batch.discount * (1.0 - batch.terminated) * next_value.float()
+        if value_norms is not None:
+            target = torch.stack([normalised_target(y, norm) for y, norm in zip(target, value_norms)])
         p = self.critic.leaves(None)
         q1, q2 = self.twin_q(p, torch.cat([batch.state, *batch.actions], dim=-1))
         c = self.config
