@@ -35,10 +35,16 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "report", "seeds", "pack", "pack_batched", "results_dir",
                  "torch_threads", "logger", "wandb_mode", "wandb_project", "wandb_entity", "fidelity")
 
-# Fields added to a config after runs were recorded, with the value those runs computed with:
-# a config.yaml without the field is the same run as one with this value (HASAC had no
-# ValueNorm before `use_valuenorm`), so exact resume and committed results stay valid.
-ADDED_FIELDS = {("algo", "use_valuenorm"): False}
+# Fields added to a config after runs were recorded, with the value those runs computed with
+# (a function of the old section): a config.yaml without the field is the same run as one
+# with this value, so exact resume and committed results stay valid. HASAC had no ValueNorm
+# before `use_valuenorm`; an on-policy critic was an MLP and HAPPO's factor chunked before
+# `recurrent_critic`/`factor_hidden`, which only GRU actors notice.
+ADDED_FIELDS: dict[tuple[str, str], Callable[[dict], Any]] = {
+    ("algo", "use_valuenorm"): lambda algo: False,
+    ("algo", "recurrent_critic"): lambda algo: "mlp" if algo.get("use_recurrent_policy") else "official",
+    ("algo", "factor_hidden"): lambda algo: "chunks" if algo.get("use_recurrent_policy") else "official",
+}
 
 
 @functools.cache
@@ -189,9 +195,9 @@ def check_same_config(path: RunPath, config_yaml: str) -> None:
     if not path.config.exists():
         return
     old, new = semantic_config(path.config.read_text()), semantic_config(config_yaml)
-    for (section, key), value in ADDED_FIELDS.items():
-        if isinstance(old.get(section), dict) and key not in old[section] and (new.get(section) or {}).get(key) == value:
-            old[section][key] = value
+    for (section, key), value_then in ADDED_FIELDS.items():
+        if isinstance(old.get(section), dict) and key not in old[section] and key in (new.get(section) or {}):
+            old[section][key] = value_then(old[section])
     if old != new:
         changed = ", ".join(_differences(old, new)[:3])
         raise ConfigError(f"{path} was written by a different config ({changed}); "

@@ -29,11 +29,14 @@ def test_update_factor_multiplies_the_ratio_in():
     assert torch.allclose(update_factor(factor, new, old), torch.tensor([2.0, 1.0]))
 
 
-@pytest.mark.parametrize("recurrent", [False, True], ids=["mlp", "gru"])
+@pytest.mark.parametrize("recurrent", [False, True], ids=["mlp", "gru-chunks"])
 def test_factor_is_the_product_of_ratios_of_agents_already_updated_in_this_iteration(recurrent):
     # 3 agents; after its update agent k's new/old ratio is the constant r[k] on every sample
+    # (GRU actors: the chunked factor, whose new log-probs are group_log_prob's; the official
+    # whole-rollout one is checked in test_recurrent_fidelity.py)
     env = envs.make("matrix", "custom", n_envs=4, seed=0, payoff=OWN_3_AGENTS.tolist())
-    config = HappoConfig(hidden_sizes=[8], episode_length=2, use_recurrent_policy=recurrent, data_chunk_length=2)
+    config = HappoConfig(hidden_sizes=[8], episode_length=2, use_recurrent_policy=recurrent, data_chunk_length=2,
+                         **(dict(factor_hidden="chunks") if recurrent else {}))
     algo = Happo(env.spec, config, 4, torch.device("cpu"), 0)
     r = {0: 1.5, 1: 0.5, 2: 2.0}
     seen: list[tuple[int, torch.Tensor]] = []

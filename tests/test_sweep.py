@@ -314,7 +314,8 @@ def test_corrupt_checkpoint_and_changed_config_are_refused_and_nothing_is_lost(t
 
 def test_a_config_written_before_a_field_existed_matches_the_value_it_ran_with(tmp_path):
     """ADDED_FIELDS: a HASAC config.yaml from before `use_valuenorm` existed is the same run
-    as use_valuenorm=false (the code had no ValueNorm then), not as use_valuenorm=true."""
+    as use_valuenorm=false (the code had no ValueNorm then), not as use_valuenorm=true; a
+    GRU run from before `recurrent_critic` had the MLP critic."""
     import yaml
     from harness.config import check_same_config
     from harness.layout import RunPath
@@ -324,8 +325,14 @@ def test_a_config_written_before_a_field_existed_matches_the_value_it_ran_with(t
     old = {"budget": 100, "algo": {"batch_size": 1000, "use_huber": True}}
     path.config.write_text(yaml.safe_dump(old))
     check_same_config(path, yaml.safe_dump({**old, "algo": {**old["algo"], "use_valuenorm": False}}))
-    with pytest.raises(ConfigError, match=r"algo.use_valuenorm: None -> True"):
+    with pytest.raises(ConfigError, match=r"algo.use_valuenorm: False -> True"):
         check_same_config(path, yaml.safe_dump({**old, "algo": {**old["algo"], "use_valuenorm": True}}))
+    # an on-policy run with GRU actors had an MLP critic: the new default is a different run
+    gru = {"budget": 100, "algo": {"use_recurrent_policy": True}}
+    path.config.write_text(yaml.safe_dump(gru))
+    check_same_config(path, yaml.safe_dump({**gru, "algo": {**gru["algo"], "recurrent_critic": "mlp"}}))
+    with pytest.raises(ConfigError, match=r"algo.recurrent_critic: 'mlp' -> 'official'"):
+        check_same_config(path, yaml.safe_dump({**gru, "algo": {**gru["algo"], "recurrent_critic": "official"}}))
 
 
 def test_foreign_checkpoint_is_refused_with_exit_2(tmp_path, capsys):

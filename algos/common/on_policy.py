@@ -22,7 +22,7 @@ from torch import nn
 from algos.base import AlgoConfig, Algorithm, PolicySample
 from algos.common.actor_critic import Policy, VCritic, sample
 from algos.common.ppo import ACTOR_METRICS, ValueNorm, gae, normalise_advantage, ppo_actor_loss, value_loss
-from algos.common.rollout import ActorBatch, Rollout, RolloutBuffer, agent_batch
+from algos.common.rollout import ActorBatch, Rollout, RolloutBuffer, agent_batch, to_chunks
 from envs.base import EnvSpec, Step
 from envs.errors import ConfigError
 from envs.fidelity import Switch, check_switches
@@ -82,11 +82,13 @@ class OnPolicyConfig(AlgoConfig):
     std_y_coef: float = 0.5
     """Upper bound of the Gaussian σ (see std_x_coef); initial σ = 0.5·sigmoid(1) ≈ 0.37."""
     use_recurrent_policy: bool = False
-    """GRU actors whose hidden state resets at episode starts."""
+    """GRU actors whose hidden state resets at episode starts (and a GRU critic, see
+    recurrent_critic)."""
     recurrent_n: int = 1
     """GRU layers."""
     data_chunk_length: int = 10
-    """Steps per training sequence of a GRU actor (truncated BPTT from the stored state)."""
+    """Steps per training sequence of a GRU actor or critic (truncated BPTT from the stored
+    state)."""
 
     # Fidelity switches (docs/fidelity.md): "official" is HARL's behaviour.
     truncation: str = "official"
@@ -99,11 +101,20 @@ class OnPolicyConfig(AlgoConfig):
     it trains (HARL happo.py/mappo.py train l.117-122 per agent, share_param_train
     l.165-180 over all agents for a shared actor); 'joint': once over every agent's active
     entries, the same advantages for every actor."""
+    recurrent_critic: str = "official"
+    """Critic of GRU actors. 'official': V(s) has a GRU after its MLP too (HARL v_net.py
+    l.33-39), its state carried through the rollout and reset at episode starts
+    (on_policy_base_runner.py collect/insert), V and the bootstrap value read from the stored
+    states (compute: get_values on the last state with rnn_states_critic[-1]), trained on
+    data_chunk_length chunks from the stored states (v_critic.py train,
+    on_policy_critic_buffer_ep.py recurrent_generator_critic); 'mlp': an MLP V(s) trained
+    on single steps, as without GRU actors."""
 
     fidelity: ClassVar[dict[str, Switch]] = {
         "truncation": Switch(("bootstrap",)),
         "advantage_norm": Switch(("joint",), "HAPPO and per-agent MAPPO actors of several agents",
                                  lambda spec, c: spec.n_agents > 1 and not getattr(c, "share_params", False)),
+        "recurrent_critic": Switch(("mlp",), "GRU actors (use_recurrent_policy)", lambda spec, c: c.use_recurrent_policy),
     }
 
     def validate(self, spec: EnvSpec) -> None:
@@ -134,8 +145,9 @@ class OnPolicyConfig(AlgoConfig):
 
 # -- the learner ----------------------------------------------------------------------------
 class OnPolicyLearner(Algorithm):
-    """Actors (one per group of agents; `actor_groups` decides sharing), one V(s) critic,
-    ValueNorm, a rollout buffer. Subclasses define the groups and `train_actors`."""
+    """Actors (one per group of agents; `actor_groups` decides sharing), one V(s) critic
+    (recurrent with GRU actors, as HARL), ValueNorm, a rollout buffer. Subclasses define the
+    groups and `train_actors`."""
 
     config: OnPolicyConfig
 
@@ -145,8 +157,11 @@ class OnPolicyLearner(Algorithm):
         c, N = config, spec.n_agents
         self.groups = self.actor_groups()
         self.group_of = {i: g for g, agents in enumerate(self.groups) for i in agents}
-        self.L = c.data_chunk_length if c.use_recurrent_policy else 1
-        smallest = min(c.episode_length * n_envs, (c.episode_length // self.L) * n_envs * min(len(g) for g in self.groups))
+        recurrent_critic = c.use_recurrent_policy and c.recurrent_critic == "official"
+        self.L = c.data_chunk_length if c.use_recurrent_policy else 1  # actor chunk length
+        self.critic_L = self.L if recurrent_critic else 1
+        smallest = min((c.episode_length // self.critic_L) * n_envs,
+                       (c.episode_length // self.L) * n_envs * min(len(g) for g in self.groups))
         if c.num_mini_batch > smallest:
             raise ConfigError(f"algo: num_mini_batch ({c.num_mini_batch}) exceeds the {smallest} samples of a rollout "
                               f"(episode_length {c.episode_length} × n_envs {n_envs}); lower num_mini_batch")
@@ -156,13 +171,14 @@ class OnPolicyLearner(Algorithm):
             self.actors = nn.ModuleList(
                 [Policy(self.input_dim(g[0]), spec.action_spaces[g[0]], c.hidden_sizes, c.recurrent_n if c.use_recurrent_policy else None,
                         c.std_x_coef, c.std_y_coef) for g in self.groups]).to(self.device)
-            self.critic = VCritic(spec.state_space.shape[0], c.hidden_sizes).to(self.device)
+            self.critic = VCritic(spec.state_space.shape[0], c.hidden_sizes, c.recurrent_n if recurrent_critic else None).to(self.device)
         self.value_norm = ValueNorm().to(self.device)
         self.actor_optimizers = [torch.optim.Adam(a.parameters(), lr=c.lr, eps=c.opti_eps) for a in self.actors]
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, eps=c.opti_eps)
         self.hidden_shape = (c.recurrent_n, c.hidden_sizes[-1]) if c.use_recurrent_policy else None
-        self.buffer = RolloutBuffer(spec, c.episode_length, n_envs, self.hidden_shape)
+        self.buffer = RolloutBuffer(spec, c.episode_length, n_envs, self.hidden_shape, recurrent_critic)
         self.hidden: list[torch.Tensor] | None = None  # training GRU states, N × [E, R, H]
+        self.critic_hidden: torch.Tensor | None = None  # the recurrent critic's, [E, R, H]
         self.eval_hidden: list[torch.Tensor] | None = None  # evaluation GRU states
         self.pending: dict[str, np.ndarray] | None = None  # what act() drew, for observe()
         self.bounds = [(s.low, s.high) if isinstance(s, spaces.Box) else None for s in spec.action_spaces]
@@ -229,15 +245,32 @@ class OnPolicyLearner(Algorithm):
 
     def actor_inputs(self, obs: np.ndarray, avail: list[np.ndarray] | None, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Agent i's actor input [E, O(+N)] and availability mask [E, n] (or None)."""
-        x = torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)
-        if self.adds_agent_id(self.group_of[i]):
-            one_hot = torch.zeros(x.shape[0], self.spec.n_agents, device=self.device)
-            one_hot[:, i] = 1.0
-            x = torch.cat([x, one_hot], dim=-1)
+        x = self.with_agent_id(torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device), i)
         mask = None
         if avail is not None and self.bounds[i] is None:
             mask = torch.as_tensor(np.asarray(avail[i]), dtype=torch.bool, device=self.device)
         return x, mask
+
+    def with_agent_id(self, obs: torch.Tensor, i: int) -> torch.Tensor:
+        """obs [..., O] ⊕ agent i's one-hot id [..., N] where its actor adds one, else obs."""
+        if not self.adds_agent_id(self.group_of[i]):
+            return obs
+        return torch.cat([obs, F.one_hot(torch.full(obs.shape[:-1], i, device=obs.device), self.spec.n_agents).to(obs.dtype)], -1)
+
+    @torch.no_grad()
+    def critic_step(self, state: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
+        """The recurrent critic's GRU state fed at this step [E, R, H], zero where an episode
+        starts, and the next one carried (HARL collect: get_values(share_obs[step],
+        rnn_states_critic[step], masks[step])); None for an MLP critic."""
+        if self.critic.rnn is None:
+            return None
+        h = self.critic_hidden
+        if h is None or h.shape[0] != len(starts):
+            h = torch.zeros(len(starts), *self.hidden_shape, device=self.device)
+        starts_t = torch.as_tensor(starts, device=self.device)
+        h = h * (~starts_t).view(-1, 1, 1).float()
+        _, self.critic_hidden = self.critic(torch.as_tensor(state, dtype=torch.float32, device=self.device)[None], h, starts_t[None])
+        return h.cpu().numpy()
 
     def observe(self, step: Step, actions: list[np.ndarray], nxt: Step) -> None:
         assert self.pending is not None, "observe() needs the act(explore=True) that chose the actions"
@@ -247,7 +280,8 @@ class OnPolicyLearner(Algorithm):
         self.buffer.add(Rollout(
             state=step.state, final_state=nxt.info.get("final_state", nxt.state), alive=step.alive, reward=nxt.reward,
             terminated=nxt.terminated, truncated=nxt.truncated, starts=p["starts"], obs=list(step.obs),
-            action=p["raw"], log_prob=p["log_prob"], avail=avail, hidden=p["hidden"]))
+            action=p["raw"], log_prob=p["log_prob"], avail=avail, hidden=p["hidden"],
+            critic_hidden=self.critic_step(step.state, p["starts"])))
         self.env_steps += step.n_envs
 
     def ready(self, total_env_steps: int) -> bool:
@@ -260,7 +294,7 @@ class OnPolicyLearner(Algorithm):
         rollout = self.buffer.tensors(self.device)
         v_old, returns, advantage = self.returns(rollout)
         metrics = self.train_actors(rollout, advantage)
-        metrics |= self.train_critic(rollout.state, v_old, returns)
+        metrics |= self.train_critic(rollout, v_old, returns)
         self.buffer.pos = 0
         self.updates += 1
         return metrics
@@ -280,9 +314,19 @@ class OnPolicyLearner(Algorithm):
     @torch.no_grad()
     def returns(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(V_old normalised, returns, Â), each [T, E], from the critic before this update
-        (HARL computes V at rollout time with the same parameters)."""
+        (HARL computes V at rollout time with the same parameters). A recurrent critic reads
+        V(s_t) from the GRU state stored at t and V(s'_t) from the state it left after t: the
+        next step's V where the episode goes on, the rollout's bootstrap value at its last
+        step (HARL compute: get_values(share_obs[-1], rnn_states_critic[-1])), and at an
+        episode end V(final state) from the episode's carried state (used by
+        truncation='bootstrap' only; HARL masks it out)."""
         c = self.config
-        v_old, v_next = self.critic(rollout.state), self.critic(rollout.final_state)
+        T, E = rollout.reward.shape
+        hidden = None if rollout.critic_hidden is None else rollout.critic_hidden.flatten(0, 1)
+        one_step = torch.zeros(1, T * E, dtype=torch.bool, device=self.device)  # every (t, e) once, from its own state
+        v_old, after = self.critic(rollout.state.reshape(1, T * E, -1), hidden, one_step)
+        v_next, _ = self.critic(rollout.final_state.reshape(1, T * E, -1), after, one_step)
+        v_old, v_next = v_old.view(T, E), v_next.view(T, E)
         if c.use_valuenorm:
             value, next_value = self.value_norm.denormalize(v_old), self.value_norm.denormalize(v_next)
         else:
@@ -300,11 +344,8 @@ class OnPolicyLearner(Algorithm):
         advantage = normalise_advantage(advantage, alive)
         parts = []
         for i in agents:
-            obs = rollout.obs[i]
-            if self.adds_agent_id(self.group_of[i]):
-                obs = torch.cat([obs, F.one_hot(torch.full(obs.shape[:2], i, device=self.device), self.spec.n_agents).float()], -1)
             active = rollout.alive[..., i] if self.config.use_policy_active_masks else torch.ones_like(rollout.alive[..., i])
-            parts.append(agent_batch(rollout, i, obs, advantage, active, self.L))
+            parts.append(agent_batch(rollout, i, self.with_agent_id(rollout.obs[i], i), advantage, active, self.L))
         batch = ActorBatch.cat(parts)
         return batch if factor is None else replace(batch, factor=factor)
 
@@ -341,19 +382,23 @@ class OnPolicyLearner(Algorithm):
         agents = self.groups[g]
         return f"agent_{agents[0]}" if len(agents) == 1 else "shared"
 
-    def train_critic(self, state: torch.Tensor, v_old: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
-        """critic_epoch × num_mini_batch value-loss steps on the T·E (state [T, E, S], V_old,
-        return [T, E]) samples; ValueNorm is updated with each mini-batch's returns before
+    def train_critic(self, rollout: Rollout, v_old: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
+        """critic_epoch × num_mini_batch value-loss steps on the rollout's states with V_old
+        and returns [T, E], in columns of critic_L steps: data_chunk_length chunks run from
+        their stored GRU state for a recurrent critic (HARL recurrent_generator_critic),
+        single steps otherwise. ValueNorm is updated with each mini-batch's returns before
         normalising them (as HARL)."""
-        c, history = self.config, []
-        state, v_old, flat_returns = state.flatten(0, 1), v_old.flatten(), returns.flatten()
+        c, history, L = self.config, [], self.critic_L
+        state, starts, v_old, returns_ = (to_chunks(x, L) for x in (rollout.state, rollout.starts, v_old, returns))
+        hidden = None if rollout.critic_hidden is None else to_chunks(rollout.critic_hidden, L)[0]
         for _ in range(c.critic_epoch):
-            for idx in self.minibatches(state.shape[0]):
-                target = flat_returns[idx]
+            for idx in self.minibatches(state.shape[1]):
+                target = returns_[:, idx].flatten()
                 if c.use_valuenorm:
                     self.value_norm.update(target)
                     target = self.value_norm.normalize(target)
-                loss, metrics = value_loss(self.critic(state[idx]), v_old[idx], target, c.clip_param,
+                value, _ = self.critic(state[:, idx], None if hidden is None else hidden[idx], starts[:, idx])
+                loss, metrics = value_loss(value.flatten(), v_old[:, idx].flatten(), target, c.clip_param,
                                            c.huber_delta if c.use_huber else None, c.use_clipped_value_loss)
                 self.critic_optimizer.zero_grad()
                 (loss * c.value_loss_coef).backward()
@@ -372,6 +417,7 @@ class OnPolicyLearner(Algorithm):
                   "generator": self.generator.get_state(), "buffer": self.buffer.state_dict(),
                   "hidden": None if self.hidden is None else [h.cpu().clone() for h in self.hidden],
                   "eval_hidden": None if self.eval_hidden is None else [h.cpu().clone() for h in self.eval_hidden],
+                  "critic_hidden": None if self.critic_hidden is None else self.critic_hidden.cpu().clone(),
                   "pending": self.pending, "env_steps": self.env_steps, "updates": self.updates}
         return state
 
@@ -387,6 +433,8 @@ class OnPolicyLearner(Algorithm):
         self.buffer.load_state_dict(state["buffer"])
         to_device = lambda hs: None if hs is None else [h.to(self.device) for h in hs]  # noqa: E731
         self.hidden, self.eval_hidden = to_device(state["hidden"]), to_device(state["eval_hidden"])
+        critic_hidden = state.get("critic_hidden")  # absent from checkpoints of before the recurrent critic
+        self.critic_hidden = None if critic_hidden is None else critic_hidden.to(self.device)
         self.pending, self.env_steps, self.updates = state["pending"], state["env_steps"], state["updates"]
 
     def policy_probs(self, step: Step) -> list[np.ndarray] | None:

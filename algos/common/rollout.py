@@ -48,6 +48,8 @@ class Rollout:
     """N × [T, E, n_i] bool availability (all ones where the family has no masks) or None (Box)."""
     hidden: list | None
     """N × [T, E, R, H] GRU state the actor was fed at each step, or None without a GRU."""
+    critic_hidden: Any = None
+    """[T, E, R, H] GRU state the recurrent critic was fed at each step, or None (MLP critic)."""
 
     @property
     def done(self) -> Any:
@@ -55,7 +57,8 @@ class Rollout:
         return self.terminated | self.truncated
 
     @classmethod
-    def zeros(cls, spec: EnvSpec, T: int, E: int, hidden_shape: tuple[int, int] | None) -> Rollout:
+    def zeros(cls, spec: EnvSpec, T: int, E: int, hidden_shape: tuple[int, int] | None,
+              critic_hidden: bool = False) -> Rollout:
         f32, N, S = np.float32, spec.n_agents, spec.state_space.shape[0]
         discrete = [isinstance(a, spaces.Discrete) for a in spec.action_spaces]
         return cls(
@@ -68,6 +71,7 @@ class Rollout:
             log_prob=[np.zeros((T, E), f32) for _ in range(N)],
             avail=[np.ones((T, E, a.n), bool) if d else None for d, a in zip(discrete, spec.action_spaces)],
             hidden=None if hidden_shape is None else [np.zeros((T, E, *hidden_shape), f32) for _ in range(N)],
+            critic_hidden=np.zeros((T, E, *hidden_shape), f32) if critic_hidden else None,
         )
 
     def arrays(self) -> list[Any]:
@@ -89,11 +93,12 @@ class Rollout:
 
 
 class RolloutBuffer:
-    """One rollout of T steps for E env copies, written one step at a time (position `pos`)."""
+    """One rollout of T steps for E env copies, written one step at a time (position `pos`);
+    `critic_hidden`: it stores the recurrent critic's GRU states too (of `hidden_shape`)."""
 
-    def __init__(self, spec: EnvSpec, T: int, E: int, hidden_shape: tuple[int, int] | None):
+    def __init__(self, spec: EnvSpec, T: int, E: int, hidden_shape: tuple[int, int] | None, critic_hidden: bool = False):
         self.T, self.pos = T, 0
-        self.data = Rollout.zeros(spec, T, E, hidden_shape)
+        self.data = Rollout.zeros(spec, T, E, hidden_shape, critic_hidden)
 
     def add(self, row: Rollout) -> None:
         """Write one vectorised step (`row`'s arrays are [E, ...]) at `pos`."""
