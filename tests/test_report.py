@@ -92,20 +92,25 @@ def test_fidelity_section_pairs_runs_by_their_recorded_switches(tmp_path):
              ("simple_reference", {}, [1.0, 1.0, 1.0]),
              ("simple_reference-fid.physics.mpe2", {"env.physics": "mpe2"}, [4.0, 4.0, 4.0]),
              ("simple_speaker_listener-fid.pad_spaces.none", {"env.pad_spaces": "none"}, [5.0, 6.0, 7.0]),  # no baseline
-             # a setting that is no switch (HARL's thread count) is named by its variant token
-             ("simple_reference-fid.n_envs.8", {}, [0.0, 0.0, 0.0])]
+             # a setting that is no switch (HARL's thread count) is named by its variant token,
+             # with its config section where config.yaml has it in one (HARL's ValueNorm)
+             ("simple_reference-fid.n_envs.8", {}, [0.0, 0.0, 0.0]),
+             ("simple_reference-fid.use_valuenorm.true", {}, [2.0, 2.0, 2.0])]
     for task, fidelity, finals in cases:
         for k, final in enumerate(finals):
-            write_run(suite / "mpe" / task / "hasac" / f"seed_{k}", STEPS, np.array([0.0, final / 2, final]),
-                      summary={"fidelity": fidelity})
+            run = suite / "mpe" / task / "hasac" / f"seed_{k}"
+            write_run(run, STEPS, np.array([0.0, final / 2, final]), summary={"fidelity": fidelity})
+            (run / "config.yaml").write_text("n_envs: 20\nalgo:\n  use_valuenorm: false\nenv:\n  physics: official\n")
     runs = load_runs([suite])
     assert {base_task(r) for r in runs} == {"mpe/simple_spread", "mpe/simple_reference", "mpe/simple_speaker_listener"}
     table = fidelity_table(runs, reps=500, seed=0).set_index("task")
-    assert len(table) == 3  # no official baseline for the speaker-listener runs: no row
+    assert len(table) == 4  # one row per task and switch; no official speaker-listener runs: no row
     spread = table.loc["mpe/simple_spread"]
     reference = table.loc["mpe/simple_reference"].set_index("switches").loc["env.physics=mpe2"]
     threads = table.loc["mpe/simple_reference"].set_index("switches").loc["n_envs=8"]
     assert (threads["official_iqm"], threads["difference"]) == pytest.approx((1.0, -1.0))
+    valuenorm = table.loc["mpe/simple_reference"].set_index("switches").loc["algo.use_valuenorm=true"]
+    assert valuenorm["difference"] == pytest.approx(1.0)
     assert spread["switches"] == "algo.box_action=affine" and spread["official_iqm"] == pytest.approx(1.5)
     assert spread["alternative_iqm"] == pytest.approx(3.5) and spread["difference"] == pytest.approx(2.0)
     assert spread["ci_low"] < 2.0 < spread["ci_high"]

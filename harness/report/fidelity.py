@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy.stats import trim_mean
 
 from harness.records import atomic_write_text
@@ -57,8 +58,19 @@ def away_from_official(run: Run) -> dict[str, str]:
         if FIDELITY_TOKEN.match(token):
             _, name, value = token.split(".")
             if not any(key.split(".")[-1] == name for key in changed):
-                changed[name] = value
+                changed[setting_key(run, name)] = value
     return changed
+
+
+def setting_key(run: Run, name: str) -> str:
+    """`algo.<name>` or `env.<name>` where the run's config.yaml holds the setting in that
+    section (`fid.use_valuenorm.true` -> algo.use_valuenorm), else the run setting's own name
+    (`n_envs`)."""
+    config = yaml.safe_load(run.path.config.read_text()) if run.path.config.is_file() else None
+    for section in ("algo", "env"):
+        if isinstance(config, dict) and name in (config.get(section) or {}):
+            return f"{section}.{name}"
+    return name
 
 
 def fidelity_table(runs: list[Run], reps: int, seed: int) -> pd.DataFrame:
