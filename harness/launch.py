@@ -16,6 +16,7 @@ their job ids, and names the state and log of a job that ended without finishing
 from __future__ import annotations
 
 import multiprocessing as mp
+import shutil
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -223,7 +224,12 @@ def slurm_executor(folder: Path, profile: dict[str, Any], max_requeues: int = 5)
     parameter names (`partition`, `mem`, `time`, `setup`, ...; `job_name` defaults to
     hasac-bench), and Submitit refuses unknown ones, here one line. Every job is marked
     requeueable (`--requeue`), so that it may requeue itself at its time limit wherever the
-    cluster's default (JobRequeue) says otherwise."""
+    cluster's default (JobRequeue) says otherwise. Where SLURM's commands are missing
+    (Submitit looks for `srun`), one line too."""
+    if shutil.which("srun") is None or shutil.which("sbatch") is None:
+        missing = " and ".join(c for c in ("srun", "sbatch") if shutil.which(c) is None)
+        raise ConfigError(f"launcher=slurm needs SLURM's commands on PATH ({missing} not found): run it on a "
+                          "cluster's login node, or use launcher=local")
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=max_requeues)
     params = {"job_name": "hasac-bench"} | {k: v for k, v in profile.items() if v is not None}
     params["additional_parameters"] = {"requeue": True, **(params.get("additional_parameters") or {})}

@@ -25,9 +25,13 @@ import pytest  # noqa: E402
 @pytest.fixture
 def fake_sbatch(tmp_path, monkeypatch):
     """A stand-in for the cluster's `sbatch` command on PATH, printing what sbatch prints, so
-    that the real submission path (Submitit's SlurmExecutor) runs without a cluster."""
+    that the real submission path (Submitit's SlurmExecutor) runs without a cluster. An `srun`
+    too: SlurmExecutor refuses to start where `srun` is not on PATH (submitit 1.5.4,
+    `SlurmExecutor.affinity`), and a machine without SLURM installed has none."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "sbatch").write_text('#!/bin/sh\necho "Submitted batch job 4242"\n')
-    (bin_dir / "sbatch").chmod(0o755)
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    for name in ("sbatch", "srun"):
+        (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")

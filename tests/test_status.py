@@ -174,9 +174,13 @@ def test_watch_refreshes_until_interrupted_and_exits_with_the_last_status(suite:
     import signal
     import time
 
+    # SIGINT back to its default in the child: a test run started in the background by a
+    # non-interactive shell (`cmd &`) inherits SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler, so the interrupt below would never arrive.
     proc = subprocess.Popen([sys.executable, "-m", "harness.status", str(suite), "--watch", "0.2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[1])
+                            cwd=Path(__file__).resolve().parents[1],
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen, deadline = [], time.time() + 120
     while len([line for line in seen if line.startswith("task ")]) < 2 and time.time() < deadline:
         seen.append(proc.stdout.readline())

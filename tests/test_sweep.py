@@ -158,12 +158,25 @@ def test_sbatch_file_of_a_submitted_array_matches_golden_file(tmp_path, fake_sba
     assert text == golden.read_text()
 
 
-def test_an_unknown_cluster_profile_key_is_one_line(tmp_path, capsys):
+def test_an_unknown_cluster_profile_key_is_one_line(tmp_path, capsys, fake_sbatch):
     profile = tmp_path / "mine.yaml"
     profile.write_text("partition: gpu\nmem_gb: 8\n")
     assert main([*MATRIX, "algo=random", "launcher=slurm", f"cluster={profile}", f"results_dir={tmp_path / 'r'}"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Unavailable parameter(s): ['mem_gb']" in err
+
+
+def test_launcher_slurm_without_slurm_commands_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    """A machine without SLURM (no srun, no sbatch on PATH): one line naming both, exit 2,
+    no results directory."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    root = tmp_path / "r"
+    assert main([*MATRIX, "algo=random", "launcher=slurm", "cluster=cpu", f"results_dir={root}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "srun and sbatch not found" in err
+    assert not root.exists()
 
 
 def test_sigkill_then_resume_ends_with_the_same_numbers(tmp_path):
