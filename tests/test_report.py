@@ -95,7 +95,9 @@ def test_fidelity_section_pairs_runs_by_their_recorded_switches(tmp_path):
              # a setting that is no switch (HARL's thread count) is named by its variant token,
              # with its config section where config.yaml has it in one (HARL's ValueNorm)
              ("simple_reference-fid.n_envs.8", {}, [0.0, 0.0, 0.0]),
-             ("simple_reference-fid.use_valuenorm.true", {}, [2.0, 2.0, 2.0])]
+             ("simple_reference-fid.use_valuenorm.true", {}, [2.0, 2.0, 2.0]),
+             # one seed on a side: a difference but no interval
+             ("simple_reference-fid.obs_norm.raw", {"env.obs_norm": "raw"}, [7.0])]
     for task, fidelity, finals in cases:
         for k, final in enumerate(finals):
             run = suite / "mpe" / task / "hasac" / f"seed_{k}"
@@ -104,7 +106,9 @@ def test_fidelity_section_pairs_runs_by_their_recorded_switches(tmp_path):
     runs = load_runs([suite])
     assert {base_task(r) for r in runs} == {"mpe/simple_spread", "mpe/simple_reference", "mpe/simple_speaker_listener"}
     table = fidelity_table(runs, reps=500, seed=0).set_index("task")
-    assert len(table) == 4  # one row per task and switch; no official speaker-listener runs: no row
+    assert len(table) == 5  # one row per task and switch; no official speaker-listener runs: no row
+    single = table.loc["mpe/simple_reference"].set_index("switches").loc["env.obs_norm=raw"]
+    assert single["difference"] == pytest.approx(6.0) and np.isnan(single["ci_low"]) and np.isnan(single["ci_high"])
     spread = table.loc["mpe/simple_spread"]
     reference = table.loc["mpe/simple_reference"].set_index("switches").loc["env.physics=mpe2"]
     threads = table.loc["mpe/simple_reference"].set_index("switches").loc["n_envs=8"]
@@ -118,6 +122,7 @@ def test_fidelity_section_pairs_runs_by_their_recorded_switches(tmp_path):
     out = write_report([suite], tmp_path / "report", reps=200, seed=0, normalisation="observed", figures=False)
     report = (out / "report.md").read_text()
     assert "## Fidelity switches: official behaviour vs alternative" in report and "env.physics=mpe2" in report
+    assert "+6 (no CI: one seed)" in report
     assert (out / "fidelity.csv").is_file()
 
 

@@ -40,7 +40,10 @@ def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def difference_interval(official: np.ndarray, other: np.ndarray, reps: int, seed: int) -> tuple[float, float, float]:
-    """(IQM(other) − IQM(official), 95 % CI low, high), seeds resampled within each side."""
+    """(IQM(other) − IQM(official), 95 % CI low, high), seeds resampled within each side; no
+    interval (NaN) where a side has a single seed, whose spread the bootstrap cannot see."""
+    if min(len(official), len(other)) < 2:
+        return float(iqm(other) - iqm(official)), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     a = official[rng.integers(0, len(official), (reps, len(official)))]
     b = other[rng.integers(0, len(other), (reps, len(other)))]
@@ -106,7 +109,7 @@ def fidelity_section(out: Path, runs: list[Run], reps: int, seed: int) -> str:
         "task": table["task"], "algo": table["algo"], "switch (alternative)": table["switches"],
         "official: IQM (seeds)": [f"{v:.4g} ({n})" for v, n in zip(table["official_iqm"], table["official_seeds"])],
         "alternative: IQM (seeds)": [f"{v:.4g} ({n})" for v, n in zip(table["alternative_iqm"], table["alternative_seeds"])],
-        "difference [95 % CI]": [f"{d:+.4g} [{lo:+.4g}, {hi:+.4g}]"
+        "difference [95 % CI]": [f"{d:+.4g} [{lo:+.4g}, {hi:+.4g}]" if np.isfinite(lo) else f"{d:+.4g} (no CI: one seed)"
                                  for d, lo, hi in zip(table["difference"], table["ci_low"], table["ci_high"])],
     })
     return ("## Fidelity switches: official behaviour vs alternative\n\n"
