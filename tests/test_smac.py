@@ -168,6 +168,66 @@ def test_action_and_mask_conversion_to_smax():
     assert out.astype(int).tolist() == [[0, 1, 1, 1, 0, 0, 1, 0], [1, 0, 0, 0, 0, 0, 0, 0]]
 
 
+# -- HARL's observation extras (docs/fidelity.md E10) -------------------------------------------
+def test_smax_harl_obs_appends_last_actions_and_agent_id_to_the_same_game():
+    """env.harl_obs=true: the same SMAX game (same seed, same actions), each observation
+    followed by the visible living allies' last actions, the agent's own and its one-hot id;
+    an episode start (and a dead agent) shows zeros there but the id."""
+    pytest.importorskip("jaxmarl")
+    plain = envs.make("smac", "3m", n_envs=N_ENVS, seed=4, backend="smax")
+    harl = envs.make("smac", "3m", n_envs=N_ENVS, seed=4, backend="smax", harl_obs=True)
+    d, n, a = plain.spec.obs_spaces[0].shape[0], 3, 9  # 3m: 6 + 3 SMAC actions
+    assert harl.spec.obs_spaces[0].shape == (d + (n - 1) * a + a + n,)
+    first = harl.reset()
+    plain.reset()
+    for i in range(n):
+        extras = first.obs[i][:, d:]
+        assert np.array_equal(extras[:, -n:], np.tile(np.eye(n)[i], (N_ENVS, 1)))
+        assert not extras[:, :-n].any()
+    rng = np.random.default_rng(0)
+    step, deaths, resets = first, 0, 0
+    for _ in range(80):
+        actions = masked_random(step.avail_actions, rng)
+        step, other = harl.step(actions), plain.step(actions)
+        for i in range(n):
+            assert np.array_equal(step.obs[i][:, :d], other.obs[i])  # SMAX's own part unchanged
+        assert np.array_equal(step.state, other.state) and np.array_equal(step.reward, other.reward)
+        units = harl._states[0].state
+        pos, alive = np.asarray(units.unit_positions)[:, :n], np.asarray(units.unit_alive)[:, :n]
+        sight = np.asarray(harl._env._env.unit_type_sight_ranges)[np.asarray(units.unit_types)[:, :n]]
+        for e in range(N_ENVS):
+            if step.done[e]:  # the row shows the next episode's start
+                resets += 1
+                assert not np.concatenate([step.obs[i][e, d:-n] for i in range(n)]).any()
+                continue
+            for i in range(n):
+                extras = step.obs[i][e, d:]
+                assert np.array_equal(extras[-n:], np.eye(n)[i])
+                if not alive[e, i]:
+                    deaths += 1
+                    assert not extras[:-n].any()
+                    continue
+                blocks = extras[:-n].reshape(n, a)  # allies in id order, then its own
+                others = [j for j in range(n) if j != i]
+                assert np.array_equal(blocks[-1], np.eye(a)[actions[i][e]])
+                for block, j in zip(blocks[:-1], others):
+                    visible = alive[e, j] and np.linalg.norm(pos[e, i] - pos[e, j]) < sight[e, i]
+                    assert np.array_equal(block, np.eye(a)[actions[j][e]] if visible else np.zeros(a))
+    assert deaths and resets  # both branches were exercised
+
+
+def test_harl_obs_switches_refuse_the_backend_they_do_not_affect():
+    pytest.importorskip("jaxmarl")
+    with pytest.raises(ConfigError, match=r"env.obs_extras=none does not apply here: it only affects env.backend=sc2"):
+        envs.make("smac", "3m", backend="smax", obs_extras="none")
+    with pytest.raises(ConfigError, match=r"env.obs_extras must be one of official, none; got 'ids'"):
+        envs.make("smac", "3m", backend="smax", obs_extras="ids")
+    with pytest.raises(ConfigError, match=r"env.harl_obs=true does not apply here"):
+        envs.make("smac", "3m", backend="sc2", harl_obs=True)
+    with pytest.raises(ConfigError, match=r"env.harl_obs=true does not apply here"):
+        envs.make("smacv2", "smacv2_5_units", backend="smax", harl_obs=True)
+
+
 # -- sc2 backend against a test double ---------------------------------------------------------
 class FakeStarCraft2Env:
     """TEST DOUBLE of smacv2's StarCraft2Env API (get_env_info/reset/step/get_obs/get_state/
@@ -227,10 +287,11 @@ def fake_smacv2(**env_kwargs):
 
 
 def test_sc2_conversion_of_a_won_episode():
-    env = sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2())
+    env = sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2(), obs_extras="none")
     spec = env.spec
     assert (spec.task, spec.n_agents, spec.state_space.shape, spec.episode_limit) == ("3m", 2, (6,), 3)
     assert [s.n for s in spec.action_spaces] == [7, 7] and spec.obs_spaces[0].shape == (5,)
+    assert env._env.kwargs == {"obs_last_action": False}
     view = env.reset(seed=3)
     assert env._env._seed == 3 and view.alive.tolist() == [True, True]
     assert view.avail_actions[0].dtype == bool and view.obs[0].dtype == np.float32
@@ -240,6 +301,20 @@ def test_sc2_conversion_of_a_won_episode():
     assert (reward, terminated, truncated, info) == (1.5, True, False, {"win": True})
     assert view.alive.tolist() == [True, False]  # death mask from the no-op rule
     assert view.state.tolist() == list(range(2, 8))
+
+
+def test_sc2_official_observation_is_harls_last_actions_and_agent_id():
+    """HARL's SMAC env (E10): smacv2 asked for its last-action features, a one-hot agent id
+    after them, also for a dead agent; SMACv2 scenarios keep smacv2's observation."""
+    env = sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2())
+    assert env._env.kwargs == {"obs_last_action": True} and env.spec.obs_spaces[0].shape == (7,)
+    env.reset(None)
+    view = env.step([np.array(1), np.array(1)])[0]
+    view = env.step([np.array(1), np.array(0)])[0]
+    assert view.alive.tolist() == [True, False]
+    assert view.obs[0].tolist() == [2.0] * 5 + [1.0, 0.0] and view.obs[1].tolist() == [3.0] * 5 + [0.0, 1.0]
+    v2 = sc2.Sc2Env("zerg_10_vs_11", tasks.MAPS["zerg_10_vs_11"], 50, "7", smacv2=fake_smacv2(), family="smacv2")
+    assert v2.spec.obs_spaces[0].shape == (5,) and v2.reset(None).obs[0].shape == (5,)
 
 
 def test_sc2_timeout_is_truncation_not_termination():

@@ -31,7 +31,7 @@ def make_vec(task: str, config: Config, n_envs: int, seed: int | None, family: s
         return None
     from envs.smac.smax import SmaxVecEnv
 
-    return SmaxVecEnv(family, task, info, limit, n_envs, seed)
+    return SmaxVecEnv(family, task, info, limit, n_envs, seed, harl_obs=config.harl_obs)
 
 
 def env_factory(task: str, config: Config, family: str = "smac"):
@@ -45,4 +45,5 @@ def env_factory(task: str, config: Config, family: str = "smac"):
     sc2.import_smacv2()
     if not sc2_installed():  # fail before a run writes anything, not at the first reset
         raise EnvUnavailable(f"env={family} backend=sc2 found no StarCraft II: {sc2.SC2_INSTALL}")
-    return partial(sc2.Sc2Env, task, info, config.episode_limit, str(config.difficulty), family=family)
+    return partial(sc2.Sc2Env, task, info, config.episode_limit, str(config.difficulty), family=family,
+                   obs_extras=config.obs_extras)

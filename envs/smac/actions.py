@@ -13,10 +13,11 @@ import numpy as np
 SMAC_TO_SMAX_MOVES = np.array([4, 4, 0, 2, 1, 3])  # SMAC 0 no-op, 1 stop, 2 N, 3 S, 4 E, 5 W
 
 
-def smac_actions_to_smax(actions: np.ndarray) -> np.ndarray:
-    """[..., N] SMAC indices -> SMAX indices (no-op and stop both become SMAX's stop)."""
-    actions = np.asarray(actions, np.int64)
-    return np.where(actions >= 6, actions - 1, SMAC_TO_SMAX_MOVES[np.minimum(actions, 5)])
+def smac_actions_to_smax(actions, xp=np):
+    """[..., N] SMAC indices -> SMAX indices (no-op and stop both become SMAX's stop).
+    `xp`: numpy or jax.numpy."""
+    actions = xp.asarray(actions).astype(xp.int32)
+    return xp.where(actions >= 6, actions - 1, xp.asarray(SMAC_TO_SMAX_MOVES, xp.int32)[xp.minimum(actions, 5)])
 
 
 def smax_avail_to_smac(avail, alive, xp=np):

@@ -5,6 +5,13 @@ SMAC v1 maps use smacv2's `StarCraft2Env`; the procedurally generated SMACv2 sce
 `StarCraftCapabilityEnvWrapper` with the settings of smacv2's 10gen configs. Needs
 StarCraft II 4.10 and the SMAC maps. The map's episode limit truncates (SMAC's
 `episode_limit` info, HARL's `bad_transition`); won or lost episodes terminate.
+
+On SMAC v1 maps the observation is HARL's (`env.obs_extras=official`, docs/fidelity.md
+E10): smacv2's features with the last actions of the visible living allies and the agent's
+own (smacv2's `obs_last_action`, the same code HARL's env forked), then a one-hot agent id,
+set for a dead agent too (`harl/envs/smac/StarCraft2_Env.py` l.1240-1251). HARL orders an
+observation's blocks ally, enemy, move, own where smacv2 orders them move, enemy, ally,
+own: the same inputs in another order.
 """
 
 from __future__ import annotations
@@ -65,10 +72,11 @@ class Sc2Env(SingleEnv):
     StarCraft II itself starts on the first reset."""
 
     def __init__(self, task: str, info: MapInfo, limit: int | None, difficulty: str, smacv2=None,
-                 family: str = "smac"):
+                 family: str = "smac", obs_extras: str = "official"):
         smacv2 = smacv2 or import_smacv2()
+        self._harl_obs = family == "smac" and obs_extras == "official"
         if info.race is None:
-            self._env = smacv2.StarCraft2Env(map_name=task, difficulty=difficulty)
+            self._env = smacv2.StarCraft2Env(map_name=task, difficulty=difficulty, obs_last_action=self._harl_obs)
         else:
             self._env = smacv2.StarCraftCapabilityEnvWrapper(difficulty=difficulty, **smacv2_map_config(info))
         if limit is not None:  # env.episode_limit set: smacv2 reads the map's limit otherwise
@@ -80,7 +88,7 @@ class Sc2Env(SingleEnv):
             family=family,
             task=task,
             n_agents=n,
-            obs_spaces=tuple(box((env_info["obs_shape"],)) for _ in range(n)),
+            obs_spaces=tuple(box((env_info["obs_shape"] + n * self._harl_obs,)) for _ in range(n)),
             state_space=box((env_info["state_shape"],)),
             action_spaces=tuple(spaces.Discrete(n_actions) for _ in range(n)),
             episode_limit=env_info["episode_limit"],
@@ -115,7 +123,11 @@ class Sc2Env(SingleEnv):
         env = self._env
         avail = [np.asarray(a, bool) for a in env.get_avail_actions()]
         alive = np.array([not a[0] for a in avail])  # SMAC: the no-op is available only to the dead
-        return AgentView(obs=[np.asarray(o, np.float32) for o in env.get_obs()],
+        obs = [np.asarray(o, np.float32) for o in env.get_obs()]
+        if self._harl_obs:
+            ids = np.eye(len(obs), dtype=np.float32)
+            obs = [np.concatenate([o, ids[i]]) for i, o in enumerate(obs)]
+        return AgentView(obs=obs,
                          state=np.asarray(env.get_state(), np.float32), avail_actions=avail, alive=alive)
 
 

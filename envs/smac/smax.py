@@ -75,35 +75,67 @@ def smax_env(task: str, info: MapInfo, limit: int):
 _COMPILED: dict = {}
 
 
-def _compile(jax, env, n: int):
+def harl_extras(env, state, last, n: int):
+    """HARL's SMAC observation extras (docs/fidelity.md E10) for the n allies: [N, (N − 1)·A
+    + A + N], per agent the last actions (one-hot, SMAC layout, A actions) of the other
+    allies in id order, zero unless the ally is alive and within the agent's sight range;
+    its own last action; a one-hot agent id. A dead agent sees only its id
+    (`harl/envs/smac/StarCraft2_Env.py` l.1205-1206, l.1228-1229, l.1240-1251). `last`:
+    [N, A] one-hot, zero at an episode start."""
+    import jax.numpy as jnp
+
+    units = state.state
+    alive = units.unit_alive[:n]
+    pos = units.unit_positions[:n]
+    sight = env._env.unit_type_sight_ranges[units.unit_types[:n]]
+    near = jnp.linalg.norm(pos[:, None] - pos[None, :], axis=-1) < sight[:, None]
+    seen = near & alive[:, None] & alive[None, :]  # [agent, ally]
+    others = np.array([[j for j in range(n) if j != i] for i in range(n)], int).reshape(n, n - 1)
+    allies = jnp.where(seen[..., None], last[None], 0.0)[np.arange(n)[:, None], others]
+    own = jnp.where(alive[:, None], last, 0.0)
+    return jnp.concatenate([allies.reshape(n, -1), own, jnp.eye(n, dtype=last.dtype)], axis=1)
+
+
+def _compile(jax, env, n: int, n_actions: int, harl_obs: bool):
     """(env, batched reset, batched step), jitted; both return the SMAC-layout view of every
-    copy. States leave both as strongly typed arrays, so step never recompiles for the
-    weak types a fresh reset has."""
+    copy, and step takes SMAC action indices. States leave both as strongly typed arrays, so
+    step never recompiles for the weak types a fresh reset has. With `harl_obs` a copy's
+    state is (SMAX state, last actions one-hot) and observations carry `harl_extras`."""
     import jax.numpy as jnp
 
     agents = env.agents
     strong = lambda tree: jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.asarray(x).dtype), tree)  # noqa: E731
+    no_action = jnp.zeros((n, n_actions), jnp.float32)
 
-    def view(state, obs):
+    def view(state, obs, last):
         alive = state.state.unit_alive[:n]
         avail = env.get_avail_actions(state)
         avail = jnp.stack([avail[a] for a in agents])
+        own = jnp.stack([obs[a] for a in agents])
+        if harl_obs:
+            own = jnp.concatenate([own, harl_extras(env, state, last, n)], axis=1)
         return {
-            "obs": jnp.stack([obs[a] for a in agents]),
+            "obs": own,
             "state": obs["world_state"],
             "avail": smax_avail_to_smac(avail, alive, jnp),
             "alive": alive,
         }
 
+    def carried(state, last):
+        return (strong(state), last) if harl_obs else strong(state)
+
     def reset_one(key):
         key, sub = jax.random.split(key)
         obs, state = env.reset(sub)
-        return key, strong(state), view(state, obs)
+        return key, carried(state, no_action), view(state, obs, no_action)
 
     def step_one(key, state, actions):
+        state = state[0] if harl_obs else state
         key, step_key, reset_key = jax.random.split(key, 3)
-        obs, new, rewards, dones, _ = env.step_env(step_key, state, {a: actions[i] for i, a in enumerate(agents)})
-        final = view(new, obs)
+        smax_actions = smac_actions_to_smax(actions, jnp)
+        obs, new, rewards, dones, _ = env.step_env(step_key, state, {a: smax_actions[i] for i, a in enumerate(agents)})
+        last = jax.nn.one_hot(actions, n_actions, dtype=jnp.float32)
+        final = view(new, obs, last)
         units = new.state.unit_alive
         allies_dead = ~jnp.any(units[:n])
         enemies_dead = ~jnp.any(units[n:])
@@ -113,10 +145,11 @@ def _compile(jax, env, n: int):
         won = enemies_dead & ~allies_dead
         obs_r, state_r = env.reset(reset_key)
         pick = lambda a, b: jax.tree.map(lambda x, y: jnp.where(done, x, y), a, b)  # noqa: E731
-        state = strong(pick(state_r, new))
-        current = pick(view(state_r, obs_r), final)
+        state = pick(state_r, new)
+        last = jnp.where(done, no_action, last)
+        current = pick(view(state_r, obs_r, no_action), final)
         reward = rewards[agents[0]]  # SMAX gives every ally the team reward
-        return key, state, current, final, reward, terminated, truncated, won
+        return key, carried(state, last), current, final, reward, terminated, truncated, won
 
     return env, jax.jit(jax.vmap(reset_one)), jax.jit(jax.vmap(step_one))
 
@@ -126,18 +159,20 @@ class SmaxVecEnv:
     Each copy has its own PRNG key; the key, the game state and the running episode
     statistics are all a snapshot needs."""
 
-    def __init__(self, family: str, task: str, info: MapInfo, limit: int, n_envs: int, seed: int | None):
+    def __init__(self, family: str, task: str, info: MapInfo, limit: int, n_envs: int, seed: int | None,
+                 harl_obs: bool = False):
         if n_envs < 1:
             raise ConfigError(f"n_envs must be >= 1, got {n_envs}")
         self._jax, _ = _import_jax()
         self.n_envs, self.seed = n_envs, seed
-        key = (task, limit)
+        n, k = info.n_agents, info.n_enemies
+        key = (task, limit, harl_obs)
         if key not in _COMPILED:  # shared by every batch of this task: jit compiles once per shape
-            _COMPILED[key] = _compile(self._jax, smax_env(task, info, limit), info.n_agents)
+            _COMPILED[key] = _compile(self._jax, smax_env(task, info, limit), n, 6 + k, harl_obs)
         self._env, self._reset_fn, self._step_fn = _COMPILED[key]
         env = self._env
-        n, k = info.n_agents, info.n_enemies
-        obs_dim, state_dim = env.obs_size, env.state_size
+        obs_dim = env.obs_size + (n * (6 + k) + n if harl_obs else 0)
+        state_dim = env.state_size
         box = partial(spaces.Box, dtype=np.float32)
         self.spec = EnvSpec(
             family=family,
@@ -151,7 +186,7 @@ class SmaxVecEnv:
             success_metric="win_rate",
         )
         self._keys = self._states = None
-        self._label = f"{family}/{self.spec.task}"
+        self._label = f"{family}/{self.spec.task}" + ("+harl_obs" if harl_obs else "")
         self._stats = EpisodeStats(n_envs)
         self._closed = False
 
@@ -184,7 +219,7 @@ class SmaxVecEnv:
         n_actions = self.spec.action_spaces[0].n
         if joint.min() < 0 or joint.max() >= n_actions:
             raise ValueError(f"actions must lie in [0, {n_actions}), got {joint.min()}..{joint.max()}")
-        out = self._step_fn(self._keys, self._states, self._jax.numpy.asarray(smac_actions_to_smax(joint), "int32"))
+        out = self._step_fn(self._keys, self._states, self._jax.numpy.asarray(joint, "int32"))
         self._keys, self._states, current, final, reward, terminated, truncated, won = out
         reward = np.asarray(reward, np.float32)
         terminated, truncated, won = (np.asarray(x, bool) for x in (terminated, truncated, won))

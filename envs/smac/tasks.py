@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from envs.base import FamilyConfig
 from envs.errors import ConfigError, TaskUnsupported
+from envs.fidelity import Switch, check_switches
 
 # SMAX unit type indices (jaxmarl's unit_type_names order).
 MARINE, MARAUDER, STALKER, ZEALOT, ZERGLING, HYDRALISK = range(6)
@@ -115,6 +116,22 @@ class Config(FamilyConfig):
     """Steps before truncation; None = SMAC's limit for the map."""
     difficulty: str = "7"
     """sc2 only: the built-in AI's difficulty (SMAC: '7', very hard)."""
+    obs_extras: str = "official"
+    """sc2, SMAC v1 maps: what an observation carries besides smacv2's features. 'official'
+    = HARL's own SMAC env (docs/fidelity.md E10): the last actions (one-hot) of the visible
+    living allies and the agent's own, and a one-hot agent id; 'none' = smacv2's observation
+    alone. No effect on SMAX (its observation is its own, see `harl_obs`) or on SMACv2
+    scenarios (HARL runs those through smacv2's own configs)."""
+    harl_obs: bool = False
+    """smax, SMAC v1 maps: append HARL's observation extras (E10: the visible living allies'
+    and the agent's own last actions, a one-hot agent id) to SMAX's own observation. Off by
+    default: HARL does not run SMAX, and SMAX's observation is the substitute's definition;
+    this measures what E10 changes on the substitute."""
+
+    fidelity: ClassVar[dict[str, Switch]] = {
+        "obs_extras": Switch(("none",), "env.backend=sc2 on SMAC v1 maps (family smac)",
+                             lambda family, task, c: family == "smac" and resolve_backend(c) == "sc2"),
+    }
 
     def substitute(self) -> str | None:
         """SMAX substitutes for StarCraft II."""
@@ -146,4 +163,10 @@ def check(family: str, task: str, config: Config) -> tuple[MapInfo, str, int]:
         )
     if backend == "sc2" and info.race == "any":
         raise TaskUnsupported("the task is a SMAX scenario: it runs on env.backend=smax only")
+    check_switches(config, "env", family, task)
+    if not isinstance(config.harl_obs, bool):
+        raise ConfigError(f"env.harl_obs must be true or false, got {config.harl_obs!r}")
+    if config.harl_obs and (backend != "smax" or family != "smac"):
+        raise ConfigError("env.harl_obs=true does not apply here: it only affects env.backend=smax on SMAC v1 maps "
+                          "(family smac; on sc2, env.obs_extras gives HARL's observation)")
     return info, backend, limit
