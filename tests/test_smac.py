@@ -216,6 +216,43 @@ def test_smax_harl_obs_appends_last_actions_and_agent_id_to_the_same_game():
     assert deaths and resets  # both branches were exercised
 
 
+def test_smax_harl_state_appends_last_actions_masks_and_time_step():
+    """env.harl_state=true (E11 on SMAX): the same world state, then the living allies' last
+    actions, every agent's available actions and t / episode limit; zeros and t = 0 at an
+    episode start."""
+    pytest.importorskip("jaxmarl")
+    plain = envs.make("smac", "3m", n_envs=N_ENVS, seed=9, backend="smax")
+    harl = envs.make("smac", "3m", n_envs=N_ENVS, seed=9, backend="smax", harl_state=True)
+    d, n, a, limit = plain.spec.state_space.shape[0], 3, 9, 60
+    assert harl.spec.state_space.shape == (d + 2 * n * a + 1,)
+    step = harl.reset()
+    plain.reset()
+    assert not step.state[:, d:d + n * a].any() and not step.state[:, -1].any()
+    assert np.array_equal(step.state[:, d + n * a:-1], np.concatenate(step.avail_actions, axis=1))
+    rng = np.random.default_rng(1)
+    t, deaths, resets = np.zeros(N_ENVS, int), 0, 0
+    for _ in range(80):
+        actions = masked_random(step.avail_actions, rng)
+        step, other = harl.step(actions), plain.step(actions)
+        assert np.array_equal(step.state[:, :d], other.state) and np.array_equal(step.obs[0], other.obs[0])
+        t = np.where(step.done, 0, t + 1)
+        resets += step.done.sum()
+        assert np.allclose(step.state[:, -1], t / limit)
+        assert np.array_equal(step.state[:, d + n * a:-1], np.concatenate(step.avail_actions, axis=1))
+        last = step.state[:, d:d + n * a].reshape(N_ENVS, n, a)
+        for e in range(N_ENVS):
+            for i in range(n):
+                if step.done[e]:
+                    expected = np.zeros(a)
+                elif step.alive[e, i]:
+                    expected = np.eye(a)[actions[i][e]]
+                else:
+                    deaths += 1
+                    expected = np.zeros(a)
+                assert np.array_equal(last[e, i], expected)
+    assert deaths and resets
+
+
 def test_harl_obs_switches_refuse_the_backend_they_do_not_affect():
     pytest.importorskip("jaxmarl")
     with pytest.raises(ConfigError, match=r"env.obs_extras=none does not apply here: it only affects env.backend=sc2"):
@@ -226,6 +263,10 @@ def test_harl_obs_switches_refuse_the_backend_they_do_not_affect():
         envs.make("smac", "3m", backend="sc2", harl_obs=True)
     with pytest.raises(ConfigError, match=r"env.harl_obs=true does not apply here"):
         envs.make("smacv2", "smacv2_5_units", backend="smax", harl_obs=True)
+    with pytest.raises(ConfigError, match=r"env.harl_state=true does not apply here.*env.state_type"):
+        envs.make("smac", "3m", backend="sc2", harl_state=True)
+    with pytest.raises(ConfigError, match=r"env.harl_state must be true or false, got 'yes'"):
+        envs.make("smac", "3m", backend="smax", harl_state="yes")
 
 
 # -- sc2 backend against a test double ---------------------------------------------------------

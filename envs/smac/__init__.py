@@ -31,7 +31,8 @@ def make_vec(task: str, config: Config, n_envs: int, seed: int | None, family: s
         return None
     from envs.smac.smax import SmaxVecEnv
 
-    return SmaxVecEnv(family, task, info, limit, n_envs, seed, harl_obs=config.harl_obs)
+    return SmaxVecEnv(family, task, info, limit, n_envs, seed, harl_obs=config.harl_obs,
+                      harl_state=config.harl_state)
 
 
 def env_factory(task: str, config: Config, family: str = "smac"):

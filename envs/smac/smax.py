@@ -96,12 +96,30 @@ def harl_extras(env, state, last, n: int):
     return jnp.concatenate([allies.reshape(n, -1), own, jnp.eye(n, dtype=last.dtype)], axis=1)
 
 
-def _compile(jax, env, n: int, n_actions: int, harl_obs: bool):
+def harl_state_extras(state, last, avail, limit: int):
+    """What HARL's "EP" state (docs/fidelity.md E11) holds beyond SMAX's world state, where
+    SMAX can define it: the living allies' last actions (one-hot; zero for the dead), every
+    agent's available actions (SMAC layout) and the time step over the episode limit
+    (`harl/envs/smac/StarCraft2_Env.py` get_global_state, l.1476 ff.). SMAX has no pathing
+    grid or terrain, and HARL's five map constants are left out. `avail`: [N, A] bool."""
+    import jax.numpy as jnp
+
+    n = last.shape[0]
+    alive = state.state.unit_alive[:n]
+    own_last = jnp.where(alive[:, None], last, 0.0)
+    time = jnp.reshape(state.state.step / limit, (1,)).astype(last.dtype)
+    return jnp.concatenate([own_last.reshape(-1), avail.astype(last.dtype).reshape(-1), time])
+
+
+def _compile(jax, env, n: int, n_actions: int, harl_obs: bool, harl_state: bool):
     """(env, batched reset, batched step), jitted; both return the SMAC-layout view of every
     copy, and step takes SMAC action indices. States leave both as strongly typed arrays, so
-    step never recompiles for the weak types a fresh reset has. With `harl_obs` a copy's
-    state is (SMAX state, last actions one-hot) and observations carry `harl_extras`."""
+    step never recompiles for the weak types a fresh reset has. With `harl_obs` or
+    `harl_state` a copy's state is (SMAX state, last actions one-hot), and observations carry
+    `harl_extras`, the world state `harl_state_extras`."""
     import jax.numpy as jnp
+
+    track_last = harl_obs or harl_state
 
     agents = env.agents
     strong = lambda tree: jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.asarray(x).dtype), tree)  # noqa: E731
@@ -110,19 +128,16 @@ def _compile(jax, env, n: int, n_actions: int, harl_obs: bool):
     def view(state, obs, last):
         alive = state.state.unit_alive[:n]
         avail = env.get_avail_actions(state)
-        avail = jnp.stack([avail[a] for a in agents])
-        own = jnp.stack([obs[a] for a in agents])
+        avail = smax_avail_to_smac(jnp.stack([avail[a] for a in agents]), alive, jnp)
+        own, world = jnp.stack([obs[a] for a in agents]), obs["world_state"]
         if harl_obs:
             own = jnp.concatenate([own, harl_extras(env, state, last, n)], axis=1)
-        return {
-            "obs": own,
-            "state": obs["world_state"],
-            "avail": smax_avail_to_smac(avail, alive, jnp),
-            "alive": alive,
-        }
+        if harl_state:
+            world = jnp.concatenate([world, harl_state_extras(state, last, avail, env._env.max_steps)])
+        return {"obs": own, "state": world, "avail": avail, "alive": alive}
 
     def carried(state, last):
-        return (strong(state), last) if harl_obs else strong(state)
+        return (strong(state), last) if track_last else strong(state)
 
     def reset_one(key):
         key, sub = jax.random.split(key)
@@ -130,7 +145,7 @@ def _compile(jax, env, n: int, n_actions: int, harl_obs: bool):
         return key, carried(state, no_action), view(state, obs, no_action)
 
     def step_one(key, state, actions):
-        state = state[0] if harl_obs else state
+        state = state[0] if track_last else state
         key, step_key, reset_key = jax.random.split(key, 3)
         smax_actions = smac_actions_to_smax(actions, jnp)
         obs, new, rewards, dones, _ = env.step_env(step_key, state, {a: smax_actions[i] for i, a in enumerate(agents)})
@@ -160,19 +175,19 @@ class SmaxVecEnv:
     statistics are all a snapshot needs."""
 
     def __init__(self, family: str, task: str, info: MapInfo, limit: int, n_envs: int, seed: int | None,
-                 harl_obs: bool = False):
+                 harl_obs: bool = False, harl_state: bool = False):
         if n_envs < 1:
             raise ConfigError(f"n_envs must be >= 1, got {n_envs}")
         self._jax, _ = _import_jax()
         self.n_envs, self.seed = n_envs, seed
         n, k = info.n_agents, info.n_enemies
-        key = (task, limit, harl_obs)
+        key = (task, limit, harl_obs, harl_state)
         if key not in _COMPILED:  # shared by every batch of this task: jit compiles once per shape
-            _COMPILED[key] = _compile(self._jax, smax_env(task, info, limit), n, 6 + k, harl_obs)
+            _COMPILED[key] = _compile(self._jax, smax_env(task, info, limit), n, 6 + k, harl_obs, harl_state)
         self._env, self._reset_fn, self._step_fn = _COMPILED[key]
         env = self._env
         obs_dim = env.obs_size + (n * (6 + k) + n if harl_obs else 0)
-        state_dim = env.state_size
+        state_dim = env.state_size + (2 * n * (6 + k) + 1 if harl_state else 0)
         box = partial(spaces.Box, dtype=np.float32)
         self.spec = EnvSpec(
             family=family,
@@ -186,7 +201,7 @@ class SmaxVecEnv:
             success_metric="win_rate",
         )
         self._keys = self._states = None
-        self._label = f"{family}/{self.spec.task}" + ("+harl_obs" if harl_obs else "")
+        self._label = f"{family}/{self.spec.task}" + "+harl_obs" * harl_obs + "+harl_state" * harl_state
         self._stats = EpisodeStats(n_envs)
         self._closed = False
 

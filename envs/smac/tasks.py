@@ -127,6 +127,10 @@ class Config(FamilyConfig):
     and the agent's own last actions, a one-hot agent id) to SMAX's own observation. Off by
     default: HARL does not run SMAX, and SMAX's observation is the substitute's definition;
     this measures what E10 changes on the substitute."""
+    harl_state: bool = False
+    """smax, SMAC v1 maps: append what HARL's "EP" state holds beyond SMAX's world state
+    (E11: the living allies' last actions, every agent's available actions, the time step
+    over the episode limit). Off by default, as `harl_obs`."""
 
     fidelity: ClassVar[dict[str, Switch]] = {
         "obs_extras": Switch(("none",), "env.backend=sc2 on SMAC v1 maps (family smac)",
@@ -164,9 +168,11 @@ def check(family: str, task: str, config: Config) -> tuple[MapInfo, str, int]:
     if backend == "sc2" and info.race == "any":
         raise TaskUnsupported("the task is a SMAX scenario: it runs on env.backend=smax only")
     check_switches(config, "env", family, task)
-    if not isinstance(config.harl_obs, bool):
-        raise ConfigError(f"env.harl_obs must be true or false, got {config.harl_obs!r}")
-    if config.harl_obs and (backend != "smax" or family != "smac"):
-        raise ConfigError("env.harl_obs=true does not apply here: it only affects env.backend=smax on SMAC v1 maps "
-                          "(family smac; on sc2, env.obs_extras gives HARL's observation)")
+    for name, on_sc2 in (("harl_obs", "env.obs_extras"), ("harl_state", "env.state_type")):
+        value = getattr(config, name)
+        if not isinstance(value, bool):
+            raise ConfigError(f"env.{name} must be true or false, got {value!r}")
+        if value and (backend != "smax" or family != "smac"):
+            raise ConfigError(f"env.{name}=true does not apply here: it only affects env.backend=smax on SMAC v1 "
+                              f"maps (family smac; on sc2, {on_sc2} gives HARL's)")
     return info, backend, limit
