@@ -257,6 +257,8 @@ def test_harl_obs_switches_refuse_the_backend_they_do_not_affect():
     pytest.importorskip("jaxmarl")
     with pytest.raises(ConfigError, match=r"env.obs_extras=none does not apply here: it only affects env.backend=sc2"):
         envs.make("smac", "3m", backend="smax", obs_extras="none")
+    with pytest.raises(ConfigError, match=r"env.state_type=smacv2 does not apply here: it only affects env.backend=sc2"):
+        envs.make("smac", "3m", backend="smax", state_type="smacv2")
     with pytest.raises(ConfigError, match=r"env.obs_extras must be one of official, none; got 'ids'"):
         envs.make("smac", "3m", backend="smax", obs_extras="ids")
     with pytest.raises(ConfigError, match=r"env.harl_obs=true does not apply here"):
@@ -270,15 +272,61 @@ def test_harl_obs_switches_refuse_the_backend_they_do_not_affect():
 
 
 # -- sc2 backend against a test double ---------------------------------------------------------
+def unit(health, health_max, x, y, unit_type, weapon_cooldown=0.0, shield=0.0):
+    return types.SimpleNamespace(health=health, health_max=health_max, weapon_cooldown=weapon_cooldown, energy=0.0,
+                                 shield=shield, pos=types.SimpleNamespace(x=x, y=y), unit_type=unit_type)
+
+
 class FakeStarCraft2Env:
     """TEST DOUBLE of smacv2's StarCraft2Env API (get_env_info/reset/step/get_obs/get_state/
-    get_avail_actions/close), not StarCraft II: 2 agents, 1 enemy, scripted outcome."""
+    get_avail_actions/close, and the unit internals HARL's EP state reads), not StarCraft II:
+    2 agents, 1 enemy, scripted outcome."""
+
+    # the internals harl_state reads, smacv2's names (a 32×32 map, playable 24×20; allies of
+    # two custom types from 100, an enemy Stalker (type 74) with a shield)
+    n_agents, n_enemies, n_actions = 2, 1, 7
+    shield_bits_ally, shield_bits_enemy, unit_type_bits = 0, 1, 2
+    map_type, medivac_id, _min_unit_type = "marines", 0, 100
+    map_x, map_y, max_distance_x, max_distance_y = 32, 32, 24, 20
 
     def __init__(self, map_name="3m", difficulty="7", launch_error=None, outcome="win", **kwargs):
         self.map_name, self.kwargs = map_name, kwargs
         self.episode_limit, self._seed, self.t = 3, None, 0
         self.launch_error, self.outcome = launch_error, outcome
         self.dead = np.zeros(2, bool)
+        self.agents = {0: unit(30, 45, 22, 12, 101, weapon_cooldown=5), 1: unit(45, 45, 16, 16, 100)}
+        self.enemies = {0: unit(20, 80, 10, 26, 74, shield=40)}
+        self.last_action = np.zeros((2, 7))
+
+    @property
+    def _episode_steps(self):
+        return self.t
+
+    def get_unit_by_id(self, i):
+        return self.agents[i]
+
+    def get_avail_agent_actions(self, i):
+        return self.get_avail_actions()[i]
+
+    def unit_max_cooldown(self, u):
+        return 15
+
+    def unit_max_shield(self, u):
+        assert u.unit_type == 74
+        return 80
+
+    def get_unit_type_id(self, u, ally):
+        assert not ally and u.unit_type == 74
+        return 1
+
+    def get_surrounding_pathing(self, u):
+        return [1, 0, 1, 0, 1, 0, 1, 0]
+
+    def get_surrounding_height(self, u):
+        return [0.5] * 9
+
+    def unit_sight_range(self, i):
+        return 9
 
     def get_env_info(self):
         return {"n_agents": 2, "n_actions": 7, "obs_shape": 5, "state_shape": 6, "episode_limit": self.episode_limit}
@@ -293,6 +341,8 @@ class FakeStarCraft2Env:
         assert all(isinstance(a, int) for a in actions)
         self.t += 1
         self.dead[1] = self.t >= 2
+        self.agents[1].health = 0 if self.dead[1] else 45
+        self.last_action = np.eye(7)[actions]
         if self.outcome == "win" and self.t == 2:
             return 1.5, True, {"battle_won": True}
         if self.t >= self.episode_limit:
@@ -328,7 +378,7 @@ def fake_smacv2(**env_kwargs):
 
 
 def test_sc2_conversion_of_a_won_episode():
-    env = sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2(), obs_extras="none")
+    env = sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2(), obs_extras="none", state_type="smacv2")
     spec = env.spec
     assert (spec.task, spec.n_agents, spec.state_space.shape, spec.episode_limit) == ("3m", 2, (6,), 3)
     assert [s.n for s in spec.action_spaces] == [7, 7] and spec.obs_spaces[0].shape == (5,)
@@ -356,6 +406,28 @@ def test_sc2_official_observation_is_harls_last_actions_and_agent_id():
     assert view.obs[0].tolist() == [2.0] * 5 + [1.0, 0.0] and view.obs[1].tolist() == [3.0] * 5 + [0.0, 1.0]
     v2 = sc2.Sc2Env("zerg_10_vs_11", tasks.MAPS["zerg_10_vs_11"], 50, "7", smacv2=fake_smacv2(), family="smacv2")
     assert v2.spec.obs_spaces[0].shape == (5,) and v2.reset(None).obs[0].shape == (5,)
+
+
+def test_sc2_official_state_is_harls_ep_global_state():
+    """HARL's EP state (E11) from the game's units, checked against a hand computation on
+    the test double's units; smacv2's get_state with state_type=smacv2."""
+    env = sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2(outcome="timeout"))
+    assert env.spec.state_space.shape == (2 * 13 + 1 * 6 + 2 * 24 + 1 + 5,)
+    env.reset(None)
+    env.step([np.array(1), np.array(2)])
+    view = env.step([np.array(1), np.array(0)])[0]  # t = 2: agent 1 has died
+    pathing, heights = [1, 0, 1, 0, 1, 0, 1, 0], [0.5] * 9
+    expected = np.concatenate([
+        # ally 0: health 30/45, cooldown 5/15, x (22 − 16)/24, y (12 − 16)/20, type 101 − 100, last action 1
+        [30 / 45, 5 / 15, 6 / 24, -4 / 20, 0, 1, 0, 1, 0, 0, 0, 0, 0], [0] * 13,  # ally 1 dead: zeros
+        [20 / 80, -6 / 24, 10 / 20, 40 / 80, 0, 1],  # the Stalker: health, x, y, shield, type 1
+        [0, 1, 1, 1, 1, 1, 1], pathing, heights,  # agent 0's moves
+        [1, 0, 0, 0, 0, 0, 0], pathing, heights,  # agent 1 (dead): the no-op only
+        [2 / 3], [32, 32, 24, 20, 9],  # time step over the limit; map information
+    ]).astype(np.float32)
+    assert view.state.dtype == np.float32 and np.array_equal(view.state, expected)
+    plain = sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2(), state_type="smacv2")
+    assert plain.spec.state_space.shape == (6,) and plain.reset(None).state.tolist() == list(range(6))
 
 
 def test_sc2_timeout_is_truncation_not_termination():

@@ -347,12 +347,13 @@ def test_a_config_written_before_a_field_existed_matches_the_value_it_ran_with(t
     with pytest.raises(ConfigError, match=r"algo.recurrent_critic: 'mlp' -> 'official'"):
         check_same_config(path, yaml.safe_dump({**gru, "algo": {**gru["algo"], "recurrent_critic": "official"}}))
     # SMAC before HARL's observation extras: smacv2's observation alone on sc2, SMAX's on smax
-    for backend, then, now in (("sc2", "none", "official"), ("smax", "official", "none")):
+    for backend, then, now in (("sc2", ("none", "smacv2"), "official"), ("smax", ("official", "official"), "none")):
         smac = {"budget": 100, "env": {"family": "smac", "backend": backend}}
         path.config.write_text(yaml.safe_dump(smac))
-        check_same_config(path, yaml.safe_dump({**smac, "env": {**smac["env"], "obs_extras": then, "harl_obs": False}}))
-        with pytest.raises(ConfigError, match=rf"env.obs_extras: '{then}' -> '{now}'"):
-            check_same_config(path, yaml.safe_dump({**smac, "env": {**smac["env"], "obs_extras": now, "harl_obs": False}}))
+        same = {"obs_extras": then[0], "state_type": then[1], "harl_obs": False, "harl_state": False}
+        check_same_config(path, yaml.safe_dump({**smac, "env": {**smac["env"], **same}}))
+        with pytest.raises(ConfigError, match=rf"env.obs_extras: '{then[0]}' -> '{now}'"):
+            check_same_config(path, yaml.safe_dump({**smac, "env": {**smac["env"], **same, "obs_extras": now}}))
 
 
 def test_foreign_checkpoint_is_refused_with_exit_2(tmp_path, capsys):

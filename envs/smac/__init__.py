@@ -8,6 +8,8 @@ envs/smacv2.py, which shares this package), two backends behind one task table.
 - `actions.py`: SMAC's action layout on SMAX, so a policy sees the same action meanings on
   either backend.
 
+- `harl_state.py`: HARL's "EP" global state from smacv2's game (sc2, `env.state_type`).
+
 The default (or `auto`) backend is sc2 when StarCraft II is installed, smax otherwise. The
 feature-pruned per-agent state (HARL's `state_type: FP`) is not offered: our Step holds one
 state per env copy, and FP is one state per agent.
@@ -47,4 +49,4 @@ def env_factory(task: str, config: Config, family: str = "smac"):
     if not sc2_installed():  # fail before a run writes anything, not at the first reset
         raise EnvUnavailable(f"env={family} backend=sc2 found no StarCraft II: {sc2.SC2_INSTALL}")
     return partial(sc2.Sc2Env, task, info, config.episode_limit, str(config.difficulty), family=family,
-                   obs_extras=config.obs_extras)
+                   obs_extras=config.obs_extras, state_type=config.state_type)

@@ -11,7 +11,9 @@ E10): smacv2's features with the last actions of the visible living allies and t
 own (smacv2's `obs_last_action`, the same code HARL's env forked), then a one-hot agent id,
 set for a dead agent too (`harl/envs/smac/StarCraft2_Env.py` l.1240-1251). HARL orders an
 observation's blocks ally, enemy, move, own where smacv2 orders them move, enemy, ally,
-own: the same inputs in another order.
+own: the same inputs in another order. The state is HARL's "EP" global state
+(`env.state_type=official`, E11, envs/smac/harl_state.py) where smacv2's `get_state` is the
+switch `smacv2`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from gymnasium import spaces
 
 from envs.base import AgentView, EnvSpec, SingleEnv
 from envs.errors import EnvUnavailable
+from envs.smac import harl_state
 from envs.smac.tasks import RACES, MapInfo
 
 SC2_INSTALL = (
@@ -72,9 +75,10 @@ class Sc2Env(SingleEnv):
     StarCraft II itself starts on the first reset."""
 
     def __init__(self, task: str, info: MapInfo, limit: int | None, difficulty: str, smacv2=None,
-                 family: str = "smac", obs_extras: str = "official"):
+                 family: str = "smac", obs_extras: str = "official", state_type: str = "official"):
         smacv2 = smacv2 or import_smacv2()
         self._harl_obs = family == "smac" and obs_extras == "official"
+        self._harl_state = family == "smac" and state_type == "official"
         if info.race is None:
             self._env = smacv2.StarCraft2Env(map_name=task, difficulty=difficulty, obs_last_action=self._harl_obs)
         else:
@@ -89,7 +93,7 @@ class Sc2Env(SingleEnv):
             task=task,
             n_agents=n,
             obs_spaces=tuple(box((env_info["obs_shape"] + n * self._harl_obs,)) for _ in range(n)),
-            state_space=box((env_info["state_shape"],)),
+            state_space=box((harl_state.state_size(_inner(self._env)) if self._harl_state else env_info["state_shape"],)),
             action_spaces=tuple(spaces.Discrete(n_actions) for _ in range(n)),
             episode_limit=env_info["episode_limit"],
             has_avail_actions=True,
@@ -127,8 +131,8 @@ class Sc2Env(SingleEnv):
         if self._harl_obs:
             ids = np.eye(len(obs), dtype=np.float32)
             obs = [np.concatenate([o, ids[i]]) for i, o in enumerate(obs)]
-        return AgentView(obs=obs,
-                         state=np.asarray(env.get_state(), np.float32), avail_actions=avail, alive=alive)
+        state = harl_state.global_state(_inner(env)) if self._harl_state else np.asarray(env.get_state(), np.float32)
+        return AgentView(obs=obs, state=state, avail_actions=avail, alive=alive)
 
 
 def _inner(env):

@@ -106,6 +106,9 @@ def detected_backend() -> str:
     return "sc2" if sc2_installed() else "smax"
 
 
+SC2_V1 = "env.backend=sc2 on SMAC v1 maps (family smac)"
+
+
 @dataclass
 class Config(FamilyConfig):
     backend: str = field(default_factory=detected_backend)
@@ -122,6 +125,12 @@ class Config(FamilyConfig):
     living allies and the agent's own, and a one-hot agent id; 'none' = smacv2's observation
     alone. No effect on SMAX (its observation is its own, see `harl_obs`) or on SMACv2
     scenarios (HARL runs those through smacv2's own configs)."""
+    state_type: str = "official"
+    """sc2, SMAC v1 maps: the critic's state. 'official' = HARL's "EP" global state (E11,
+    envs/smac/harl_state.py: allies with last actions, enemies, every agent's available
+    actions with pathing and terrain cells, the time step, map information); 'smacv2' =
+    smacv2's `get_state`. HARL's "FP" state (per agent) is not reproduced (O11, P6). No
+    effect on SMAX (see `harl_state`) or on SMACv2 scenarios."""
     harl_obs: bool = False
     """smax, SMAC v1 maps: append HARL's observation extras (E10: the visible living allies'
     and the agent's own last actions, a one-hot agent id) to SMAX's own observation. Off by
@@ -133,8 +142,8 @@ class Config(FamilyConfig):
     over the episode limit). Off by default, as `harl_obs`."""
 
     fidelity: ClassVar[dict[str, Switch]] = {
-        "obs_extras": Switch(("none",), "env.backend=sc2 on SMAC v1 maps (family smac)",
-                             lambda family, task, c: family == "smac" and resolve_backend(c) == "sc2"),
+        "obs_extras": Switch(("none",), SC2_V1, lambda family, task, c: family == "smac" and resolve_backend(c) == "sc2"),
+        "state_type": Switch(("smacv2",), SC2_V1, lambda family, task, c: family == "smac" and resolve_backend(c) == "sc2"),
     }
 
     def substitute(self) -> str | None:
