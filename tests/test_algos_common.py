@@ -348,7 +348,8 @@ def test_suites_run_the_official_off_policy_thread_counts(suite):
 def test_fidelity_suite_variants_each_set_exactly_their_named_switch():
     """suite=fidelity: a run named fid.<switch>.<value> differs from the official behaviour
     in that switch alone (algo or env), fid.n_envs.<k> in its env copies alone,
-    fid.use_valuenorm.true in HASAC's ValueNorm alone; the others
+    fid.use_valuenorm.true in HASAC's ValueNorm alone, fid.harl_obs.true / fid.harl_state.true
+    in that SMAX setting alone; the others
     are the official runs of their task."""
     from harness.config import load_settings
     from harness.sweep import expand
@@ -364,6 +365,10 @@ def test_fidelity_suite_variants_each_set_exactly_their_named_switch():
             assert cfg.n_envs == int(expected["n_envs"]) and dict(cfg.fidelity) == {}, overrides
         elif expected.keys() == {"use_valuenorm"}:  # a HARL setting (tuned per task), not a switch
             assert cfg.algo.use_valuenorm is True and dict(cfg.fidelity) == {}, overrides
+        elif expected.keys() in ({"harl_obs"}, {"harl_state"}):  # SMAX settings (HARL runs no SMAX), not switches
+            name = next(iter(expected))
+            assert cfg.env[name] is True and dict(cfg.fidelity) == {}, overrides
+            assert not cfg.env[{"harl_obs": "harl_state", "harl_state": "harl_obs"}[name]], overrides
         else:
             assert {k.split(".", 1)[1]: v for k, v in dict(cfg.fidelity).items()} == expected, overrides
         named += bool(tokens)
