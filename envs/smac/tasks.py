@@ -129,8 +129,10 @@ class Config(FamilyConfig):
     """sc2, SMAC v1 maps: the critic's state. 'official' = HARL's "EP" global state (E11,
     envs/smac/harl_state.py: allies with last actions, enemies, every agent's available
     actions with pathing and terrain cells, the time step, map information); 'smacv2' =
-    smacv2's `get_state`. HARL's "FP" state (per agent) is not reproduced (O11, P6). No
-    effect on SMAX (see `harl_state`) or on SMACv2 scenarios."""
+    smacv2's `get_state`. HARL uses EP where a tuned file says so (HAPPO on 25m, 3s5z,
+    8m_vs_9m, MMM2) and its per-agent "FP" state elsewhere, which is not reproduced (O11,
+    P6): EP is then the nearest state this code has. No effect on SMAX (see `harl_state`)
+    or on SMACv2 scenarios."""
     harl_obs: bool = False
     """smax, SMAC v1 maps: append HARL's observation extras (E10: the visible living allies'
     and the agent's own last actions, a one-hot agent id) to SMAX's own observation. Off by
