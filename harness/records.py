@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -180,8 +181,7 @@ class RunRecord:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = self._holder(handle)
             handle.close()
             raise RunLocked(f"{self.path} is in use by {holder}; wait for it or stop it first") from None
         handle.seek(0)
@@ -189,6 +189,18 @@ class RunRecord:
         handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {now()}\n")
         handle.flush()
         self._lock_handle = handle
+
+    @staticmethod
+    def _holder(handle, patience_s: float = 2.0) -> str:
+        """The holder's line. The holder writes it just after taking the lock (truncating
+        first), so a refused process may look in between: it waits briefly for the line."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            handle.seek(0)
+            holder = handle.read().strip()
+            if holder or time.monotonic() > deadline:
+                return holder or "another process"
+            time.sleep(0.05)
 
     def unlock(self) -> None:
         self.loggers.close(failed=True)  # still open only when the run stopped on an error

@@ -1,11 +1,13 @@
 """The harness as users drive it: suites, sweeps, launchers, exact resume, locks, failures."""
 
+import fcntl
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from harness.launch import available_profiles, launch
 from harness.settings import SlurmLauncher
 from harness.config import load_settings
 from harness.layout import RunPath
-from harness.records import RunRecord
+from harness.records import RunLocked, RunRecord
 from harness.run import main
 from harness.suites import available_suites, load_suite
 from harness.sweep import expand, prepare_jobs
@@ -221,6 +223,20 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path, capsys):
     finally:
         holder.unlock()
     assert main([*MATRIX, "algo=random", f"results_dir={tmp_path}"]) == 0
+
+
+def test_a_refused_process_names_a_holder_that_writes_its_line_late(tmp_path):
+    """The holder truncates the lock file and writes its line just after flock; a process
+    refused in between still names it (a SLURM CI run once read the empty file)."""
+    run = RunPath(tmp_path / "run")
+    run.dir.mkdir(parents=True)
+    with open(run.lock, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        late = threading.Timer(0.3, lambda: (handle.write("pid 4242 on elsewhere since now\n"), handle.flush()))
+        late.start()
+        with pytest.raises(RunLocked, match="in use by pid 4242 on elsewhere"):
+            RunRecord(run).lock()
+        late.join()
 
 
 def test_a_sweep_in_this_process_passes_a_busy_run_and_trains_the_others(tmp_path, capsys):
