@@ -28,6 +28,9 @@ class AlgoConfig:
     action_spaces: ClassVar[frozenset[str]] = frozenset({"box", "discrete"})
     """Action-space kinds the algorithm handles: 'box', 'discrete' (and 'mixed')."""
     on_policy: ClassVar[bool] = False
+    agent_states: ClassVar[bool] = False
+    """Whether the algorithm takes one state per agent (EnvSpec.agent_states, HARL's FP
+    state) as one critic row per agent; an algorithm that does not refuses such a task."""
     packed: ClassVar[str | None] = None
     """"module:Class" of the batched form of K seeds (algos/common/packed.py) that run key
     `pack=K` trains; None: the algorithm trains one seed per process (pack=1 only)."""

@@ -14,8 +14,9 @@ active entries (HARL happo.py train l.117-122).
 
 Every default is HARL's behaviour (PKU-MARL/HARL). Our alternatives are the fidelity
 switches of OnPolicyConfig (`truncation`, `advantage_norm`, `recurrent_critic`) and
-HappoConfig (`factor_hidden`), and what is not reproduced (the FP state) is listed too: one
-row each in docs/fidelity.md, section "On-policy algorithms (HAPPO, MAPPO) and QMIX".
+HappoConfig (`factor_hidden`), one row each in docs/fidelity.md, section "On-policy
+algorithms (HAPPO, MAPPO) and QMIX". With one state per agent (HARL's FP state) each agent
+has its own critic row and advantages (algos/common/on_policy.py).
 """
 
 from __future__ import annotations

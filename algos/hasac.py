@@ -16,7 +16,11 @@ fidelity switches (`HasacConfig.fidelity`, envs/fidelity.py), each a row of docs
 with the official file and line: `box_action`, `discrete_target_entropy`,
 `critic_alpha_logp`, `episode_end_avail`. `discrete_actor_loss: expected` is an addition.
 `use_valuenorm` is HARL's ValueNorm of its SMAC files (the targets normalised, the actors
-reading the normalised Q). Not reproduced (docs/fidelity.md): the FP state of those files.
+reading the normalised Q). With one state per agent (HARL's FP state, EnvSpec.agent_states)
+the critic has one row per agent and transition: Q(s_k, a) on agent k's state with the
+joint action, each agent's n-step row ended by its own death (algos/common/replay.py), the
+critic loss over living agents' rows, and agent i's actor loss over every agent's row,
+weighted by agent i's own alive flag (off_policy_ha_runner.py [47ba706] l.96-112).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class HasacConfig(OffPolicyConfig):
 
     action_spaces: ClassVar[frozenset[str]] = frozenset({"box", "discrete"})
     on_policy: ClassVar[bool] = False
+    agent_states: ClassVar[bool] = True
     packed: ClassVar[str | None] = "algos.hasac_packed:PackedHasac"
 
     alpha: float = 1e-3
@@ -220,7 +225,7 @@ class Hasac(HaOffPolicy):
             with torch.no_grad():  # pre-update samples; the first agent replaces its own before anyone reads it
                 actions, resampled = self.sample_joint(batch.obs, batch.avail, skip=order[0])
             in_loss = list(resampled)  # log π of each agent's sample in its own actor loss
-            every_row = torch.ones_like(batch.reward)
+            every_row = torch.ones_like(batch.valid[:, :1])  # one per transition, not per critic row
             for m, i in enumerate(order):
                 in_loss[i], actor_metrics = self.actor_step(i, batch, actions)
                 # HARL's per-agent α loss averages over every row (off_policy_ha_runner.py l.121-122)
@@ -281,24 +286,27 @@ class Hasac(HaOffPolicy):
     @torch.no_grad()
     def soft_next_value(self, batch: Batch) -> torch.Tensor:
         """min_j Q̄_j(s', a') − α_c Σ_i log πⁱ(a'ⁱ|o'ⁱ), a' from the current actors with the
-        next-step availability masks [B, 1]; with ValueNorm min_j Q̄_j is denormalised first."""
+        next-step availability masks, per critic row [R, 1] (a' the same on every agent's
+        row, as HARL tiles it); with ValueNorm min_j Q̄_j is denormalised first."""
         next_actions, next_log_probs = self.sample_joint(batch.next_obs, batch.next_avail)
-        q1, q2 = self.critic_target(batch.next_state, next_actions)
-        return denormalised(torch.min(q1, q2).float(), self.value_norm) - self.log_alpha[-1].exp() * sum(next_log_probs)
+        q1, q2 = self.critic_target(batch.next_state, [self.rows(a) for a in next_actions])
+        return denormalised(torch.min(q1, q2).float(), self.value_norm) - self.log_alpha[-1].exp() * self.rows(sum(next_log_probs))
 
     def actor_step(self, i: int, batch: Batch, actions: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """One Adam step on agent i's loss against the current joint `actions`; returns the
-        log π used (for the temperature step) and the metrics."""
-        actor, obs, avail, valid = self.actors[i], batch.obs[i], batch.avail[i], batch.valid[:, i]
+        log π used (for the temperature step) and the metrics. Per-agent states: the loss
+        runs over every agent's critic row, each weighted by agent i's alive flag."""
+        actor, obs, avail, valid = self.actors[i], batch.obs[i], batch.avail[i], self.rows(batch.valid[:, i])
         alpha = self.log_alpha[i].exp().detach()
         if self.bounds[i] is None and self.config.discrete_actor_loss == "expected":
             log_pi = actor.log_probs(obs, avail)
-            loss, metrics = expected_actor_loss(self.q_per_own_action(batch.state, actions, i), log_pi, alpha, valid)
+            q_all = self.q_per_own_action(batch.state, [self.rows(a) for a in actions], i)
+            loss, metrics = expected_actor_loss(q_all, self.rows(log_pi), alpha, valid)
             log_prob = (log_pi.exp() * log_pi).sum(dim=-1, keepdim=True)
         else:
             action, log_prob = actor(obs, avail, self.generator)
-            q1, q2 = self.critic(batch.state, [action if j == i else a for j, a in enumerate(actions)])
-            loss, metrics = actor_loss(torch.min(q1, q2).float(), log_prob, alpha, valid)
+            q1, q2 = self.critic(batch.state, [self.rows(action if j == i else a) for j, a in enumerate(actions)])
+            loss, metrics = actor_loss(torch.min(q1, q2).float(), self.rows(log_prob), alpha, valid)
         loss = loss + self.drift_penalty(i, batch)
         self.actor_optimizers[i].zero_grad()
         loss.backward()

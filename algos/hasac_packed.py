@@ -59,6 +59,8 @@ class PackedHasac(BatchedPack):
     learner_class = Hasac
 
     def __init__(self, learners: list[Hasac]):
+        if learners[0].spec.agent_states:
+            raise ConfigError("pack>1 trains HASAC on one state per env copy only; use pack=1 with per-agent (FP) states")
         if learners[0].spec.discrete:
             self.check(learners[0].config)
         self.actor = sample  # the actors' batched pass; `compile` may replace it

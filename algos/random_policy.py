@@ -4,6 +4,7 @@ score as each task's normalisation floor — and the cheapest way to drive the l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -15,6 +16,8 @@ from envs.base import Step
 @dataclass
 class RandomConfig(AlgoConfig):
     """No hyperparameters."""
+
+    agent_states: ClassVar[bool] = True  # it reads no state at all
 
 
 class RandomPolicy(Algorithm):

@@ -65,6 +65,16 @@ class EnvSpec:
     # Why this task's returns are not the published simulator's (e.g. a reimplementation);
     # summary.json carries it and the report prints it instead of comparing with the paper.
     results_note: str | None = None
+    # One state per agent (HARL's feature-pruned "FP" state, `get_state_agent`): Step.state
+    # is the N agents' states concatenated in agent order, [E, N·d], and state_space their
+    # concatenation (N·d,). Algorithms that declare `agent_states` give each agent its own
+    # critic row on its d values; the others refuse such a task.
+    agent_states: bool = False
+
+    @property
+    def critic_rows(self) -> int:
+        """Rows of the centralised state per env copy: N with per-agent states, else 1."""
+        return self.n_agents if self.agent_states else 1
 
     @property
     def discrete(self) -> bool:

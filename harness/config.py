@@ -40,8 +40,8 @@ VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "report", "seeds"
 # with this value, so exact resume and committed results stay valid. HASAC had no ValueNorm
 # before `use_valuenorm`; an on-policy critic was an MLP and HAPPO's factor chunked before
 # `recurrent_critic`/`factor_hidden`, which only GRU actors notice. A SMAC run before
-# `obs_extras`/`state_type`/`harl_obs`/`harl_state` saw smacv2's observation and state on
-# sc2, SMAX's own on smax.
+# `obs_extras`/`state_type`/`harl_obs`/`harl_state`/`fp_state` saw smacv2's observation and
+# state on sc2, SMAX's own on smax.
 ADDED_FIELDS: dict[tuple[str, str], Callable[[dict], Any]] = {
     ("algo", "use_valuenorm"): lambda algo: False,
     ("algo", "recurrent_critic"): lambda algo: "mlp" if algo.get("use_recurrent_policy") else "official",
@@ -50,6 +50,7 @@ ADDED_FIELDS: dict[tuple[str, str], Callable[[dict], Any]] = {
     ("env", "state_type"): lambda env: "smacv2" if env.get("backend") == "sc2" else "official",
     ("env", "harl_obs"): lambda env: False,
     ("env", "harl_state"): lambda env: False,
+    ("env", "fp_state"): lambda env: False,
 }
 
 

@@ -135,8 +135,11 @@ def classify(algo: str, algo_config: Any, family: str, task: str, env_fields: di
     except ConfigError:  # its message names the task; the reason is shared by every such task
         if strict:
             raise
-        supported = ", ".join(sorted(config_class(algo).action_spaces))
-        return Verdict(NOT_APPLICABLE, f"{algo} cannot act in {spec.action_kind} action spaces (it supports: {supported})", spec)
+        supported = config_class(algo).action_spaces
+        if spec.action_kind in supported:  # refused for its per-agent states
+            return Verdict(NOT_APPLICABLE, f"{algo} does not take one state per agent (HARL's FP state)", spec)
+        return Verdict(NOT_APPLICABLE, f"{algo} cannot act in {spec.action_kind} action spaces (it supports: "
+                       f"{', '.join(sorted(supported))})", spec)
     try:
         algo_config.validate(spec)
     except ConfigError as exc:

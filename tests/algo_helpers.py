@@ -6,6 +6,7 @@ games with masks and deaths (ToyMasked: on-policy tests; ToyDiscrete: QMIX's).""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -116,6 +117,25 @@ class ToyMasked(SeededToyEnv):
 
 def masked_env(n_envs: int = 4, seed: int = 0) -> VecEnv:
     return VecEnv(ToyMasked, n_envs, seed=seed)
+
+
+class ToyMaskedAgentStates(ToyMasked):
+    """ToyMasked with one state per agent (EnvSpec.agent_states, HARL's FP layout): agent
+    i's state is the time one-hot, then its own alive flag, then its id."""
+
+    def __init__(self):
+        super().__init__()
+        self.spec = dataclasses.replace(self.spec, task="masked-fp", state_space=spaces.Box(0, 1, (2 * 8,), np.float32),
+                                        agent_states=True)
+
+    def _view(self) -> AgentView:
+        view = super()._view()
+        rows = [np.concatenate([view.obs[0], [float(view.alive[i])], [float(i)]]) for i in range(2)]
+        return dataclasses.replace(view, state=np.concatenate(rows).astype(np.float32))
+
+
+def masked_agent_states_env(n_envs: int = 4, seed: int = 0) -> VecEnv:
+    return VecEnv(ToyMaskedAgentStates, n_envs, seed=seed)
 
 
 # -- a tiny discrete game with everything QMIX must handle --------------------------------

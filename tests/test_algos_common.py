@@ -174,6 +174,50 @@ def test_n_step_returns_match_hand_computation():
         {0: 2, 1: 2, 2: 2, 3: 4, 4: 4, 5: 6, 6: 6}[int(s)] for s in start]]))
 
 
+def _agent_states_step(t: int, alive: list[bool], reward=0.0, truncated=False) -> Step:
+    """Two agents, one env copy: agent k's observation is t + 10k, its state (t, k)."""
+    obs = [np.array([[t + 10.0 * k]], np.float32) for k in range(2)]
+    state = np.array([[t, 0, t, 1]], np.float32)
+    return Step(obs, state, np.array([reward], np.float32), np.array([False]), np.array([truncated]), None,
+                np.array([alive]), {"final_obs": obs, "final_state": state.copy(), "final_avail_actions": None})
+
+
+def test_per_agent_state_rows_end_at_each_agents_death_by_hand():
+    """HARL's FP buffer: N rows per transition, agent-major; an agent's death ends its n-step
+    row like a termination (its `done` and `term`), a time-out ends it with a bootstrap; its
+    next state is its own row of the state at its window's end, and so is its next obs."""
+    box = spaces.Box(-100, 100, (1,), np.float32)
+    spec = EnvSpec("toy", "fp", 2, (box, box), spaces.Box(-100, 100, (4,), np.float32),
+                   (spaces.Discrete(2), spaces.Discrete(2)), 10, agent_states=True)
+    buffer = ReplayBuffer(spec, capacity=100, n_envs=1, gamma=0.9, n_step=3)
+    # agent 1 dies in step 1; step 3 times out (a new episode starts at t = 4 with both alive)
+    alive = {0: [True, True], 1: [True, True], 2: [True, False], 3: [True, False], 4: [True, True], 5: [True, True]}
+    for t in range(5):
+        nxt = _agent_states_step(t + 1, alive[t + 1], reward=t + 1.0, truncated=t == 3)
+        buffer.add(_agent_states_step(t, alive[t]), [np.zeros(1, np.int64)] * 2, nxt)
+    batch = buffer.batch_at(torch.tensor([0, 2, 3]))
+    # rows: agent 0 from t = 0, 2, 3, then agent 1 from t = 0, 2, 3
+    assert batch.state.tolist() == [[0, 0], [2, 0], [3, 0], [0, 1], [2, 1], [3, 1]]
+    assert np.allclose(batch.reward[:, 0], [1 + .9 * 2 + .81 * 3, 3 + .9 * 4, 4, 1 + .9 * 2, 3, 4])
+    assert np.allclose(batch.discount[:, 0], [.9 ** 3, .9 ** 2, .9, .9 ** 2, .9, .9])
+    assert batch.terminated[:, 0].tolist() == [0, 0, 0, 1, 1, 0]  # the death terminates, the time-out does not
+    assert batch.next_state.tolist() == [[3, 0], [4, 0], [4, 0], [2, 1], [3, 1], [4, 1]]
+    assert batch.next_obs[0][:, 0].tolist() == [3, 4, 4] and batch.next_obs[1][:, 0].tolist() == [12, 13, 14]
+    assert batch.valid.tolist() == [[1, 1], [1, 0], [1, 0]]
+
+
+def test_masked_critic_loss_of_per_agent_rows_by_hand():
+    """HARL's FP critic loss [2a7510e]: Σ ℓ·v / Σ v for Q1 (and for Q2 with MSE), Q2's Huber
+    mean(ℓ·v) / Σ v."""
+    q1, q2 = torch.tensor([[1.0], [2.0], [30.0], [0.0]]), torch.tensor([[0.0], [4.0], [2.0], [1.0]])
+    target, valid = torch.tensor([[0.0], [1.0], [0.0], [3.0]]), torch.tensor([[1.0], [1.0], [1.0], [0.0]])
+    # Huber δ = 10 of q − y: Q1 0.5, 0.5, 10·(30 − 5) = 250 (masked 2.0 dropped); Q2 0, 4.5, 2 (masked 2.0 dropped)
+    loss, _ = critic_loss(q1, q2, target, 10.0, valid)
+    assert torch.isclose(loss, torch.tensor((0.5 + 0.5 + 250) / 3 + (0 + 4.5 + 2) / 4 / 3))
+    loss, _ = critic_loss(q1, q2, target, None, valid)
+    assert torch.isclose(loss, torch.tensor((0.5 + 0.5 + 450) / 3 + (0 + 4.5 + 2) / 3))
+
+
 def test_n_step_window_stops_at_the_newest_row_after_wraparound():
     buffer = ReplayBuffer(_spec(), capacity=4, n_envs=1, gamma=0.5, n_step=3)
     for t in range(6):  # rows now hold t = 4, 5, 2, 3 (pos 2): the newest is t = 5 in row 1
@@ -348,8 +392,8 @@ def test_suites_run_the_official_off_policy_thread_counts(suite):
 def test_fidelity_suite_variants_each_set_exactly_their_named_switch():
     """suite=fidelity: a run named fid.<switch>.<value> differs from the official behaviour
     in that switch alone (algo or env), fid.n_envs.<k> in its env copies alone,
-    fid.use_valuenorm.true in HASAC's ValueNorm alone, fid.harl_obs.true / fid.harl_state.true
-    in that SMAX setting alone; the others
+    fid.use_valuenorm.true in HASAC's ValueNorm alone, fid.harl_obs.true / fid.harl_state.true /
+    fid.fp_state.true in that SMAX setting alone; the others
     are the official runs of their task."""
     from harness.config import load_settings
     from harness.sweep import expand
@@ -365,10 +409,10 @@ def test_fidelity_suite_variants_each_set_exactly_their_named_switch():
             assert cfg.n_envs == int(expected["n_envs"]) and dict(cfg.fidelity) == {}, overrides
         elif expected.keys() == {"use_valuenorm"}:  # a HARL setting (tuned per task), not a switch
             assert cfg.algo.use_valuenorm is True and dict(cfg.fidelity) == {}, overrides
-        elif expected.keys() in ({"harl_obs"}, {"harl_state"}):  # SMAX settings (HARL runs no SMAX), not switches
+        elif expected.keys() in ({"harl_obs"}, {"harl_state"}, {"fp_state"}):  # SMAX settings (HARL runs no SMAX), not switches
             name = next(iter(expected))
             assert cfg.env[name] is True and dict(cfg.fidelity) == {}, overrides
-            assert not cfg.env[{"harl_obs": "harl_state", "harl_state": "harl_obs"}[name]], overrides
+            assert [k for k in ("harl_obs", "harl_state", "fp_state") if cfg.env[k]] == [name], overrides
         else:
             assert {k.split(".", 1)[1]: v for k, v in dict(cfg.fidelity).items()} == expected, overrides
         named += bool(tokens)

@@ -3,14 +3,17 @@ masks, target entropies, temperatures, and a slow learning check on MPE."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import envs
-from algo_helpers import OWN_3_AGENTS, beats_random_on_spread, build, learn_halfcheetah, learn_simple_spread, run_loop, toy_env
+from algo_helpers import (OWN_3_AGENTS, beats_random_on_spread, build, flat_params, learn_halfcheetah, learn_simple_spread,
+                          masked_agent_states_env, run_loop, toy_env)
 from algos.common.distributions import gumbel_softmax_hard
 from algos.common.qre import soft_qre, total_variation
 from algos.common.registry import check_compatible
@@ -234,6 +237,54 @@ def test_valuenorm_denormalises_the_target_critic_and_regresses_on_normalised_ta
     mean, var = algo.value_norm.mean_var()
     expected_loss, _ = critic_loss(q1, q2, ((y.double() - mean) / var.sqrt()).float(), algo.config.huber_delta if algo.config.use_huber else None)
     assert torch.allclose(metrics["loss/critic"], expected_loss, rtol=1e-5)
+
+
+# -- one state per agent (HARL's FP state) -----------------------------------------------------
+def test_per_agent_states_tile_the_next_joint_action_and_train_each_actor_on_every_agents_row():
+    """HARL's FP HASAC (off_policy_ha_runner.py l.96-112): the critic reads one agent's state
+    (8 values) with the joint action; the target's a' and Σ log π' are the same on every
+    agent's row; agent i's (expected, so exact) loss averages over all agents' rows,
+    weighted by agent i's alive flag."""
+    env = masked_agent_states_env()
+    algo, _ = build("hasac", env=env, discrete_actor_loss="expected", batch_size=64)
+    assert algo.critic.weights[0].shape[-1] == 8 + 3 + 3
+    run_loop(algo, env, 200)
+    batch = algo.buffer.sample(64, algo.rng)
+    assert batch.state.shape == (2 * 64, 8) and batch.reward.shape == (2 * 64, 1)
+    constant_target_critic(algo, 0.5)
+    next_value = algo.soft_next_value(batch)
+    assert next_value.shape == (128, 1) and torch.equal(next_value[:64], next_value[64:])
+
+    actions, _ = algo.sample_joint(batch.obs, batch.avail)
+    i, alpha = 1, algo.log_alpha[1].exp().detach()
+    with torch.no_grad():
+        log_pi = algo.actors[i].log_probs(batch.obs[i], batch.avail[i])
+        valid = batch.valid[:, i]
+        total = 0.0
+        for k in range(2):  # agent k's rows, one own action of agent i at a time
+            state = batch.state[64 * k:64 * (k + 1)]
+            q = torch.stack([torch.min(*algo.critic(state, [F.one_hot(torch.full((64,), a), 3).float() if j == i else actions[j]
+                                                            for j in range(2)]))[:, 0] for a in range(3)], -1)
+            total += ((log_pi.exp() * (alpha * log_pi - q)).sum(-1) * valid).sum()
+        expected = total / (2 * valid.sum())
+    _, metrics = algo.actor_step(i, batch, actions)
+    assert torch.isclose(metrics[f"loss/actor/agent_{i}"], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["hasac", "mehaml_kl"])
+def test_updates_and_resume_with_per_agent_states(name):
+    algo, env = build(name, seed=1, env=masked_agent_states_env(seed=1), auto_alpha=True)
+    before = flat_params(algo.critic)
+    _, total, metrics = run_loop(algo, env, 120, seed=1)
+    assert algo.updates > 0 and np.isfinite(metrics["loss/critic"]) and not torch.equal(before, flat_params(algo.critic))
+    saved = copy.deepcopy(algo.state_dict())
+    run_loop(algo, masked_agent_states_env(seed=7), 60, seed=7, start=total)  # both continue on the same fresh envs
+    resumed, _ = build(name, seed=99, env=masked_agent_states_env(), auto_alpha=True)
+    resumed.load_state_dict(saved)
+    run_loop(resumed, masked_agent_states_env(seed=7), 60, seed=7, start=total)
+    assert resumed.updates == algo.updates
+    assert torch.equal(flat_params(algo.critic), flat_params(resumed.critic))
+    assert torch.equal(flat_params(algo.actors), flat_params(resumed.actors))
 
 
 def test_valuenorm_is_on_in_harl_smac_files_only():

@@ -20,11 +20,11 @@ from algos.common.networks import masked_mean
 from algos.common.ppo import ValueNorm, gae, normalise_advantage, ppo_actor_loss, value_loss
 from algos.common.rollout import to_chunks
 from algos.common.recurrent import ResettingGru
-from algos.common.registry import algorithm_class
+from algos.common.registry import algorithm_class, check_compatible
 from envs.base import VecEnv
 from envs.errors import ConfigError
 
-from algo_helpers import flat_params, learn, masked_env, run_loop, toy_env
+from algo_helpers import flat_params, learn, masked_agent_states_env, masked_env, run_loop, toy_env
 
 torch.set_num_threads(1)
 
@@ -153,6 +153,92 @@ def test_each_actor_sees_advantages_normalised_over_its_own_agents(name, fields)
     algo.config = joint
     per_agent = [active_moments(b.advantage, b.active) for b in (algo.actor_batch(rollout, advantage, [i]) for i in range(2))]
     assert abs(per_agent[1][0]) > 1e-3  # normalised over both agents, agent 1's own entries are not centred
+
+
+# -- one state per agent (HARL's FP state) -----------------------------------------------------
+def test_per_agent_advantages_are_normalised_once_over_every_agents_active_entries_by_hand():
+    advantage = torch.tensor([[[1.0, 3.0], [5.0, 100.0]]])  # [T=1, E=2, N=2]: one advantage per agent
+    alive = torch.tensor([[[1, 1], [1, 0]]], dtype=torch.bool)  # agent 1 dead in env 1
+    # active entries 1, 3, 5: mean 3, population std √(8/3); the dead entry is shifted alike
+    assert torch.allclose(normalise_advantage(advantage, alive), (advantage - 3.0) / (math.sqrt(8 / 3) + 1e-5))
+
+
+def rollout_of(algo, env, seed: int = 3):
+    """A full rollout in algo's buffer (as tensors), the last step after a reset."""
+    run_loop(algo, env, algo.config.episode_length * env.n_envs - env.n_envs)
+    actions = algo.act(env.reset(seed))
+    algo.observe(env.reset(seed), actions, env.step(actions))
+    return algo.buffer.tensors(algo.device)
+
+
+@pytest.mark.parametrize("name", ON_POLICY)
+def test_per_agent_states_give_each_agent_its_own_value_returns_and_advantage(name):
+    """HARL's FP runner: the critic reads one agent's state (8 values, not the 16 of the
+    env's concatenation) and agent k's GAE runs on V(s_k) with the shared reward and
+    episode ends; agent k's actor trains on column k, normalised over all agents."""
+    env = masked_agent_states_env()
+    algo = build_on_policy(name, env)
+    assert next(m for m in algo.critic.modules() if isinstance(m, torch.nn.Linear)).in_features == 8
+    rollout = rollout_of(algo, env)
+    v_old, returns, advantage = algo.returns(rollout)
+    T, E = rollout.reward.shape
+    assert v_old.shape == returns.shape == (T, E * 2) and advantage.shape == (T, E, 2)
+    for k in range(2):
+        with torch.no_grad():
+            rows = slice(8 * k, 8 * (k + 1))
+            starts = torch.zeros(1, T * E, dtype=torch.bool)
+            value, next_value = (algo.value_norm.denormalize(algo.critic(x[None, ..., rows].flatten(1, 2), None, starts)[0].view(T, E))
+                                 for x in (rollout.state, rollout.final_state))
+        expected, _ = gae(rollout.reward, value, next_value, rollout.terminated, rollout.truncated, algo.config.gamma,
+                          algo.config.gae_lambda)
+        assert torch.allclose(advantage[..., k], expected, atol=1e-5)
+        assert torch.allclose(returns[:, k::2], expected + value, atol=1e-5)  # env-major, agent-minor columns
+    assert not torch.allclose(advantage[..., 0], advantage[..., 1])  # the agents' states differ
+    normalised = normalise_advantage(advantage, rollout.alive)
+    for agents in algo.groups:
+        batch = algo.actor_batch(rollout, advantage, agents)
+        assert torch.allclose(batch.advantage, torch.cat([normalised[..., i].reshape(1, -1) for i in agents], 1))
+
+
+@pytest.mark.parametrize("name", ON_POLICY)
+@pytest.mark.parametrize("recurrent", [False, True], ids=["mlp", "gru"])
+def test_updates_and_resume_with_per_agent_states(name, recurrent):
+    env = masked_agent_states_env(seed=1)
+    fields = dict(use_recurrent_policy=recurrent, data_chunk_length=4)
+    algo = build_on_policy(name, env, seed=1, **fields)
+    before = flat_params(algo.critic)
+    step, _, metrics = run_loop(algo, env, 8 * 4 + 3 * 4, seed=1)
+    assert algo.updates == 1 and np.isfinite(metrics["loss/critic"]) and not torch.equal(before, flat_params(algo.critic))
+    if recurrent:  # one GRU state per agent row: [T, E, 2·R, H]
+        assert algo.buffer.data.critic_hidden.shape == (8, 4, 2 * algo.config.recurrent_n, 16)
+    saved, env_state = copy.deepcopy(algo.state_dict()), env.get_state()
+    twin = build_on_policy(name, masked_agent_states_env(), seed=7, **fields)
+    twin.load_state_dict(saved)
+    outcomes = []
+    for learner in (algo, twin):
+        run_env = masked_agent_states_env(seed=1)
+        run_env.set_state(env_state)
+        s, seen = step, []
+        for _ in range(8):
+            actions = learner.act(s)
+            nxt = run_env.step(actions)
+            learner.observe(s, actions, nxt)
+            if learner.ready(0):
+                seen.append(learner.update())
+            s = nxt
+        outcomes.append(seen)
+    assert len(outcomes[0]) == 1 and outcomes[0] == outcomes[1]
+
+
+def test_per_agent_states_refuse_algorithms_without_agent_rows_and_the_advantage_switch():
+    spec = masked_agent_states_env().spec
+    for name in ("hatd3", "qmix"):
+        with pytest.raises(ConfigError, match=rf"{name} does not take one state per agent.*try algo=hasac\|.*happo"):
+            check_compatible(name, spec)
+    for name in ("happo", "mappo", "hasac", "mehaml_kl", "random"):
+        check_compatible(name, spec)
+    with pytest.raises(ConfigError, match=r"advantage_norm=joint does not apply"):
+        algorithm_class("happo").Config(advantage_norm="joint").validate(spec)
 
 
 def test_an_actor_never_active_in_the_rollout_is_not_updated():

@@ -20,7 +20,7 @@ from algos.hasac_packed import PackedHasac
 from algos.hatd3_packed import PackedHatd3
 from envs.errors import ConfigError
 
-from algo_helpers import masked_env, small_config, toy_env
+from algo_helpers import masked_agent_states_env, masked_env, small_config, toy_env
 from algo_helpers import toy_discrete as discrete_env
 
 torch.set_num_threads(1)
@@ -160,10 +160,12 @@ def test_packed_update_under_bf16_stays_finite_and_near_fp32():
         assert abs(x["loss/critic"] - y["loss/critic"]) < 0.05 * abs(x["loss/critic"])
 
 
-def test_a_pack_of_different_configs_or_the_expected_discrete_loss_is_refused():
+def test_a_pack_of_different_configs_the_expected_discrete_loss_or_per_agent_states_is_refused():
     spec = toy_env().spec
     mixed = learners("hasac", spec, [0], 4) + learners("hasac", spec, [1], 4, lr=1e-2)
     with pytest.raises(ValueError, match="one config"):
         PackedHasac(mixed)
     with pytest.raises(ConfigError, match="expected"):
         PackedHasac(learners("hasac", masked_env().spec, SEEDS, 4, discrete_actor_loss="expected"))
+    with pytest.raises(ConfigError, match="pack>1 trains HASAC on one state per env copy only"):
+        PackedHasac(learners("hasac", masked_agent_states_env().spec, SEEDS, 4))

@@ -253,6 +253,87 @@ def test_smax_harl_state_appends_last_actions_masks_and_time_step():
     assert deaths and resets
 
 
+# -- HARL's feature-pruned state (docs/fidelity.md O11, P6) --------------------------------------
+def fp_state_by_hand(units, smax, last, avail, n: int, kinds: list[int]) -> np.ndarray:
+    """HARL's get_state_agent for one SMAX game, written unit by unit as HARL writes it
+    (StarCraft2_Env.py l.1613 ff.): ally, enemy, move and own blocks, then the agent id."""
+    alive, pos, types = (np.asarray(x) for x in (units.unit_alive, units.unit_positions, units.unit_types))
+    health = np.asarray(units.unit_health) / np.asarray(smax.unit_type_health)[types]
+    cooldown = np.asarray(units.unit_weapon_cooldowns) / np.asarray(smax.unit_type_weapon_cooldowns)[types]
+    size = np.array([smax.map_width, smax.map_height], float)
+    one_hot = lambda u: [float(types[u] == t) for t in kinds]  # noqa: E731
+    rows = []
+    for i in range(n):
+        allies, enemies, move, own = [], [], [0.0] * 4, [0.0] * (7 + len(kinds) + len(last[i]))
+        for j in [j for j in range(n) if j != i]:
+            allies.append([0.0] * (8 + len(kinds) + len(last[j])))
+        for e in range(n, len(alive)):
+            enemies.append([0.0] * (8 + len(kinds)))
+        if alive[i]:
+            sight = float(np.asarray(smax.unit_type_sight_ranges)[types[i]])
+            move = [float(m) for m in avail[i][2:6]]
+            for row, e in zip(enemies, range(n, len(alive))):
+                if alive[e]:
+                    dx, dy = pos[e] - pos[i]
+                    dist = np.hypot(dx, dy)
+                    cx, cy = (pos[e] - size / 2) / size
+                    row[:] = [float(avail[i][6 + e - n]), dist / sight, dx / sight, dy / sight, float(dist < sight), health[e],
+                              *one_hot(e), cx, cy]
+            for row, j in zip(allies, [j for j in range(n) if j != i]):
+                if alive[j]:
+                    dx, dy = pos[j] - pos[i]
+                    dist = np.hypot(dx, dy)
+                    cx, cy = (pos[j] - size / 2) / size
+                    row[:] = [float(dist < sight), dist / sight, dx / sight, dy / sight, cooldown[j], health[j], cx, cy,
+                              *one_hot(j), *last[j]]
+            cx, cy = (pos[i] - size / 2) / size
+            own = [1.0, 0.0, 0.0, 0.0, health[i], cx, cy, *one_hot(i), *last[i]]
+        rows.append(np.concatenate([np.ravel(allies), np.ravel(enemies), move, own, np.eye(n)[i]]))
+    return np.concatenate(rows)
+
+
+@pytest.mark.parametrize("task,n,types", [("3m", 3, 0), ("2s3z", 5, 2)])
+def test_smax_fp_state_is_harls_per_agent_state_computed_by_hand(task, n, types):
+    """env.fp_state=true: one state per agent in HARL's FP layout (3m: 81 values each, as
+    HARL's 3m FP state), the same game as without it, every row equal to a unit-by-unit
+    computation, a dead agent's zero but for its id, last actions reset with an episode."""
+    pytest.importorskip("jaxmarl")
+    plain = envs.make("smac", task, n_envs=N_ENVS, seed=5, backend="smax")
+    fp = envs.make("smac", task, n_envs=N_ENVS, seed=5, backend="smax", fp_state=True)
+    a = fp.spec.action_spaces[0].n
+    k = a - 6
+    width = (n - 1) * (8 + types + a) + k * (8 + types) + 4 + (7 + types + a) + n
+    assert fp.spec.agent_states and fp.spec.state_space.shape == (n * width,)
+    if task == "3m":
+        assert width == 81
+    smax = fp._env._env
+    step = fp.reset()
+    plain.reset()
+    units = fp._states[0].state
+    kinds = sorted(set(np.asarray(units.unit_types)[0].tolist())) if types else []
+    last = np.zeros((N_ENVS, n, a))
+    rng = np.random.default_rng(2)
+    deaths = resets = 0
+    for t in range(60):
+        for e in range(N_ENVS):
+            sub = type(units)(**{f: getattr(units, f)[e] for f in units.__dataclass_fields__})
+            expected = fp_state_by_hand(sub, smax, last[e], [av[e] for av in step.avail_actions], n, kinds)
+            assert np.allclose(step.state[e], expected, atol=1e-5), (t, e)
+            for i in range(n):
+                row = step.state[e, i * width:(i + 1) * width]
+                if not step.alive[e, i]:
+                    deaths += 1
+                    assert not row[:-n].any() and row[-n + i] == 1
+        actions = masked_random(step.avail_actions, rng)
+        step, other = fp.step(actions), plain.step(actions)
+        assert np.array_equal(step.obs[0], other.obs[0]) and np.array_equal(step.reward, other.reward)
+        units = fp._states[0].state
+        last = np.stack([np.eye(a)[actions[i]] for i in range(n)], axis=1)
+        last[step.done] = 0.0
+        resets += step.done.sum()
+    assert deaths and resets
+
+
 def test_harl_obs_switches_refuse_the_backend_they_do_not_affect():
     pytest.importorskip("jaxmarl")
     with pytest.raises(ConfigError, match=r"env.obs_extras=none does not apply here: it only affects env.backend=sc2"):
@@ -269,6 +350,10 @@ def test_harl_obs_switches_refuse_the_backend_they_do_not_affect():
         envs.make("smac", "3m", backend="sc2", harl_state=True)
     with pytest.raises(ConfigError, match=r"env.harl_state must be true or false, got 'yes'"):
         envs.make("smac", "3m", backend="smax", harl_state="yes")
+    with pytest.raises(ConfigError, match=r"env.fp_state=true does not apply here.*env.state_type"):
+        envs.make("smac", "3m", backend="sc2", fp_state=True)
+    with pytest.raises(ConfigError, match=r"env.harl_state and env.fp_state are two different states"):
+        envs.make("smac", "3m", backend="smax", harl_state=True, fp_state=True)
 
 
 # -- sc2 backend against a test double ---------------------------------------------------------

@@ -120,9 +120,10 @@ class HaOffPolicy(Algorithm):
             (self.tensor(s.low), self.tensor(s.high)) if isinstance(s, spaces.Box) else None for s in spec.action_spaces
         ]
         joint_dim = sum(action_width(s) for s in spec.action_spaces)
+        self.V = spec.critic_rows  # critic rows per transition (N with per-agent states)
         with torch.random.fork_rng(devices=[]):  # initial weights from the run's seed only
             torch.manual_seed(seed)
-            self.critic = TwinQ(spec.state_space.shape[0], joint_dim, config.hidden_sizes).to(self.device)
+            self.critic = TwinQ(spec.state_space.shape[0] // self.V, joint_dim, config.hidden_sizes).to(self.device)
             self.actors = self.build_actors().to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.critic_optimizer = adam(self.critic.parameters(), config.critic_lr)
@@ -203,12 +204,21 @@ class HaOffPolicy(Algorithm):
         and distributions take `.float()` values, so only the matrix products run in bf16."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16)
 
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """A per-transition tensor [B, ...] for each critic row: unchanged, or tiled N times
+        (agent-major, HARL's torch.tile) with per-agent states."""
+        return x if self.V == 1 else x.repeat(self.V, *[1] * (x.dim() - 1))
+
     def critic_step(self, batch: Batch, next_value: torch.Tensor, value_norm: ValueNorm | None = None) -> dict[str, torch.Tensor]:
         """One Adam step of both Q-nets towards y = R⁽ⁿ⁾ + γᵏ(1 − term)·next_value, or, with a
-        ValueNorm (HASAC use_valuenorm), towards its normalised y after updating it with y."""
+        ValueNorm (HASAC use_valuenorm), towards its normalised y after updating it with y.
+        With per-agent states every agent's row sees the joint action and the loss counts
+        the rows of living agents only (HARL soft_twin_continuous_q_critic.py [2a7510e]
+        l.143-160, use_policy_active_masks)."""
         target = normalised_target(batch.reward + batch.discount * (1.0 - batch.terminated) * next_value.float(), value_norm)
-        q1, q2 = self.critic(batch.state, batch.actions)
-        loss, metrics = critic_loss(q1.float(), q2.float(), target, self.config.huber_delta if self.config.use_huber else None)
+        q1, q2 = self.critic(batch.state, [self.rows(a) for a in batch.actions])
+        valid = None if self.V == 1 else batch.valid.T.reshape(-1, 1)  # agent k's alive flag on its rows
+        loss, metrics = critic_loss(q1.float(), q2.float(), target, self.config.huber_delta if self.config.use_huber else None, valid)
         self.critic_optimizer.zero_grad()
         loss.backward()
         self.critic_optimizer.step()
@@ -247,14 +257,24 @@ def action_width(space: spaces.Space) -> int:
     return int(space.n) if isinstance(space, spaces.Discrete) else int(math.prod(space.shape))
 
 
-def critic_loss(q1: torch.Tensor, q2: torch.Tensor, target: torch.Tensor, huber_delta: float | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def critic_loss(q1: torch.Tensor, q2: torch.Tensor, target: torch.Tensor, huber_delta: float | None,
+                valid: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Twin-critic regression, L = ℓ(Q1, y) + ℓ(Q2, y) with ℓ(q, y) = mean ½(q − y)², or the
     Huber loss with δ = huber_delta (HARL twin_continuous_q_critic.py: loss1 + loss2, one
     optimiser; models_tools.py l.64-74: both with the ½).
-    q1, q2, target: [B, 1]; target carries no gradient. Metrics are detached 0-d tensors
+    With `valid` [R, 1] (per-agent state rows, HARL's FP branch of
+    soft_twin_continuous_q_critic.py [2a7510e] l.143-160) each ℓ is Σ ℓ·v / Σ v, except
+    Q2's Huber loss, which HARL averages before dividing by Σ v: Σ ℓ·v / (R · Σ v).
+    q1, q2, target: [R, 1]; target carries no gradient. Metrics are detached 0-d tensors
     (read_metrics moves them to the host once per update)."""
     target = target.detach()
-    if huber_delta is None:
+    if valid is not None:
+        ell = [0.5 * (q - target) ** 2 if huber_delta is None else
+               F.huber_loss(q, target, delta=huber_delta, reduction="none") for q in (q1, q2)]
+        total = valid.sum().clamp_min(1.0)
+        second = (ell[1] * valid).sum() if huber_delta is None else (ell[1] * valid).mean()
+        loss = (ell[0] * valid).sum() / total + second / total
+    elif huber_delta is None:
         loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
     else:
         loss = F.huber_loss(q1, target, delta=huber_delta) + F.huber_loss(q2, target, delta=huber_delta)

@@ -5,6 +5,12 @@ rollout and actor batches in rollout.py. Each algorithm file keeps only how its 
 grouped and the order and weighting of their updates.
 
 Rollout layout: T = episode_length vectorised steps, E env copies, N agents (rollout.py).
+The critic has V rows per env copy: V = 1 on one centralised state, V = N on one state per
+agent (HARL's FP state, EnvSpec.agent_states): then every agent has its own V(s_i), GAE
+and returns per row (reward and episode ends shared), the advantages normalised once over
+all agents' active entries and agent i trained on its own row's (HARL
+on_policy_ha_runner.py [47ba706] l.35-43; the critic's loss a plain mean over T·E·N rows,
+v_critic.py [690fb1d] l.112).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ class OnPolicyConfig(AlgoConfig):
     (harl/configs/algos_cfgs/), which agree on all of these."""
 
     on_policy: ClassVar[bool] = True
+    agent_states: ClassVar[bool] = True
 
     episode_length: int = 200
     """Vectorised steps per rollout (HARL train.episode_length); one update per rollout."""
@@ -100,7 +107,9 @@ class OnPolicyConfig(AlgoConfig):
     """Advantage normalisation. 'official': each actor over the active entries of the agents
     it trains (HARL happo.py/mappo.py train l.117-122 per agent, share_param_train
     l.165-180 over all agents for a shared actor); 'joint': once over every agent's active
-    entries, the same advantages for every actor."""
+    entries, the same advantages for every actor. With one state per agent HARL normalises
+    once over every agent's active entries (happo.py l.117-122 apply to the EP state only),
+    so the switch does not apply there."""
     recurrent_critic: str = "official"
     """Critic of GRU actors. 'official': V(s) has a GRU after its MLP too (HARL v_net.py
     l.33-39), its state carried through the rollout and reset at episode starts
@@ -113,7 +122,7 @@ class OnPolicyConfig(AlgoConfig):
     fidelity: ClassVar[dict[str, Switch]] = {
         "truncation": Switch(("bootstrap",)),
         "advantage_norm": Switch(("joint",), "HAPPO and per-agent MAPPO actors of several agents",
-                                 lambda spec, c: spec.n_agents > 1 and not getattr(c, "share_params", False)),
+                                 lambda spec, c: spec.n_agents > 1 and not getattr(c, "share_params", False) and not spec.agent_states),
         "recurrent_critic": Switch(("mlp",), "GRU actors (use_recurrent_policy)", lambda spec, c: c.use_recurrent_policy),
     }
 
@@ -160,7 +169,8 @@ class OnPolicyLearner(Algorithm):
         recurrent_critic = c.use_recurrent_policy and c.recurrent_critic == "official"
         self.L = c.data_chunk_length if c.use_recurrent_policy else 1  # actor chunk length
         self.critic_L = self.L if recurrent_critic else 1
-        smallest = min((c.episode_length // self.critic_L) * n_envs,
+        self.V = spec.critic_rows  # critic rows per env copy
+        smallest = min((c.episode_length // self.critic_L) * n_envs * self.V,
                        (c.episode_length // self.L) * n_envs * min(len(g) for g in self.groups))
         if c.num_mini_batch > smallest:
             raise ConfigError(f"algo: num_mini_batch ({c.num_mini_batch}) exceeds the {smallest} samples of a rollout "
@@ -171,14 +181,15 @@ class OnPolicyLearner(Algorithm):
             self.actors = nn.ModuleList(
                 [Policy(self.input_dim(g[0]), spec.action_spaces[g[0]], c.hidden_sizes, c.recurrent_n if c.use_recurrent_policy else None,
                         c.std_x_coef, c.std_y_coef) for g in self.groups]).to(self.device)
-            self.critic = VCritic(spec.state_space.shape[0], c.hidden_sizes, c.recurrent_n if recurrent_critic else None).to(self.device)
+            self.critic = VCritic(spec.state_space.shape[0] // self.V, c.hidden_sizes, c.recurrent_n if recurrent_critic else None).to(self.device)
         self.value_norm = ValueNorm().to(self.device)
         self.actor_optimizers = [torch.optim.Adam(a.parameters(), lr=c.lr, eps=c.opti_eps) for a in self.actors]
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr, eps=c.opti_eps)
         self.hidden_shape = (c.recurrent_n, c.hidden_sizes[-1]) if c.use_recurrent_policy else None
-        self.buffer = RolloutBuffer(spec, c.episode_length, n_envs, self.hidden_shape, recurrent_critic)
+        critic_hidden = (self.V * c.recurrent_n, c.hidden_sizes[-1]) if recurrent_critic else None
+        self.buffer = RolloutBuffer(spec, c.episode_length, n_envs, self.hidden_shape, critic_hidden)
         self.hidden: list[torch.Tensor] | None = None  # training GRU states, N × [E, R, H]
-        self.critic_hidden: torch.Tensor | None = None  # the recurrent critic's, [E, R, H]
+        self.critic_hidden: torch.Tensor | None = None  # the recurrent critic's, [E·V, R, H]
         self.eval_hidden: list[torch.Tensor] | None = None  # evaluation GRU states
         self.pending: dict[str, np.ndarray] | None = None  # what act() drew, for observe()
         self.bounds = [(s.low, s.high) if isinstance(s, spaces.Box) else None for s in spec.action_spaces]
@@ -191,7 +202,8 @@ class OnPolicyLearner(Algorithm):
 
     @abstractmethod
     def train_actors(self, rollout: Rollout, advantage: torch.Tensor) -> dict[str, float]:
-        """Train every actor on the rollout; `advantage` [T, E] is GAE's, not yet normalised."""
+        """Train every actor on the rollout; `advantage` [T, E] (or [T, E, N], one per agent,
+        with per-agent states) is GAE's, not yet normalised."""
 
     def adds_agent_id(self, g: int) -> bool:
         """Whether actor g's input carries a one-hot agent id after the observation."""
@@ -259,18 +271,21 @@ class OnPolicyLearner(Algorithm):
 
     @torch.no_grad()
     def critic_step(self, state: np.ndarray, starts: np.ndarray) -> np.ndarray | None:
-        """The recurrent critic's GRU state fed at this step [E, R, H], zero where an episode
-        starts, and the next one carried (HARL collect: get_values(share_obs[step],
-        rnn_states_critic[step], masks[step])); None for an MLP critic."""
+        """The recurrent critic's GRU states fed at this step, one per critic row, stored as
+        [E, V·R, H]; zero where an episode starts, and the next ones carried (HARL collect:
+        get_values(share_obs[step], rnn_states_critic[step], masks[step])); None for an MLP
+        critic."""
         if self.critic.rnn is None:
             return None
+        E, V = len(starts), self.V
         h = self.critic_hidden
-        if h is None or h.shape[0] != len(starts):
-            h = torch.zeros(len(starts), *self.hidden_shape, device=self.device)
-        starts_t = torch.as_tensor(starts, device=self.device)
+        if h is None or h.shape[0] != E * V:
+            h = torch.zeros(E * V, *self.hidden_shape, device=self.device)
+        starts_t = torch.as_tensor(np.repeat(starts, V), device=self.device)
         h = h * (~starts_t).view(-1, 1, 1).float()
-        _, self.critic_hidden = self.critic(torch.as_tensor(state, dtype=torch.float32, device=self.device)[None], h, starts_t[None])
-        return h.cpu().numpy()
+        rows = torch.as_tensor(state, dtype=torch.float32, device=self.device).reshape(E * V, -1)
+        _, self.critic_hidden = self.critic(rows[None], h, starts_t[None])
+        return h.reshape(E, V * h.shape[1], h.shape[2]).cpu().numpy()
 
     def observe(self, step: Step, actions: list[np.ndarray], nxt: Step) -> None:
         assert self.pending is not None, "observe() needs the act(explore=True) that chose the actions"
@@ -313,39 +328,45 @@ class OnPolicyLearner(Algorithm):
 
     @torch.no_grad()
     def returns(self, rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(V_old normalised, returns, Â), each [T, E], from the critic before this update
+        """(V_old normalised, returns, Â) from the critic before this update: V_old and the
+        returns [T, E·V] per critic row, Â [T, E] (or [T, E, N] with per-agent states)
         (HARL computes V at rollout time with the same parameters). A recurrent critic reads
         V(s_t) from the GRU state stored at t and V(s'_t) from the state it left after t: the
         next step's V where the episode goes on, the rollout's bootstrap value at its last
         step (HARL compute: get_values(share_obs[-1], rnn_states_critic[-1])), and at an
         episode end V(final state) from the episode's carried state (used by
         truncation='bootstrap' only; HARL masks it out)."""
-        c = self.config
+        c, V = self.config, self.V
         T, E = rollout.reward.shape
-        hidden = None if rollout.critic_hidden is None else rollout.critic_hidden.flatten(0, 1)
-        one_step = torch.zeros(1, T * E, dtype=torch.bool, device=self.device)  # every (t, e) once, from its own state
-        v_old, after = self.critic(rollout.state.reshape(1, T * E, -1), hidden, one_step)
-        v_next, _ = self.critic(rollout.final_state.reshape(1, T * E, -1), after, one_step)
-        v_old, v_next = v_old.view(T, E), v_next.view(T, E)
+        rows = T * E * V
+        hidden = None if rollout.critic_hidden is None else split_rows(rollout.critic_hidden, V).flatten(0, 1)
+        one_step = torch.zeros(1, rows, dtype=torch.bool, device=self.device)  # every row once, from its own state
+        v_old, after = self.critic(split_rows(rollout.state, V).reshape(1, rows, -1), hidden, one_step)
+        v_next, _ = self.critic(split_rows(rollout.final_state, V).reshape(1, rows, -1), after, one_step)
+        v_old, v_next = v_old.view(T, E * V), v_next.view(T, E * V)
         if c.use_valuenorm:
             value, next_value = self.value_norm.denormalize(v_old), self.value_norm.denormalize(v_next)
         else:
             value, next_value = v_old, v_next
-        advantage, returns = gae(rollout.reward, value, next_value, rollout.terminated, rollout.truncated,
+        reward, terminated, truncated = (repeat_rows(x, V) for x in (rollout.reward, rollout.terminated, rollout.truncated))
+        advantage, returns = gae(reward, value, next_value, terminated, truncated,
                                  c.gamma, c.gae_lambda, bootstrap_truncation=c.truncation == "bootstrap")
-        return v_old, returns, advantage
+        return v_old, returns, advantage if V == 1 else advantage.view(T, E, V)
 
     def actor_batch(self, rollout: Rollout, advantage: torch.Tensor, agents: list[int],
                     factor: torch.Tensor | None = None) -> ActorBatch:
         """The actor data of `agents` side by side (rollout.py `ActorBatch`), Â normalised
-        over these agents' active entries (every agent's with advantage_norm 'joint').
+        over these agents' active entries (every agent's with advantage_norm 'joint', and
+        with per-agent advantages [T, E, N], each agent then taking its own).
         `factor` is already in the chunked layout (HAPPO passes on the previous agent's)."""
-        alive = rollout.alive if self.config.advantage_norm == "joint" else rollout.alive[..., agents]
-        advantage = normalise_advantage(advantage, alive)
+        per_agent = advantage.dim() == 3
+        joint = per_agent or self.config.advantage_norm == "joint"
+        advantage = normalise_advantage(advantage, rollout.alive if joint else rollout.alive[..., agents])
         parts = []
         for i in agents:
             active = rollout.alive[..., i] if self.config.use_policy_active_masks else torch.ones_like(rollout.alive[..., i])
-            parts.append(agent_batch(rollout, i, self.with_agent_id(rollout.obs[i], i), advantage, active, self.L))
+            own = advantage[..., i] if per_agent else advantage
+            parts.append(agent_batch(rollout, i, self.with_agent_id(rollout.obs[i], i), own, active, self.L))
         batch = ActorBatch.cat(parts)
         return batch if factor is None else replace(batch, factor=factor)
 
@@ -384,13 +405,14 @@ class OnPolicyLearner(Algorithm):
 
     def train_critic(self, rollout: Rollout, v_old: torch.Tensor, returns: torch.Tensor) -> dict[str, float]:
         """critic_epoch × num_mini_batch value-loss steps on the rollout's states with V_old
-        and returns [T, E], in columns of critic_L steps: data_chunk_length chunks run from
+        and returns [T, E·V] (one column per critic row), in columns of critic_L steps: data_chunk_length chunks run from
         their stored GRU state for a recurrent critic (HARL recurrent_generator_critic),
         single steps otherwise. ValueNorm is updated with each mini-batch's returns before
         normalising them (as HARL)."""
-        c, history, L = self.config, [], self.critic_L
-        state, starts, v_old, returns_ = (to_chunks(x, L) for x in (rollout.state, rollout.starts, v_old, returns))
-        hidden = None if rollout.critic_hidden is None else to_chunks(rollout.critic_hidden, L)[0]
+        c, history, L, V = self.config, [], self.critic_L, self.V
+        state, starts = split_rows(rollout.state, V), repeat_rows(rollout.starts, V)
+        state, starts, v_old, returns_ = (to_chunks(x, L) for x in (state, starts, v_old, returns))
+        hidden = None if rollout.critic_hidden is None else to_chunks(split_rows(rollout.critic_hidden, V), L)[0]
         for _ in range(c.critic_epoch):
             for idx in self.minibatches(state.shape[1]):
                 target = returns_[:, idx].flatten()
@@ -469,3 +491,14 @@ class OnPolicyLearner(Algorithm):
                 actions.append(a.astype(np.int64) if self.bounds[i] is None else a.astype(np.float32))
                 entropies.append(entropy.cpu().numpy())
         return PolicySample(actions, np.stack(entropies).astype(np.float64))
+
+
+def split_rows(x: torch.Tensor, V: int) -> torch.Tensor:
+    """[T, E, V·k, ...] → [T, E·V, k, ...]: each env copy's V critic rows (a per-agent state
+    [T, E, N·d] → [T, E·N, d]; stored GRU states [T, E, V·R, H] → [T, E·V, R, H])."""
+    return x.reshape(x.shape[0], x.shape[1] * V, x.shape[2] // V, *x.shape[3:])
+
+
+def repeat_rows(x: torch.Tensor, V: int) -> torch.Tensor:
+    """[T, E] → [T, E·V]: a per-env quantity (reward, episode end) for each of its V rows."""
+    return x.repeat_interleave(V, dim=1)

@@ -78,12 +78,15 @@ def gae(reward: torch.Tensor, value: torch.Tensor, next_value: torch.Tensor, ter
 
 def normalise_advantage(advantage: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
     """(Â − mean)/(std + 1e-5), mean and (population) std over the active entries of K agents
-    sharing one advantage: entry (t, e) counts once per agent active there (HARL nanmean /
-    nanstd over the agents' active masks). advantage [T, E], active [T, E, K] → [T, E]."""
-    weights = active.to(advantage.dtype).sum(-1)
+    (HARL nanmean / nanstd over the agents' active masks). advantage [T, E], one shared by
+    the K agents: entry (t, e) counts once per agent active there; or [T, E, K], one per
+    agent: entry (t, e, k) counts where agent k is active. active [T, E, K]; the result has
+    the advantage's shape."""
+    weights = active.to(advantage.dtype)
+    per_entry = advantage if advantage.dim() == weights.dim() else advantage.unsqueeze(-1)
     total = weights.sum().clamp_min(1.0)
-    mean = (advantage * weights).sum() / total
-    std = (((advantage - mean) ** 2 * weights).sum() / total).sqrt()
+    mean = (per_entry * weights).sum() / total
+    std = (((per_entry - mean) ** 2 * weights).sum() / total).sqrt()
     return (advantage - mean) / (std + 1e-5)
 
 

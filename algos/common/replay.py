@@ -11,6 +11,13 @@ or truncated) or at the newest transition of that copy.
 with k ≤ n the number of steps actually taken. Truncation stops the sum but bootstraps
 (terminated stays False), termination does not.
 
+With one state per agent (EnvSpec.agent_states, HARL's FP state) a transition is N critic
+rows, agent-major in the batch (row k·B + b is agent k's, HARL off_policy_buffer_fp.py):
+agent k's window also stops at its death, which ends its row like a termination
+(off_policy_base_runner.py l.300-309: an agent's `done` is its death or the episode's end,
+its `term` that done unless the episode timed out), and its next view comes from its own
+window end, the next observations of each agent included.
+
 Why one float32 table on the update device: every field of a transition is a column slice
 of one preallocated `[T, E, W]` tensor (`Layout`), so `add` is one host→device copy per
 env step, and `sample` is two row gathers (the start rows and the window-end rows) plus
@@ -33,18 +40,19 @@ from envs.base import EnvSpec, Step
 
 
 class Batch(NamedTuple):
-    """A sampled minibatch as tensors. B batch, N agents."""
+    """A sampled minibatch as tensors. B batch, N agents; R critic rows: B, or N·B
+    (agent-major) with per-agent states."""
 
-    state: torch.Tensor  # [B, S]
+    state: torch.Tensor  # [R, S] (S: one agent's state with per-agent states)
     obs: list[torch.Tensor]  # N × [B, O_i]
     actions: list[torch.Tensor]  # N × [B, A_i] critic encoding (Box raw, Discrete one-hot)
     avail: list[torch.Tensor | None]  # N × [B, n_i] bool, None for Box
     valid: torch.Tensor  # [B, N] float: agent alive at the start of the transition
-    reward: torch.Tensor  # [B, 1] n-step return R⁽ⁿ⁾
-    discount: torch.Tensor  # [B, 1] γᵏ
-    terminated: torch.Tensor  # [B, 1] float: 1 = no bootstrap
-    next_state: torch.Tensor  # [B, S]
-    next_obs: list[torch.Tensor]  # N × [B, O_i]
+    reward: torch.Tensor  # [R, 1] n-step return R⁽ⁿ⁾
+    discount: torch.Tensor  # [R, 1] γᵏ
+    terminated: torch.Tensor  # [R, 1] float: 1 = no bootstrap
+    next_state: torch.Tensor  # [R, S]
+    next_obs: list[torch.Tensor]  # N × [B, O_i] (agent i's at its own window end)
     next_avail: list[torch.Tensor | None]  # N × [B, n_i] bool, None for Box
 
 
@@ -54,6 +62,8 @@ class Layout:
     def __init__(self, spec: EnvSpec):
         widths = {"state": spec.state_space.shape[0], "next_state": spec.state_space.shape[0],
                   "alive": spec.n_agents, "reward": 1, "terminated": 1, "done": 1}
+        if spec.agent_states:  # each agent's own end of its row: done (death or episode end), term
+            widths |= {"agent_done": spec.n_agents, "agent_term": spec.n_agents}
         for i, (obs_space, act_space) in enumerate(zip(spec.obs_spaces, spec.action_spaces)):
             widths[f"obs_{i}"] = widths[f"next_obs_{i}"] = obs_space.shape[0]
             if isinstance(act_space, spaces.Discrete):
@@ -104,6 +114,9 @@ class ReplayBuffer:
             "terminated": nxt.terminated,
             "done": nxt.terminated | nxt.truncated,
         }
+        if self.spec.agent_states:  # an agent dead after the step ends its row, a time-out excepted
+            row["agent_done"] = row["done"][:, None] | ~nxt.alive
+            row["agent_term"] = row["agent_done"] & ~nxt.truncated[:, None]
         final_avail = nxt.avail_actions if self.next_avail_after_reset else nxt.info.get("final_avail_actions")
         for i, space in enumerate(self.spec.action_spaces):
             row[f"obs_{i}"] = step.obs[i]
@@ -134,49 +147,82 @@ class ReplayBuffer:
     def batch_at(self, flat: torch.Tensor) -> Batch:
         """The minibatch of the transitions at flat indices `flat` [B] (on the buffer's device),
         with n-step returns; packed seeds move every seed's indices to the device at once."""
+        if self.spec.agent_states:
+            return self.agent_rows_at(flat)
         t, e = flat // self.n_envs, flat % self.n_envs
         last, reward, discount = self.n_step_window(t, e)
         rows = self.table.view(-1, self.layout.width)
         start, end = rows.index_select(0, flat), rows.index_select(0, last * self.n_envs + e)  # [B, W] each
+        return self.assemble(start, [end] * self.spec.n_agents, start[:, self.layout.columns["state"]],
+                             end[:, self.layout.columns["next_state"]], reward.unsqueeze(-1), discount.unsqueeze(-1),
+                             end[:, self.layout.columns["terminated"]])
+
+    def agent_rows_at(self, flat: torch.Tensor) -> Batch:
+        """`batch_at` with one state per agent: N critic rows per transition, agent-major,
+        agent k's n-step window ended by its own `agent_done` (HARL off_policy_buffer_fp.py
+        sample: per-agent indices, end flags, rewards and γᵏ)."""
+        t, e = flat // self.n_envs, flat % self.n_envs
+        rows, col, N = self.table.view(-1, self.layout.width), self.layout.columns, self.spec.n_agents
+        start = rows.index_select(0, flat)
+        ends, rewards, discounts = [], [], []
+        for k in range(N):
+            last, reward, discount = self.n_step_window(t, e, col["agent_done"].start + k)
+            ends.append(rows.index_select(0, last * self.n_envs + e))
+            rewards.append(reward)
+            discounts.append(discount)
+        d = self.spec.state_space.shape[0] // N
+        state = start[:, col["state"]].view(-1, N, d).transpose(0, 1).reshape(-1, d)
+        next_state = torch.cat([end[:, col["next_state"]][:, k * d:(k + 1) * d] for k, end in enumerate(ends)])
+        terminated = torch.cat([end[:, col["agent_term"].start + k:col["agent_term"].start + k + 1] for k, end in enumerate(ends)])
+        return self.assemble(start, ends, state, next_state, torch.cat(rewards).unsqueeze(-1),
+                             torch.cat(discounts).unsqueeze(-1), terminated)
+
+    def assemble(self, start: torch.Tensor, ends: list[torch.Tensor], state: torch.Tensor, next_state: torch.Tensor,
+                 reward: torch.Tensor, discount: torch.Tensor, terminated: torch.Tensor) -> Batch:
+        """The Batch of the start rows [B, W] and each agent's window-end rows N × [B, W]
+        (agent i's next observation and masks are read from ends[i]) and the critic rows."""
         col = self.layout.columns
         actions, avail, next_avail = [], [], []
         for i, space in enumerate(self.spec.action_spaces):
             if isinstance(space, spaces.Discrete):
                 actions.append(F.one_hot(start[:, col[f"action_{i}"]].squeeze(-1).long(), int(space.n)).float())
                 avail.append(start[:, col[f"avail_{i}"]].bool())
-                next_avail.append(end[:, col[f"next_avail_{i}"]].bool())
+                next_avail.append(ends[i][:, col[f"next_avail_{i}"]].bool())
             else:
                 actions.append(start[:, col[f"action_{i}"]])
                 avail.append(None)
                 next_avail.append(None)
         n = self.spec.n_agents
         return Batch(
-            state=start[:, col["state"]],
+            state=state,
             obs=[start[:, col[f"obs_{i}"]] for i in range(n)],
             actions=actions,
             avail=avail,
             valid=start[:, col["alive"]],
-            reward=reward.unsqueeze(-1),
-            discount=discount.unsqueeze(-1),
-            terminated=end[:, col["terminated"]],
-            next_state=end[:, col["next_state"]],
-            next_obs=[end[:, col[f"next_obs_{i}"]] for i in range(n)],
+            reward=reward,
+            discount=discount,
+            terminated=terminated,
+            next_state=next_state,
+            next_obs=[ends[i][:, col[f"next_obs_{i}"]] for i in range(n)],
             next_avail=next_avail,
         )
 
-    def n_step_window(self, t: torch.Tensor | np.ndarray, e: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def n_step_window(self, t: torch.Tensor | np.ndarray, e: torch.Tensor | np.ndarray,
+                      done_column: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For rows (t, e) [B]: the last row index of the n-step window [B], the n-step
         return R⁽ⁿ⁾ [B] and the bootstrap discount γᵏ [B], all on the buffer's device.
 
         Step j of the window is open when j ≤ age (successors of t already written) and no
-        episode ended at steps < j; k = number of open steps ≥ 1."""
+        episode ended at steps < j (by the table's column `done_column`, default the
+        episode's `done`); k = number of open steps ≥ 1."""
         t, e = (torch.as_tensor(x, device=self.device).long() for x in (t, e))
         j = torch.arange(self.n_step, device=self.device)
         newest = (self.pos - 1) % self.T
         age = (newest - t) % self.T
         window = ((t.unsqueeze(-1) + j) % self.T) * self.n_envs + e.unsqueeze(-1)  # flat rows [B, n]
         table, col = self.table.view(-1, self.layout.width), self.layout.columns
-        reward, done = table[window, col["reward"].start], table[window, col["done"].start]  # one column each: cheap gathers
+        done_column = col["done"].start if done_column is None else done_column
+        reward, done = table[window, col["reward"].start], table[window, done_column]  # one column each: cheap gathers
         ended_before = (done.cumsum(-1) - done) > 0
         open_ = (j <= age.unsqueeze(-1)) & ~ended_before
         k = open_.sum(-1)

@@ -49,7 +49,8 @@ class Rollout:
     hidden: list | None
     """N × [T, E, R, H] GRU state the actor was fed at each step, or None without a GRU."""
     critic_hidden: Any = None
-    """[T, E, R, H] GRU state the recurrent critic was fed at each step, or None (MLP critic)."""
+    """[T, E, V·R, H] GRU states the recurrent critic was fed at each step (V critic rows per
+    env copy, on_policy.py), or None (MLP critic)."""
 
     @property
     def done(self) -> Any:
@@ -58,7 +59,7 @@ class Rollout:
 
     @classmethod
     def zeros(cls, spec: EnvSpec, T: int, E: int, hidden_shape: tuple[int, int] | None,
-              critic_hidden: bool = False) -> Rollout:
+              critic_hidden: tuple[int, int] | None = None) -> Rollout:
         f32, N, S = np.float32, spec.n_agents, spec.state_space.shape[0]
         discrete = [isinstance(a, spaces.Discrete) for a in spec.action_spaces]
         return cls(
@@ -71,7 +72,7 @@ class Rollout:
             log_prob=[np.zeros((T, E), f32) for _ in range(N)],
             avail=[np.ones((T, E, a.n), bool) if d else None for d, a in zip(discrete, spec.action_spaces)],
             hidden=None if hidden_shape is None else [np.zeros((T, E, *hidden_shape), f32) for _ in range(N)],
-            critic_hidden=np.zeros((T, E, *hidden_shape), f32) if critic_hidden else None,
+            critic_hidden=None if critic_hidden is None else np.zeros((T, E, *critic_hidden), f32),
         )
 
     def arrays(self) -> list[Any]:
@@ -94,9 +95,11 @@ class Rollout:
 
 class RolloutBuffer:
     """One rollout of T steps for E env copies, written one step at a time (position `pos`);
-    `critic_hidden`: it stores the recurrent critic's GRU states too (of `hidden_shape`)."""
+    `critic_hidden`: the shape of the recurrent critic's GRU states per env copy, stored
+    too (None: an MLP critic)."""
 
-    def __init__(self, spec: EnvSpec, T: int, E: int, hidden_shape: tuple[int, int] | None, critic_hidden: bool = False):
+    def __init__(self, spec: EnvSpec, T: int, E: int, hidden_shape: tuple[int, int] | None,
+                 critic_hidden: tuple[int, int] | None = None):
         self.T, self.pos = T, 0
         self.data = Rollout.zeros(spec, T, E, hidden_shape, critic_hidden)
 

@@ -11,8 +11,9 @@ envs/smacv2.py, which shares this package), two backends behind one task table.
 - `harl_state.py`: HARL's "EP" global state from smacv2's game (sc2, `env.state_type`).
 
 The default (or `auto`) backend is sc2 when StarCraft II is installed, smax otherwise. The
-feature-pruned per-agent state (HARL's `state_type: FP`) is not offered: our Step holds one
-state per env copy, and FP is one state per agent.
+feature-pruned per-agent state (HARL's `state_type: FP`, one state per agent,
+EnvSpec.agent_states) is offered on SMAX (`env.fp_state`, smax.py `harl_agent_states`), not
+yet on sc2.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def make_vec(task: str, config: Config, n_envs: int, seed: int | None, family: s
     from envs.smac.smax import SmaxVecEnv
 
     return SmaxVecEnv(family, task, info, limit, n_envs, seed, harl_obs=config.harl_obs,
-                      harl_state=config.harl_state)
+                      harl_state=config.harl_state, fp_state=config.fp_state)
 
 
 def env_factory(task: str, config: Config, family: str = "smac"):

@@ -111,15 +111,72 @@ def harl_state_extras(state, last, avail, limit: int):
     return jnp.concatenate([own_last.reshape(-1), avail.astype(last.dtype).reshape(-1), time])
 
 
-def _compile(jax, env, n: int, n_actions: int, harl_obs: bool, harl_state: bool):
+def type_table(info: MapInfo) -> tuple[int, ...]:
+    """SMAX unit types one-hot encoded in HARL's FP state: the map's distinct types (a race
+    task's two), none when the map has one type (HARL's unit_type_bits is 0 there)."""
+    kinds = RACES[info.race][1] if info.race in RACES else sorted(set(info.allies or ()) | set(info.enemies or ()))
+    return tuple(kinds) if len(kinds) > 1 else ()
+
+
+def fp_width(n: int, k: int, n_actions: int, n_types: int) -> int:
+    """Values of one agent's FP state: n − 1 ally rows, k enemy rows, 4 moves, own row, id."""
+    return (n - 1) * (8 + n_types + n_actions) + k * (8 + n_types) + 4 + (7 + n_types + n_actions) + n
+
+
+def harl_agent_states(env, state, last, avail, n: int, kinds: tuple[int, ...]):
+    """HARL's feature-pruned state (docs/fidelity.md O11, P6), one row per ally [N, d], in
+    the layout of `harl/envs/smac/StarCraft2_Env.py` get_state_agent (l.1613 ff., FP.yaml:
+    use_state_agent, use_mustalive, state_last_action, add_center_xy), from SMAX's units:
+    - the other allies in id order (zero if dead): visible (closer than the agent's sight
+      range), distance, dx, dy over the sight range, weapon cooldown over its maximum,
+      health over its maximum, x and y from the map centre over the map size, type
+      one-hot, last action one-hot;
+    - every enemy (zero if dead, seen or not): attack available, distance, dx, dy over the
+      sight range, visible, health, type one-hot, x and y from the centre;
+    - the agent's four move actions' availability;
+    - its own: 1, 0, 0, 0, health, x and y from the centre, type one-hot, last action;
+    then a one-hot agent id. A dead agent's row is zero but for its id (use_mustalive).
+    SMAX has no shields; sight ranges, cooldowns and health maxima are SMAX's per-type
+    values. `last` [N, A] one-hot last actions, `avail` [N, A] SMAC-layout masks."""
+    import jax.numpy as jnp
+
+    smax, units = env._env, state.state
+    alive, pos, types = units.unit_alive, units.unit_positions, units.unit_types
+    k = alive.shape[0] - n
+    f32 = last.dtype
+    size = jnp.asarray([smax.map_width, smax.map_height], f32)
+    centre = (pos - size / 2) / size  # [U, 2]
+    health = (units.unit_health / smax.unit_type_health[types])[:, None]
+    cooldown = (units.unit_weapon_cooldowns / smax.unit_type_weapon_cooldowns[types])[:, None]
+    kind = (types[:, None] == jnp.asarray(kinds, types.dtype)[None]).astype(f32) if kinds else jnp.zeros((len(types), 0), f32)
+    sight = smax.unit_type_sight_ranges[types[:n]][:, None]  # [N, 1]
+    rel = pos[None] - pos[:n, None]  # [N, U, 2]: unit − agent
+    dist = jnp.linalg.norm(rel, axis=-1)  # [N, U]
+    near = (dist < sight)[..., None].astype(f32)
+    scaled = jnp.concatenate([dist[..., None], rel], -1) / sight[..., None]  # distance, dx, dy
+    each = lambda x: jnp.broadcast_to(x[None], (n, *x.shape))  # noqa: E731  a per-unit column for every agent
+    allies = jnp.concatenate([near[:, :n], scaled[:, :n], each(cooldown[:n]), each(health[:n]), each(centre[:n]),
+                              each(kind[:n]), each(last)], -1) * alive[None, :n, None]
+    others = np.array([[j for j in range(n) if j != i] for i in range(n)], int).reshape(n, n - 1)
+    allies = allies[np.arange(n)[:, None], others]  # [N, N − 1, w]
+    attack = avail[:, 6:6 + k, None].astype(f32)
+    enemies = jnp.concatenate([attack, scaled[:, n:], near[:, n:], each(health[n:]), each(kind[n:]), each(centre[n:])],
+                              -1) * alive[None, n:, None]
+    own = jnp.concatenate([jnp.tile(jnp.asarray([1.0, 0.0, 0.0, 0.0], f32), (n, 1)), health[:n], centre[:n], kind[:n], last], -1)
+    body = jnp.concatenate([allies.reshape(n, -1), enemies.reshape(n, -1), avail[:, 2:6].astype(f32), own], -1)
+    return jnp.concatenate([body * alive[:n, None], jnp.eye(n, dtype=f32)], -1)
+
+
+def _compile(jax, env, n: int, n_actions: int, harl_obs: bool, harl_state: bool, fp_kinds: tuple[int, ...] | None = None):
     """(env, batched reset, batched step), jitted; both return the SMAC-layout view of every
     copy, and step takes SMAC action indices. States leave both as strongly typed arrays, so
     step never recompiles for the weak types a fresh reset has. With `harl_obs` or
     `harl_state` a copy's state is (SMAX state, last actions one-hot), and observations carry
-    `harl_extras`, the world state `harl_state_extras`."""
+    `harl_extras`, the world state `harl_state_extras`. With `fp_kinds` (not None) the
+    state is HARL's FP state instead, the N rows of `harl_agent_states` concatenated."""
     import jax.numpy as jnp
 
-    track_last = harl_obs or harl_state
+    track_last = harl_obs or harl_state or fp_kinds is not None
 
     agents = env.agents
     strong = lambda tree: jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.asarray(x).dtype), tree)  # noqa: E731
@@ -134,6 +191,8 @@ def _compile(jax, env, n: int, n_actions: int, harl_obs: bool, harl_state: bool)
             own = jnp.concatenate([own, harl_extras(env, state, last, n)], axis=1)
         if harl_state:
             world = jnp.concatenate([world, harl_state_extras(state, last, avail, env._env.max_steps)])
+        if fp_kinds is not None:
+            world = harl_agent_states(env, state, last, avail, n, fp_kinds).reshape(-1)
         return {"obs": own, "state": world, "avail": avail, "alive": alive}
 
     def carried(state, last):
@@ -175,19 +234,23 @@ class SmaxVecEnv:
     statistics are all a snapshot needs."""
 
     def __init__(self, family: str, task: str, info: MapInfo, limit: int, n_envs: int, seed: int | None,
-                 harl_obs: bool = False, harl_state: bool = False):
+                 harl_obs: bool = False, harl_state: bool = False, fp_state: bool = False):
         if n_envs < 1:
             raise ConfigError(f"n_envs must be >= 1, got {n_envs}")
         self._jax, _ = _import_jax()
         self.n_envs, self.seed = n_envs, seed
         n, k = info.n_agents, info.n_enemies
-        key = (task, limit, harl_obs, harl_state)
+        kinds = type_table(info)
+        key = (task, limit, harl_obs, harl_state, fp_state)
         if key not in _COMPILED:  # shared by every batch of this task: jit compiles once per shape
-            _COMPILED[key] = _compile(self._jax, smax_env(task, info, limit), n, 6 + k, harl_obs, harl_state)
+            _COMPILED[key] = _compile(self._jax, smax_env(task, info, limit), n, 6 + k, harl_obs, harl_state,
+                                      kinds if fp_state else None)
         self._env, self._reset_fn, self._step_fn = _COMPILED[key]
         env = self._env
         obs_dim = env.obs_size + (n * (6 + k) + n if harl_obs else 0)
         state_dim = env.state_size + (2 * n * (6 + k) + 1 if harl_state else 0)
+        if fp_state:
+            state_dim = n * fp_width(n, k, 6 + k, len(kinds))
         box = partial(spaces.Box, dtype=np.float32)
         self.spec = EnvSpec(
             family=family,
@@ -199,9 +262,10 @@ class SmaxVecEnv:
             episode_limit=limit,
             has_avail_actions=True,
             success_metric="win_rate",
+            agent_states=fp_state,
         )
         self._keys = self._states = None
-        self._label = f"{family}/{self.spec.task}" + "+harl_obs" * harl_obs + "+harl_state" * harl_state
+        self._label = f"{family}/{self.spec.task}" + "+harl_obs" * harl_obs + "+harl_state" * harl_state + "+fp_state" * fp_state
         self._stats = EpisodeStats(n_envs)
         self._closed = False
 

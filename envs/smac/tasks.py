@@ -130,9 +130,9 @@ class Config(FamilyConfig):
     envs/smac/harl_state.py: allies with last actions, enemies, every agent's available
     actions with pathing and terrain cells, the time step, map information); 'smacv2' =
     smacv2's `get_state`. HARL uses EP where a tuned file says so (HAPPO on 25m, 3s5z,
-    8m_vs_9m, MMM2) and its per-agent "FP" state elsewhere, which is not reproduced (O11,
-    P6): EP is then the nearest state this code has. No effect on SMAX (see `harl_state`)
-    or on SMACv2 scenarios."""
+    8m_vs_9m, MMM2) and its per-agent "FP" state elsewhere, which the sc2 backend does not
+    compute yet (O11, P6; SMAX has it, `fp_state`): EP is then the nearest state it has. No
+    effect on SMAX (see `harl_state`, `fp_state`) or on SMACv2 scenarios."""
     harl_obs: bool = False
     """smax, SMAC v1 maps: append HARL's observation extras (E10: the visible living allies'
     and the agent's own last actions, a one-hot agent id) to SMAX's own observation. Off by
@@ -142,6 +142,12 @@ class Config(FamilyConfig):
     """smax, SMAC v1 maps: append what HARL's "EP" state holds beyond SMAX's world state
     (E11: the living allies' last actions, every agent's available actions, the time step
     over the episode limit). Off by default, as `harl_obs`."""
+    fp_state: bool = False
+    """smax, SMAC v1 maps: HARL's feature-pruned state (O11, P6; HARL's default state type)
+    instead of SMAX's world state: one state per agent, built from SMAX's units in the
+    layout of HARL's get_state_agent (envs/smac/smax.py `harl_agent_states`), so HAPPO and
+    MAPPO give each agent its own critic row. Off by default, as `harl_obs`; not with
+    `harl_state`. Algorithms without per-agent critic rows refuse it."""
 
     fidelity: ClassVar[dict[str, Switch]] = {
         "obs_extras": Switch(("none",), SC2_V1, lambda family, task, c: family == "smac" and resolve_backend(c) == "sc2"),
@@ -179,11 +185,13 @@ def check(family: str, task: str, config: Config) -> tuple[MapInfo, str, int]:
     if backend == "sc2" and info.race == "any":
         raise TaskUnsupported("the task is a SMAX scenario: it runs on env.backend=smax only")
     check_switches(config, "env", family, task)
-    for name, on_sc2 in (("harl_obs", "env.obs_extras"), ("harl_state", "env.state_type")):
+    for name, on_sc2 in (("harl_obs", "env.obs_extras"), ("harl_state", "env.state_type"), ("fp_state", "env.state_type")):
         value = getattr(config, name)
         if not isinstance(value, bool):
             raise ConfigError(f"env.{name} must be true or false, got {value!r}")
         if value and (backend != "smax" or family != "smac"):
             raise ConfigError(f"env.{name}=true does not apply here: it only affects env.backend=smax on SMAC v1 "
                               f"maps (family smac; on sc2, {on_sc2} gives HARL's)")
+    if config.harl_state and config.fp_state:
+        raise ConfigError("env.harl_state and env.fp_state are two different states: set one of them")
     return info, backend, limit
