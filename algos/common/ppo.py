@@ -83,10 +83,11 @@ def normalise_advantage(advantage: torch.Tensor, active: torch.Tensor) -> torch.
     agent: entry (t, e, k) counts where agent k is active. active [T, E, K]; the result has
     the advantage's shape."""
     weights = active.to(advantage.dtype)
-    per_entry = advantage if advantage.dim() == weights.dim() else advantage.unsqueeze(-1)
+    if advantage.dim() < weights.dim():  # shared: the count of active agents per entry
+        weights = weights.sum(-1)
     total = weights.sum().clamp_min(1.0)
-    mean = (per_entry * weights).sum() / total
-    std = (((per_entry - mean) ** 2 * weights).sum() / total).sqrt()
+    mean = (advantage * weights).sum() / total
+    std = (((advantage - mean) ** 2 * weights).sum() / total).sqrt()
     return (advantage - mean) / (std + 1e-5)
 
 
