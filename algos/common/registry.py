@@ -40,8 +40,7 @@ def check_compatible(name: str, spec: EnvSpec) -> None:
     if spec.agent_states and not config_class(name).agent_states:
         can = [n for n in ALGORITHMS if config_class(n).agent_states and n != "random"]
         raise ConfigError(f"{name} does not take one state per agent (HARL's FP state, docs/fidelity.md O11/P6), which "
-                          f"{spec.family}/{spec.task} has here — try algo={'|'.join(can)}, or a single state (env.state_type / "
-                          "env.fp_state)")
+                          f"{spec.family}/{spec.task} has here — try algo={'|'.join(can)}, or the env's single state")
     if spec.action_kind in supported:
         return
     can = [n for n in ALGORITHMS if spec.action_kind in config_class(n).action_spaces and n != "random"]
