@@ -35,7 +35,7 @@ def config_class(name: str):
 
 def check_compatible(name: str, spec: EnvSpec) -> None:
     """Refuse, once and before anything is built, an algorithm that cannot handle the
-    task's action space; the message names the algorithms that can."""
+    task's action space or its per-agent states; the message names the algorithms that can."""
     supported = config_class(name).action_spaces
     if spec.agent_states and not config_class(name).agent_states:
         can = [n for n in ALGORITHMS if config_class(n).agent_states and n != "random"]
