@@ -20,7 +20,7 @@ reading the normalised Q). With one state per agent (HARL's FP state, EnvSpec.ag
 the critic has one row per agent and transition: Q(s_k, a) on agent k's state with the
 joint action, each agent's n-step row ended by its own death (algos/common/replay.py), the
 critic loss over living agents' rows, and agent i's actor loss over every agent's row,
-weighted by agent i's own alive flag (off_policy_ha_runner.py [47ba706] l.96-112).
+weighted by agent i's own alive flag (off_policy_ha_runner.py [47ba706] `train`, its FP branches).
 """
 
 from __future__ import annotations

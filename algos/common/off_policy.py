@@ -214,7 +214,7 @@ class HaOffPolicy(Algorithm):
         ValueNorm (HASAC use_valuenorm), towards its normalised y after updating it with y.
         With per-agent states every agent's row sees the joint action and the loss counts
         the rows of living agents only (HARL soft_twin_continuous_q_critic.py [2a7510e]
-        l.143-160, use_policy_active_masks)."""
+        `train`, its FP branch under use_policy_active_masks)."""
         target = normalised_target(batch.reward + batch.discount * (1.0 - batch.terminated) * next_value.float(), value_norm)
         q1, q2 = self.critic(batch.state, [self.rows(a) for a in batch.actions])
         valid = None if self.V == 1 else batch.valid.T.reshape(-1, 1)  # agent k's alive flag on its rows
@@ -263,7 +263,7 @@ def critic_loss(q1: torch.Tensor, q2: torch.Tensor, target: torch.Tensor, huber_
     Huber loss with δ = huber_delta (HARL twin_continuous_q_critic.py: loss1 + loss2, one
     optimiser; models_tools.py l.64-74: both with the ½).
     With `valid` [R, 1] (per-agent state rows, HARL's FP branch of
-    soft_twin_continuous_q_critic.py [2a7510e] l.143-160) each ℓ is Σ ℓ·v / Σ v, except
+    soft_twin_continuous_q_critic.py [2a7510e] `train`) each ℓ is Σ ℓ·v / Σ v, except
     Q2's Huber loss, which HARL averages before dividing by Σ v: Σ ℓ·v / (R · Σ v).
     q1, q2, target: [R, 1]; target carries no gradient. Metrics are detached 0-d tensors
     (read_metrics moves them to the host once per update)."""

@@ -14,9 +14,9 @@ with k ≤ n the number of steps actually taken. Truncation stops the sum but bo
 With one state per agent (EnvSpec.agent_states, HARL's FP state) a transition is N critic
 rows, agent-major in the batch (row k·B + b is agent k's, HARL off_policy_buffer_fp.py):
 agent k's window also stops at its death, which ends its row like a termination
-(off_policy_base_runner.py l.300-309: an agent's `done` is its death or the episode's end,
-its `term` that done unless the episode timed out), and its next view comes from its own
-window end, the next observations of each agent included.
+(off_policy_base_runner.py [06d697f] `insert`, its FP branch: an agent's `done` is its
+death or the episode's end, its `term` that done unless the episode timed out), and its
+next view comes from its own window end, the next observations of each agent included.
 
 Why one float32 table on the update device: every field of a transition is a column slice
 of one preallocated `[T, E, W]` tensor (`Layout`), so `add` is one host→device copy per
