@@ -34,7 +34,7 @@ from envs.fidelity import Switch
 @dataclass
 class HappoConfig(OnPolicyConfig):
     """HAPPO hyperparameters; defaults are HARL's happo.yaml (tuned per task in
-    conf/tuned/happo.yaml). Other fields are documented on OnPolicyConfig."""
+    harness/tuned/happo.yaml). Other fields are documented on OnPolicyConfig."""
 
     factor_hidden: str = "official"
     """Log-probs of a GRU actor in the factor passed on (fidelity switch). 'official': old

@@ -57,7 +57,7 @@ def has_discrete(spec: EnvSpec, config=None) -> bool:
 
 @dataclass
 class HasacConfig(OffPolicyConfig):
-    """HASAC hyperparameters; defaults are HARL's hasac.yaml (tuned per task in conf/tuned/hasac.yaml)."""
+    """HASAC hyperparameters; defaults are HARL's hasac.yaml (tuned per task in harness/tuned/hasac.yaml)."""
 
     action_spaces: ClassVar[frozenset[str]] = frozenset({"box", "discrete"})
     on_policy: ClassVar[bool] = False

@@ -34,7 +34,7 @@ from envs.errors import ConfigError
 
 @dataclass
 class Hatd3Config(OffPolicyConfig):
-    """HATD3 hyperparameters; defaults are HARL's hatd3.yaml (tuned per task in conf/tuned/hatd3.yaml)."""
+    """HATD3 hyperparameters; defaults are HARL's hatd3.yaml (tuned per task in harness/tuned/hatd3.yaml)."""
 
     action_spaces: ClassVar[frozenset[str]] = frozenset({"box"})
     on_policy: ClassVar[bool] = False

@@ -31,7 +31,7 @@ from envs.fidelity import Switch
 @dataclass
 class MappoConfig(OnPolicyConfig):
     """MAPPO hyperparameters; defaults are HARL's mappo.yaml (tuned per task in
-    conf/tuned/mappo.yaml). Other fields are documented on OnPolicyConfig."""
+    harness/tuned/mappo.yaml). Other fields are documented on OnPolicyConfig."""
 
     share_params: bool = True
     """One actor for all agents (HARL share_param); false: one actor per agent."""

@@ -55,7 +55,7 @@ LOG_STD_BOUNDS = (-20.0, 2.0)
 
 @dataclass
 class MehamlKlConfig(HasacConfig):
-    """HASAC's fields (conf/tuned/mehaml_kl.yaml is HASAC's tuned table) plus the drift and
+    """HASAC's fields (harness/tuned/mehaml_kl.yaml is HASAC's tuned table) plus the drift and
     the neighbourhood."""
 
     packed: ClassVar[str | None] = None  # the drift is not in HASAC's packed update: pack=1 only

@@ -11,6 +11,11 @@ and line and the measured effect.
 no effect (the switch "does not apply"): both are one-line `ConfigError`s before anything
 is built. `differing` lists the switches away from their official value; the harness
 records them with each run (config.yaml, summary.json) and the report names them.
+
+Where the official code's own setting depends on the algorithm and task (HARL's tuned files
+pick SMAC's state per algorithm and map, PyMARL's QMIX keeps SMAC's own inputs), the
+harness's tuned table names that value (harness/tuned/<algo>.yaml, `env:`); it is the
+official value of that run, passed to `differing` as `official`.
 """
 
 from __future__ import annotations
@@ -61,13 +66,22 @@ def check_switches(config: Any, prefix: str, *context: Any) -> None:
             raise ConfigError(f"{prefix}.{name}={value} does not apply here: it only affects {switch.applies_to}")
 
 
+def applies(config: Any, name: str, *context: Any) -> bool:
+    """Whether switch `name` of `config` has an effect in `context` (False for a field that
+    is not a declared switch)."""
+    switch = switches(config).get(name)
+    return switch is not None and bool(switch.applies(*context, config))
+
+
 def switch_fields(config: Any) -> list[str]:
     """The names of a config's fidelity switches: every field whose default is "official"
     (the declared ones and any other, so that recording never depends on the declaration)."""
     return [f.name for f in dataclasses.fields(config) if f.default == OFFICIAL]
 
 
-def differing(config: Any, prefix: str) -> dict[str, str]:
-    """{"<prefix>.<field>": value} for every switch away from its official value."""
+def differing(config: Any, prefix: str, official: dict[str, str] | None = None) -> dict[str, str]:
+    """{"<prefix>.<field>": value} for every switch away from its official value: "official",
+    or `official[field]` where the official code's setting for this run is another value."""
+    official = official or {}
     return {f"{prefix}.{name}": getattr(config, name) for name in switch_fields(config)
-            if getattr(config, name) != OFFICIAL}
+            if getattr(config, name) != official.get(name, OFFICIAL)}

@@ -6,8 +6,13 @@ Hydra's compose API rather than `@hydra.main` so that every bad input — an unk
 unknown field, a malformed value — becomes one line (a ConfigError) instead of Hydra's
 multi-line report with status 1.
 
-Tuned per-task values (harness/conf/tuned/<algo>.yaml, keyed "<family>/<task>") are
-applied before the command line, so explicit `algo.<field>=` overrides always win.
+Tuned per-task values (harness/tuned/<algo>.yaml, keyed "<family>/<task>", with
+"<family>/*" for every task of a family) are applied before the command line, so explicit
+`algo.<field>=` / `env.<field>=` overrides always win. An entry's `env:` values are the
+official code's environment settings for that algorithm and task (HARL's tuned files'
+`env_args`, PyMARL's SMAC inputs for QMIX): they are applied only where the switch has an
+effect (a SMAC state on the sc2 backend, not on SMAX) and are the run's official values
+when its fidelity switches are recorded (`official_env_values`).
 """
 
 from __future__ import annotations
@@ -23,13 +28,16 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from algos.common.registry import ALGORITHMS, config_class
 from envs import FAMILIES, family_module, make_config
 from envs.errors import ConfigError
-from envs.fidelity import differing
+from envs.fidelity import applies, differing, switches
 from harness.layout import RunPath, task_dir, variant_label
 from harness.loggers import check_loggers
 from harness.settings import LAUNCHERS, LoopConfig, RunConfig, Settings
 from harness.suites import available_suites
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
+# The tuned tables live outside CONF_DIR: Hydra takes a folder there for a config group, and
+# `tuned=false` would then be a group choice.
+TUNED_DIR = Path(__file__).resolve().parent / "tuned"
 # Keys that say how or where to run, not what is computed: a rerun may change them freely;
 # and `fidelity`, derived from the algo/env fields that are compared anyway.
 VOLATILE_KEYS = ("progress", "launcher", "cluster", "dry_run", "report", "seeds", "pack", "pack_batched", "results_dir",
@@ -94,15 +102,42 @@ def compose(overrides: list[str]) -> tuple[DictConfig, dict[str, str]]:
     return cfg, choices
 
 
-def tuned_overrides(algo: str, family: str, task: str) -> list[str]:
-    """The per-task values of harness/conf/tuned/<algo>.yaml as `algo.k=v` overrides."""
-    values = _tuned_table(algo).get(f"{family}/{task}", {})
-    return [f"algo.{k}={_hydra_value(v)}" for k, v in values.items()]
+def tuned_overrides(algo: str, family: str, task: str, env_fields: dict[str, Any] | None = None) -> list[str]:
+    """The per-task values of harness/tuned/<algo>.yaml as `algo.k=v` overrides, then
+    its `env:` values as `env.k=v`: those that apply to the env config `env_fields` (every
+    one when None, a first guess before the config is composed)."""
+    values = _tuned_entry(algo, family, task)
+    env_values = values.pop("env", {})
+    if env_fields is not None:
+        env_values = _applying(env_values, family, task, env_fields)
+    return ([f"algo.{k}={_hydra_value(v)}" for k, v in values.items()]
+            + [f"env.{k}={_hydra_value(v)}" for k, v in env_values.items()])
+
+
+def official_env_values(algo: str, family: str, task: str, env_fields: dict[str, Any]) -> dict[str, str]:
+    """The official code's env switch values for this algorithm and task where they are not
+    "official" (the tuned table's `env:` values that apply to `env_fields`)."""
+    return _applying(_tuned_entry(algo, family, task).get("env", {}), family, task, env_fields)
+
+
+def _tuned_entry(algo: str, family: str, task: str) -> dict[str, Any]:
+    """The "<family>/*" entry updated by the "<family>/<task>" one (`env:` merged too)."""
+    table = _tuned_table(algo)
+    common, own = table.get(f"{family}/*", {}), table.get(f"{family}/{task}", {})
+    return {**common, **own, "env": {**common.get("env", {}), **own.get("env", {})}}
+
+
+def _applying(env_values: dict[str, Any], family: str, task: str, env_fields: dict[str, Any]) -> dict[str, Any]:
+    config = make_config(family, **{**env_fields, **env_values})
+    for name in env_values:
+        if name not in switches(config):  # a tuned env value is an official setting: a declared switch
+            raise ConfigError(f"harness/tuned: env.{name} is not a fidelity switch of env={family}")
+    return {k: v for k, v in env_values.items() if applies(config, k, family, task)}
 
 
 @functools.cache
 def _tuned_table(algo: str) -> dict[str, Any]:
-    path = CONF_DIR / "tuned" / f"{algo}.yaml"
+    path = TUNED_DIR / f"{algo}.yaml"
     return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
 
 
@@ -155,15 +190,14 @@ def load_settings(overrides: list[str]) -> tuple[Settings, DictConfig]:
     guess = _named_tuned(overrides)
     cfg, choices = compose(guess + overrides)
     algo = choices["algo"]
-    tuned = tuned_overrides(algo, cfg.env.family, cfg.task) if cfg.get("tuned", True) else []
-    if tuned != guess:  # the composed names differ from those on the command line: compose again
+    tuned = tuned_overrides(algo, cfg.env.family, cfg.task, _env_fields(cfg)) if cfg.get("tuned", True) else []
+    if tuned != guess:  # other names than the command line's, or env values that do not apply: compose again
         cfg, choices = compose(tuned + overrides)
     try:
         algo_config = OmegaConf.to_object(cfg.algo)
-        env_fields = OmegaConf.to_container(cfg.env, resolve=True)
     except Exception as exc:
         raise ConfigError(first_line(exc)) from None
-    env_fields.pop("family")
+    env_fields = _env_fields(cfg)
     check_loggers(cfg.logger, cfg.wandb_mode)  # a missing package stops the run before it writes
     cfg.choices = {k: choices[k] for k in ("env", "algo")}  # which algo/env yaml was used: config.yaml alone identifies the run
     loop_keys = {f.name: cfg[f.name] for f in dataclasses.fields(LoopConfig)}
@@ -171,15 +205,26 @@ def load_settings(overrides: list[str]) -> tuple[Settings, DictConfig]:
         family=cfg.env.family, task=str(cfg.task), algo=algo, algo_config=algo_config, env_fields=env_fields,
         **loop_keys,
     )
+    if cfg.get("tuned", True):
+        settings.official_env = official_env_values(algo, settings.family, settings.task, env_fields)
     cfg.fidelity = fidelity_of(settings)
     return settings, cfg
+
+
+def _env_fields(cfg: DictConfig) -> dict[str, Any]:
+    try:
+        fields = OmegaConf.to_container(cfg.env, resolve=True)
+    except Exception as exc:
+        raise ConfigError(first_line(exc)) from None
+    fields.pop("family")
+    return fields
 
 
 def fidelity_of(settings: Settings) -> dict[str, str]:
     """The run's fidelity switches away from the official behaviour, algorithm and family
     alike ({} = official behaviour), as config.yaml and summary.json record them."""
     family_config = make_config(settings.family, **settings.env_fields)
-    return differing(settings.algo_config, "algo") | differing(family_config, "env")
+    return differing(settings.algo_config, "algo") | differing(family_config, "env", settings.official_env)
 
 
 def run_path(cfg: DictConfig, settings: Settings) -> RunPath:

@@ -73,7 +73,7 @@ class RunConfig(LoopConfig):
     """Suite (conf/suite/<name>.yaml); after composition, its name, which is also the first
     level of the results path. Runs outside a suite go under adhoc."""
     tuned: bool = True
-    """Apply harness/conf/tuned/<algo>.yaml for this family/task before the command line."""
+    """Apply harness/tuned/<algo>.yaml for this family/task before the command line."""
     variant: str = ""
     """Label appended to the task in the results path (task-variant), for suites that run
     one task in several configurations (`alpha0.2`). Env fields that change the task's
@@ -119,6 +119,10 @@ class Settings(LoopConfig):
     algo: str
     algo_config: AlgoConfig
     env_fields: dict[str, Any]
+    official_env: dict[str, str] = field(default_factory=dict)
+    """The official code's env switch values for this algorithm and task where they are not
+    "official" (harness/tuned/<algo>.yaml `env:`), the reference `fidelity` is
+    recorded against; {} with `tuned=false`."""
 
     def validate(self) -> None:
         if not isinstance(self.seed, int) or not 0 <= self.seed < 2**31:

@@ -72,6 +72,59 @@ def test_runs_record_their_fidelity_switches_in_config_and_summary(tmp_path):
     assert dict(cfg.fidelity) == {"algo.box_action": "affine", "env.reward": "mpe2"}
 
 
+def test_tuned_env_values_are_the_official_setting_where_they_apply():
+    """harness/tuned/<algo>.yaml `env:` values (HARL's per-file env_args, PyMARL's SMAC
+    inputs for QMIX) are applied where the switch has an effect (sc2, not SMAX), the command
+    line still wins, and a run records a deviation only against them."""
+    from harness.config import load_settings
+
+    def resolved(*overrides):
+        settings, cfg = load_settings(["env=smac", *overrides])
+        return {k: settings.env_fields[k] for k in ("obs_extras", "state_type")}, dict(cfg.fidelity)
+
+    official = {"obs_extras": "official", "state_type": "official"}
+    # HAPPO: HARL's EP state on 25m (its tuned file), its default FP state on 5m_vs_6m
+    assert resolved("algo=happo", "task=25m", "env.backend=sc2") == ({**official, "state_type": "ep"}, {})
+    assert resolved("algo=happo", "task=5m_vs_6m", "env.backend=sc2") == (official, {})
+    assert resolved("algo=happo", "task=25m", "env.backend=sc2", "env.state_type=official") == (
+        official, {"env.state_type": "official"})  # FP where HARL's file says EP: a deviation
+    # QMIX: SMAC's own observation and state on every map ("smac/*")
+    assert resolved("algo=qmix", "task=8m", "env.backend=sc2") == ({"obs_extras": "none", "state_type": "smacv2"}, {})
+    assert resolved("algo=qmix", "task=8m", "env.backend=sc2", "env.obs_extras=official") == (
+        {"obs_extras": "official", "state_type": "smacv2"}, {"env.obs_extras": "official"})
+    # SMAX: the switches have no effect, so the tuned values are not applied (nor refused)
+    assert resolved("algo=qmix", "task=3m", "env.backend=smax") == (official, {})
+    assert resolved("algo=happo", "task=25m", "env.backend=smax") == (official, {})
+    # tuned=false: no tuned value at all, and "official" is the reference again
+    settings, cfg = load_settings(["env=smac", "algo=happo", "task=25m", "env.backend=sc2", "tuned=false"])
+    assert settings.env_fields["state_type"] == "official" and dict(cfg.fidelity) == {}
+    assert settings.algo_config.hidden_sizes != [64, 64, 64]
+
+
+def test_every_tuned_env_value_is_a_valid_switch_value_where_it_applies():
+    """A typo in a tuned table's `env:` (a field that is no switch, a value it does not
+    take) must fail here, not be dropped silently."""
+    import yaml
+
+    from envs import family_module, make_config
+    from envs.fidelity import check_switches
+    from harness.config import TUNED_DIR, official_env_values
+
+    checked = 0
+    for path in sorted(TUNED_DIR.glob("*.yaml")):
+        for key, entry in (yaml.safe_load(path.read_text()) or {}).items():
+            if "env" not in entry:
+                continue
+            family, task = key.split("/")
+            for task in family_module(family).TASKS if task == "*" else [task]:
+                values = official_env_values(path.stem, family, task, {"backend": "sc2"})
+                assert values == entry["env"], (path.name, key)  # SMAC v1 maps: every value applies on sc2
+                check_switches(make_config(family, backend="sc2", **values), "env", family, task)
+                assert official_env_values(path.stem, family, task, {"backend": "smax"}) == {}
+                checked += 1
+    assert checked >= 4 + len(family_module("smac").TASKS)  # HAPPO's four EP maps, QMIX's every map
+
+
 def test_seed_changes_the_results(tmp_path):
     assert main([*MATRIX, "seed=1", f"results_dir={tmp_path}"]) == 0
     assert main([*MATRIX, "seed=2", f"results_dir={tmp_path}"]) == 0

@@ -531,7 +531,7 @@ def learn_simple_spread(name: str, continuous: bool, env_steps: int = 100_000) -
 
 def learn_halfcheetah(name: str) -> tuple[float, float]:
     """The same on HalfCheetah-2x3 with its official values (hidden [128]×3, clip 0.05, 15
-    epochs: conf/tuned) on 5 envs × 200-step rollouts."""
+    epochs: harness/tuned) on 5 envs × 200-step rollouts."""
     tuned = dict(hidden_sizes=[128, 128, 128], clip_param=0.05, ppo_epoch=15, critic_epoch=15, episode_length=200)
     return learn(algorithm_class(name), "mamujoco", "HalfCheetah-2x3", 100_000, n_envs=5, eval_episodes=5, **tuned)
 

@@ -364,12 +364,12 @@ def unit(health, health_max, x, y, unit_type, weapon_cooldown=0.0, shield=0.0):
 
 class FakeStarCraft2Env:
     """TEST DOUBLE of smacv2's StarCraft2Env API (get_env_info/reset/step/get_obs/get_state/
-    get_avail_actions/close, and the unit internals HARL's EP state reads), not StarCraft II:
+    get_avail_actions/close, and the unit internals HARL's FP and EP states read), not StarCraft II:
     2 agents, 1 enemy, scripted outcome."""
 
     # the internals harl_state reads, smacv2's names (a 32×32 map, playable 24×20; allies of
     # two custom types from 100, an enemy Stalker (type 74) with a shield)
-    n_agents, n_enemies, n_actions = 2, 1, 7
+    n_agents, n_enemies, n_actions, n_actions_no_attack = 2, 1, 7, 6
     shield_bits_ally, shield_bits_enemy, unit_type_bits = 0, 1, 2
     map_type, medivac_id, _min_unit_type = "marines", 0, 100
     map_x, map_y, max_distance_x, max_distance_y = 32, 32, 24, 20
@@ -493,10 +493,70 @@ def test_sc2_official_observation_is_harls_last_actions_and_agent_id():
     assert v2.spec.obs_spaces[0].shape == (5,) and v2.reset(None).obs[0].shape == (5,)
 
 
-def test_sc2_official_state_is_harls_ep_global_state():
+def test_sc2_official_state_is_harls_fp_state_per_agent():
+    """HARL's default FP state (O11, P6), one per agent, from the game's units, checked
+    against a hand computation on the test double's units (get_state_agent's layout)."""
+    env = sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2(outcome="timeout"))
+    # per agent: 1 other ally × 17 (8 + 2 types + 7 actions), 1 enemy × 11 (8 + shield + 2
+    # types), 4 moves, own 16 (7 + 2 types + 7 actions), 2 ids
+    d = 17 + 11 + 4 + 16 + 2
+    assert env.spec.agent_states and env.spec.critic_rows == 2 and env.spec.state_space.shape == (2 * d,)
+    from algos.common.registry import check_compatible
+
+    check_compatible("hasac", env.spec)
+    with pytest.raises(ConfigError, match="qmix does not take one state per agent"):
+        check_compatible("qmix", env.spec)  # QMIX's official state is SMAC's own (harness/tuned/qmix.yaml)
+    env.reset(None)
+    view = env.step([np.array(1), np.array(2)])[0]  # t = 1: both alive, last actions 1 and 2
+    act = lambda a: list(np.eye(7)[a])  # noqa: E731
+    # agent 0 at (22, 12), agent 1 at (16, 16), the Stalker at (10, 26); sight 9; map centre
+    # (16, 16), playable 24 × 20
+    agent0 = [
+        1, np.sqrt(52) / 9, -6 / 9, 4 / 9, 0 / 15, 45 / 45, 0 / 24, 0 / 20, 1, 0, *act(2),  # ally 1, visible
+        1, np.sqrt(340) / 9, -12 / 9, 14 / 9, 0, 20 / 80, 40 / 80, 0, 1, -6 / 24, 10 / 20,  # Stalker, out of sight
+        1, 1, 1, 1,  # moves
+        1, 0, 0, 0, 30 / 45, 6 / 24, -4 / 20, 0, 1, *act(1),  # own
+        1, 0]
+    agent1 = [
+        1, np.sqrt(52) / 9, 6 / 9, -4 / 9, 5 / 15, 30 / 45, 6 / 24, -4 / 20, 0, 1, *act(1),
+        1, np.sqrt(136) / 9, -6 / 9, 10 / 9, 0, 20 / 80, 40 / 80, 0, 1, -6 / 24, 10 / 20,
+        1, 1, 1, 1,
+        1, 0, 0, 0, 45 / 45, 0, 0, 1, 0, *act(2),
+        0, 1]
+    assert view.state.dtype == np.float32
+    np.testing.assert_allclose(view.state, np.array(agent0 + agent1, np.float32), rtol=1e-6)
+    view = env.step([np.array(3), np.array(0)])[0]  # t = 2: agent 1 has died
+    states = view.state.reshape(2, d)
+    assert states[1].tolist() == [0] * (d - 2) + [0, 1]  # the dead: its id only
+    after = [0] * 17 + agent0[17:28] + [1, 1, 1, 1] + [1, 0, 0, 0, 30 / 45, 6 / 24, -4 / 20, 0, 1, *act(3)] + [1, 0]
+    np.testing.assert_allclose(states[0], np.array(after, np.float32), rtol=1e-6)  # the dead ally's row is zero
+
+
+@pytest.mark.parametrize("algo", ["hasac", "happo"])
+def test_sc2_fp_state_trains_one_critic_row_per_agent_through_the_loop(algo):
+    """The sc2 backend's default FP state drives HASAC's and HAPPO's per-agent critic rows
+    through the harness loop (two test-double games, deaths and episode ends included)."""
+    import torch
+
+    from algos.common.registry import algorithm_class
+    from envs.base import VecEnv
+    from tests.algo_helpers import run_loop, small_config
+
+    make = lambda: sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2(outcome="timeout"))  # noqa: E731
+    env = VecEnv(make, 2, seed=0)
+    assert env.spec.critic_rows == 2
+    config = algorithm_class("happo").Config(episode_length=8, hidden_sizes=[16]) if algo == "happo" else small_config(algo)
+    model = algorithm_class(algo)(env.spec, config, env.n_envs, torch.device("cpu"), 0)
+    step, total, metrics = run_loop(model, env, 96)
+    assert step.state.shape == (2, env.spec.state_space.shape[0]) and total >= 96
+    assert metrics and all(np.isfinite(v) for v in metrics.values())
+
+
+def test_sc2_ep_state_is_harls_ep_global_state():
     """HARL's EP state (E11) from the game's units, checked against a hand computation on
     the test double's units; smacv2's get_state with state_type=smacv2."""
-    env = sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2(outcome="timeout"))
+    env = sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2(outcome="timeout"), state_type="ep")
+    assert not env.spec.agent_states
     assert env.spec.state_space.shape == (2 * 13 + 1 * 6 + 2 * 24 + 1 + 5,)
     env.reset(None)
     env.step([np.array(1), np.array(2)])

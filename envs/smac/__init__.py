@@ -7,13 +7,13 @@ envs/smacv2.py, which shares this package), two backends behind one task table.
   `BatchedEnv`); its tasks are labelled `<map>[smax]`.
 - `actions.py`: SMAC's action layout on SMAX, so a policy sees the same action meanings on
   either backend.
-
-- `harl_state.py`: HARL's "EP" global state from smacv2's game (sc2, `env.state_type`).
+- `harl_state.py`: HARL's per-agent "FP" state and "EP" global state from smacv2's game
+  (sc2, `env.state_type`).
 
 The default (or `auto`) backend is sc2 when StarCraft II is installed, smax otherwise. The
 feature-pruned per-agent state (HARL's `state_type: FP`, one state per agent,
-EnvSpec.agent_states) is offered on SMAX (`env.fp_state`, smax.py `harl_agent_states`), not
-yet on sc2.
+EnvSpec.agent_states) is sc2's default (`env.state_type=official`) and SMAX's
+`env.fp_state=true` (smax.py `harl_agent_states`).
 """
 
 from __future__ import annotations

@@ -11,9 +11,11 @@ E10): smacv2's features with the last actions of the visible living allies and t
 own (smacv2's `obs_last_action`, the same code HARL's env forked), then a one-hot agent id,
 set for a dead agent too (`harl/envs/smac/StarCraft2_Env.py` l.1240-1251). HARL orders an
 observation's blocks ally, enemy, move, own where smacv2 orders them move, enemy, ally,
-own: the same inputs in another order. The state is HARL's "EP" global state
-(`env.state_type=official`, E11, envs/smac/harl_state.py) where smacv2's `get_state` is the
-switch `smacv2`.
+own: the same inputs in another order. The state is HARL's default, the feature-pruned
+state, one per agent (`env.state_type=official`, O11/P6, envs/smac/harl_state.py
+`agent_states`: `EnvSpec.agent_states`, the N states side by side); `ep` gives HARL's "EP"
+global state (E11) and `smacv2` smacv2's `get_state`. SMACv2 scenarios keep smacv2's own
+observation and state.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class Sc2Env(SingleEnv):
                  family: str = "smac", obs_extras: str = "official", state_type: str = "official"):
         smacv2 = smacv2 or import_smacv2()
         self._harl_obs = family == "smac" and obs_extras == "official"
-        self._harl_state = family == "smac" and state_type == "official"
+        self._state = state_type if family == "smac" else "smacv2"  # official (FP), ep or smacv2
         if info.race is None:
             self._env = smacv2.StarCraft2Env(map_name=task, difficulty=difficulty, obs_last_action=self._harl_obs)
         else:
@@ -88,16 +90,20 @@ class Sc2Env(SingleEnv):
         env_info = self._env.get_env_info()
         n, n_actions = env_info["n_agents"], env_info["n_actions"]
         box = partial(spaces.Box, -np.inf, np.inf, dtype=np.float32)
+        state_size = {"official": lambda: n * harl_state.agent_state_size(_inner(self._env)),
+                      "ep": lambda: harl_state.state_size(_inner(self._env)),
+                      "smacv2": lambda: env_info["state_shape"]}[self._state]()
         self.spec = EnvSpec(
             family=family,
             task=task,
             n_agents=n,
             obs_spaces=tuple(box((env_info["obs_shape"] + n * self._harl_obs,)) for _ in range(n)),
-            state_space=box((harl_state.state_size(_inner(self._env)) if self._harl_state else env_info["state_shape"],)),
+            state_space=box((state_size,)),
             action_spaces=tuple(spaces.Discrete(n_actions) for _ in range(n)),
             episode_limit=env_info["episode_limit"],
             has_avail_actions=True,
             success_metric="win_rate",
+            agent_states=self._state == "official",
         )
         self._started = False
 
@@ -131,7 +137,12 @@ class Sc2Env(SingleEnv):
         if self._harl_obs:
             ids = np.eye(len(obs), dtype=np.float32)
             obs = [np.concatenate([o, ids[i]]) for i, o in enumerate(obs)]
-        state = harl_state.global_state(_inner(env)) if self._harl_state else np.asarray(env.get_state(), np.float32)
+        if self._state == "official":
+            state = harl_state.agent_states(_inner(env)).reshape(-1)
+        elif self._state == "ep":
+            state = harl_state.global_state(_inner(env))
+        else:
+            state = np.asarray(env.get_state(), np.float32)
         return AgentView(obs=obs, state=state, avail_actions=avail, alive=alive)
 
 

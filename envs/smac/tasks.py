@@ -123,16 +123,20 @@ class Config(FamilyConfig):
     """sc2, SMAC v1 maps: what an observation carries besides smacv2's features. 'official'
     = HARL's own SMAC env (docs/fidelity.md E10): the last actions (one-hot) of the visible
     living allies and the agent's own, and a one-hot agent id; 'none' = smacv2's observation
-    alone. No effect on SMAX (its observation is its own, see `harl_obs`) or on SMACv2
+    alone, SMAC's own, which PyMARL's QMIX reads (`sc2.yaml`: obs_last_action False; its
+    agent network adds the id and last action itself): harness/tuned/qmix.yaml sets it
+    for QMIX. No effect on SMAX (its observation is its own, see `harl_obs`) or on SMACv2
     scenarios (HARL runs those through smacv2's own configs)."""
     state_type: str = "official"
-    """sc2, SMAC v1 maps: the critic's state. 'official' = HARL's "EP" global state (E11,
-    envs/smac/harl_state.py: allies with last actions, enemies, every agent's available
-    actions with pathing and terrain cells, the time step, map information); 'smacv2' =
-    smacv2's `get_state`. HARL uses EP where a tuned file says so (HAPPO on 25m, 3s5z,
-    8m_vs_9m, MMM2) and its per-agent "FP" state elsewhere, which the sc2 backend does not
-    compute yet (O11, P6; SMAX has it, `fp_state`): EP is then the nearest state it has. No
-    effect on SMAX (see `harl_state`, `fp_state`) or on SMACv2 scenarios."""
+    """sc2, SMAC v1 maps: the critic's state. 'official' = HARL's default, the feature-pruned
+    state (FP, `harl/configs/envs_cfgs/smac.yaml` l.2; O11, P6): one state per agent
+    (envs/smac/harl_state.py `agent_states`), so each agent has its own critic row; 'ep' =
+    HARL's "EP" global state (E11, `global_state`), which HARL's HAPPO files select on 25m,
+    3s5z, 8m_vs_9m and MMM2; 'smacv2' = smacv2's `get_state`, SMAC's own state, which
+    PyMARL's QMIX reads. harness/tuned/<algo>.yaml sets the official code's value per
+    algorithm and map ('ep' for those HAPPO maps, 'smacv2' for QMIX), so a run records a
+    deviation only where it differs from that value. No effect on SMAX (see `harl_state`,
+    `fp_state`) or on SMACv2 scenarios."""
     harl_obs: bool = False
     """smax, SMAC v1 maps: append HARL's observation extras (E10: the visible living allies'
     and the agent's own last actions, a one-hot agent id) to SMAX's own observation. Off by
@@ -151,7 +155,7 @@ class Config(FamilyConfig):
 
     fidelity: ClassVar[dict[str, Switch]] = {
         "obs_extras": Switch(("none",), SC2_V1, lambda family, task, c: family == "smac" and resolve_backend(c) == "sc2"),
-        "state_type": Switch(("smacv2",), SC2_V1, lambda family, task, c: family == "smac" and resolve_backend(c) == "sc2"),
+        "state_type": Switch(("ep", "smacv2"), SC2_V1, lambda family, task, c: family == "smac" and resolve_backend(c) == "sc2"),
     }
 
     def substitute(self) -> str | None:
