@@ -378,6 +378,7 @@ class FakeStarCraft2Env:
         self.map_name, self.kwargs = map_name, kwargs
         self.episode_limit, self._seed, self.t = 3, None, 0
         self.launch_error, self.outcome = launch_error, outcome
+        self.timeouts = 0  # smacv2 counts time-outs; `episode_limit` info only with continuing_episode
         self.dead = np.zeros(2, bool)
         self.agents = {0: unit(30, 45, 22, 12, 101, weapon_cooldown=5), 1: unit(45, 45, 16, 16, 100)}
         self.enemies = {0: unit(20, 80, 10, 26, 74, shield=40)}
@@ -430,8 +431,11 @@ class FakeStarCraft2Env:
         self.last_action = np.eye(7)[actions]
         if self.outcome == "win" and self.t == 2:
             return 1.5, True, {"battle_won": True}
+        if self.outcome == "loss" and self.t == self.episode_limit:  # the battle's end comes first
+            return 0.5, True, {"battle_won": False}
         if self.t >= self.episode_limit:
-            return 0.5, True, {"battle_won": False, "episode_limit": True}
+            self.timeouts += 1
+            return 0.5, True, {"battle_won": False}
         return 0.5, False, {"battle_won": False}
 
     def get_obs(self):
@@ -581,6 +585,12 @@ def test_sc2_timeout_is_truncation_not_termination():
     results = [env.step([np.array(1), np.array(1)]) for _ in range(3)]
     assert [(r[2], r[3]) for r in results] == [(False, False), (False, False), (False, True)]
     assert results[-1][4] == {"win": False}
+    # smacv2 reports no `episode_limit` (continuing_episode is off): the time-out is read from
+    # its `timeouts` counter, as HARL's smacv2_env.py; a defeat on the last step terminates
+    lost = sc2.Sc2Env("3m", tasks.MAPS["3m"], None, "7", smacv2=fake_smacv2(outcome="loss"))
+    lost.reset(None)
+    results = [lost.step([np.array(1), np.array(1)]) for _ in range(3)]
+    assert [(r[2], r[3]) for r in results] == [(False, False), (False, False), (True, False)]
 
 
 def test_sc2_smacv2_scenarios_use_the_capability_wrapper_with_our_map_config():

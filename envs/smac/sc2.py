@@ -3,8 +3,11 @@ per `SingleEnv` copy (`VecEnv` batches them).
 
 SMAC v1 maps use smacv2's `StarCraft2Env`; the procedurally generated SMACv2 scenarios its
 `StarCraftCapabilityEnvWrapper` with the settings of smacv2's 10gen configs. Needs
-StarCraft II 4.10 and the SMAC maps. The map's episode limit truncates (SMAC's
-`episode_limit` info, HARL's `bad_transition`); won or lost episodes terminate.
+StarCraft II 4.10 and the SMAC maps. The map's episode limit truncates, as HARL's
+`bad_transition` (docs/fidelity.md E8): smacv2 ends a timed-out episode as terminated and
+reports `episode_limit` only with `continuing_episode`, so a time-out is read, as HARL's
+`smacv2_env.py` step does, from smacv2's `timeouts` counter, which grows in the
+episode-limit branch only; won or lost episodes terminate.
 
 On SMAC v1 maps the observation is HARL's (`env.obs_extras=official`, docs/fidelity.md
 E10): smacv2's features with the last actions of the visible living allies and the agent's
@@ -121,8 +124,9 @@ class Sc2Env(SingleEnv):
         return self._view()
 
     def step(self, actions: Sequence[np.ndarray]):
+        timeouts = _inner(self._env).timeouts
         reward, terminated, info = self._env.step([int(np.asarray(a).reshape(-1)[0]) for a in actions])
-        timeout = bool(info.get("episode_limit", False))
+        timeout = _inner(self._env).timeouts > timeouts
         ep_info = {"win": bool(info.get("battle_won", False))} if terminated else {}
         return self._view(), float(reward), bool(terminated) and not timeout, timeout, ep_info
 
