@@ -16,10 +16,14 @@ their job ids, and names the state and log of a job that ended without finishing
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import shutil
+import signal
+import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import submitit
 import yaml
@@ -125,15 +129,48 @@ def run_local(units: list[list[Job]], n_jobs: int, report: Callable[[Outcome], N
                 results = [{"status": "busy", "detail": str(exc)}] * len(unit)
             outcomes += outcomes_of(unit, results, report)
         return outcomes
-    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("forkserver")) as pool:
-        futures = {pool.submit(execute, quiet(unit)): unit for unit in units}
+    futures: dict = {}
+    with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("forkserver"),
+                             initializer=preempt.watch_process) as pool, stops_forwarded(pool, futures) as stops:
+        futures.update({pool.submit(execute, quiet(unit)): unit for unit in units})
         for future in as_completed(futures):
+            if future.cancelled():  # by a stop signal, before it started
+                continue
             try:
-                results = future.result()
+                results = future.result()  # a worker's Interrupted stops the sweep here
             except Exception as exc:  # the worker process itself died
                 results = [{"status": "failed", "detail": f"worker died: {type(exc).__name__}"}] * len(futures[future])
             outcomes += outcomes_of(futures[future], results, report)
+    if stops:  # every started job had ended before the signal: the rest were cancelled
+        raise preempt.Interrupted(stops[0], None)
     return outcomes
+
+
+@contextmanager
+def stops_forwarded(pool: ProcessPoolExecutor, futures: dict) -> Iterator[list[int]]:
+    """While a local pool runs: a SIGTERM to this process (`kill`, the end of an allocation)
+    cancels the jobs not yet started and is sent on to every worker, whose training loop then
+    writes its checkpoint and stops (preempt.watch_process), as a Ctrl-C does through the
+    process group. Without it the workers, children of the forkserver, train on after this
+    process has ended. Yields the signals received."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def forward(signum, frame):
+        received.append(signum)
+        for future in futures:
+            future.cancel()
+        for process in list(pool._processes.values()):  # CPython's executor keeps its workers there
+            with suppress(ProcessLookupError):
+                os.kill(process.pid, signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_submitit(executor, units: list[list[Job]], n_jobs: int, report: Callable[[Outcome], None]) -> list[Outcome]:

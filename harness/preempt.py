@@ -9,7 +9,8 @@ between steps, writes its checkpoint at once and raises `Interrupted`. A second 
 interrupts at once, as usual.
 
 What happens next depends on who runs the job: a local sweep stops with a one-line message
-(rerunning the command resumes); a SLURM job requeues itself after the pre-timeout
+(rerunning the command resumes; with `launcher.n_jobs` > 1 its workers watch for their whole
+life, `watch_process`, and a SIGTERM to the sweep reaches them, harness/launch.py); a SLURM job requeues itself after the pre-timeout
 signal (`requeue_self`), and after a SIGTERM leaves the requeue to SLURM (it requeues on
 `scontrol requeue` and preemption, and does not after `scancel`). On restart the run
 resumes from that checkpoint exactly.
@@ -32,16 +33,19 @@ TIME_LIMIT_SIGNAL = signal.SIGUSR2
 _received: list[int] = []
 _depth = 0
 _previous: dict[int, object] = {}
+_process_watch = None  # the watch() of watch_process, for the life of the process
 
 
 class Interrupted(BaseException):
     """The run stopped on a signal after writing its checkpoint. A BaseException, like
     KeyboardInterrupt: it is a request to stop, never a failure of the run."""
 
-    def __init__(self, signum: int, env_steps: int):
+    def __init__(self, signum: int, env_steps: int | None):
         self.signum, self.env_steps = signum, env_steps
-        super().__init__(f"stopped by {signal.Signals(signum).name} at env step {env_steps:,}; "
-                         "its checkpoint is written and the run resumes from it")
+        name = signal.Signals(signum).name
+        super().__init__(f"stopped by {name} at env step {env_steps:,}; its checkpoint is written and the run "
+                         "resumes from it" if env_steps is not None else
+                         f"stopped by {name}; the jobs not yet started were cancelled")
 
     def __reduce__(self):  # crosses process boundaries (local worker processes)
         return Interrupted, (self.signum, self.env_steps)
@@ -71,6 +75,16 @@ def watch() -> Iterator[None]:
             for signum, handler in _previous.items():
                 signal.signal(signum, handler)
             _previous.clear()
+
+
+def watch_process() -> None:
+    """Watch for the rest of this process: a local sweep's worker (the pool's initializer),
+    so a stop signal that arrives between two jobs is kept, and the next job, once started,
+    checkpoints and stops at its first step instead of training on (watch() blocks inside it
+    nest and keep the note)."""
+    global _process_watch
+    _process_watch = watch()  # held: a dropped generator would close, and end the watch
+    _process_watch.__enter__()
 
 
 def requested() -> int | None:

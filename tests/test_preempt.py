@@ -7,6 +7,11 @@ import json
 import os
 import signal
 import stat
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,6 +19,7 @@ import pytest
 import harness.train
 from harness.checkpoint import load_checkpoint
 from harness.launch import RunJob
+from harness.records import PROJECT_ROOT
 from harness.run import main
 
 FAST = ["progress=false", "n_envs=4", "eval_n_envs=2", "eval_episodes=4", "log_every=100"]
@@ -131,3 +137,59 @@ def test_a_job_restarted_max_requeues_times_is_not_requeued_again(tmp_path, monk
     [result] = RunJob(max_requeues=2)([[*ARGS, f"results_dir={tmp_path}"]])
     assert result["status"] == "interrupted" and "restarted 2 times" in result["detail"]
     assert not slurm_job.exists()
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (Linux /proc)."""
+    found, todo = set(), [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            with suppress(OSError):
+                children = {int(c) for c in (task / "children").read_text().split()}
+                todo += children - found
+                found |= children
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_to_a_local_sweep_reaches_its_workers_and_stops_them_at_a_checkpoint(tmp_path):
+    """`launcher.n_jobs=2`: SIGTERM to the sweep's process (not its process group) cancels the
+    queued job and reaches both workers, which checkpoint and end; the sweep exits 128 + 15
+    and no worker trains on after it."""
+    args = [*ARGS[:8], "budget=10000000", "eval_every=5000000", *FAST, "seeds=3", "launcher.n_jobs=2",
+            f"results_dir={tmp_path}"]
+    sweep = subprocess.Popen([sys.executable, "-m", "harness.run", *args], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stopped_sweep_leaves_no_worker(sweep, tmp_path)
+    finally:  # whatever failed, nothing of it trains on
+        with suppress(ProcessLookupError):
+            os.killpg(sweep.pid, signal.SIGKILL)
+
+
+def stopped_sweep_leaves_no_worker(sweep: subprocess.Popen, root: Path) -> None:
+    runs = [root.joinpath(*RUN[:-1], f"seed_{k}") for k in range(3)]
+    deadline = time.monotonic() + 180
+    while sum(r.joinpath("train.csv").exists() for r in runs) < 2:  # both workers are training
+        assert sweep.poll() is None and time.monotonic() < deadline, sweep.communicate()
+        time.sleep(0.5)
+    workers, training = descendants(sweep.pid), [r for r in runs if r.joinpath("train.csv").exists()]
+    assert len(workers) >= 3  # the forkserver and two workers
+    sweep.send_signal(signal.SIGTERM)  # to the sweep's process alone, not its group
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 128 + signal.SIGTERM, err
+    assert "interrupted: stopped by SIGTERM" in err
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers), "a worker outlived the sweep"
+    assert not any(r.joinpath("DONE").exists() for r in runs)
+    assert all(checkpoint_steps(r) > 0 for r in training)  # each stopped at its checkpoint
+    # the queued seed was cancelled, or (already handed to a worker) stopped at its first step
+    assert all(checkpoint_steps(r) < 10_000_000 for r in runs if r.joinpath("checkpoints").exists())
