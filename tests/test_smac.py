@@ -362,6 +362,20 @@ def unit(health, health_max, x, y, unit_type, weapon_cooldown=0.0, shield=0.0):
                                  shield=shield, pos=types.SimpleNamespace(x=x, y=y), unit_type=unit_type)
 
 
+# The keyword parameters of smacv2's StarCraft2Env.__init__ (oxwhirl/smacv2,
+# smacv2/env/starcraft2/starcraft2.py [9dabb98]; it takes no **kwargs, so any other name is a
+# TypeError on construction, before StarCraft II starts). The test double refuses the same.
+SMACV2_PARAMETERS = {
+    "map_name", "step_mul", "move_amount", "difficulty", "game_version", "seed", "continuing_episode",
+    "obs_all_health", "obs_own_health", "obs_last_action", "obs_pathing_grid", "obs_terrain_height",
+    "obs_instead_of_state", "obs_timestep_number", "obs_own_pos", "obs_starcraft", "conic_fov", "num_fov_actions",
+    "state_last_action", "state_timestep_number", "reward_sparse", "reward_only_positive", "reward_death_value",
+    "reward_win", "reward_defeat", "reward_negative_scale", "reward_scale", "reward_scale_rate", "use_unit_ranges",
+    "min_attack_range", "kill_unit_step_mul", "fully_observable", "capability_config", "replay_dir", "replay_prefix",
+    "window_size_x", "window_size_y", "heuristic_ai", "heuristic_rest", "debug", "prob_obs_enemy", "action_mask",
+}
+
+
 class FakeStarCraft2Env:
     """TEST DOUBLE of smacv2's StarCraft2Env API (get_env_info/reset/step/get_obs/get_state/
     get_avail_actions/close, and the unit internals HARL's FP and EP states read), not StarCraft II:
@@ -375,6 +389,8 @@ class FakeStarCraft2Env:
     map_x, map_y, max_distance_x, max_distance_y = 32, 32, 24, 20
 
     def __init__(self, map_name="3m", difficulty="7", launch_error=None, outcome="win", **kwargs):
+        unknown = set(kwargs) - SMACV2_PARAMETERS
+        assert not unknown, f"smacv2's StarCraft2Env takes no {sorted(unknown)}"
         self.map_name, self.kwargs = map_name, kwargs
         self.episode_limit, self._seed, self.t = 3, None, 0
         self.launch_error, self.outcome = launch_error, outcome
@@ -600,8 +616,18 @@ def test_sc2_smacv2_scenarios_use_the_capability_wrapper_with_our_map_config():
     assert env._env.map_name == "10gen_zerg" and env._env.episode_limit == 50
     cap = kwargs["capability_config"]
     assert (cap["n_units"], cap["n_enemies"]) == (10, 11)
-    assert cap["team_gen"]["unit_types"] == ["zergling", "hydralisk", "baneling"]
-    assert cap["start_positions"]["dist_type"] == "surrounded_and_reflect"
+    # HARL's zerg_10_vs_11.yaml: zergling, baneling, hydralisk at 0.45, 0.1, 0.45, no team of banelings only
+    assert cap["team_gen"] == {"dist_type": "weighted_teams", "unit_types": ["zergling", "baneling", "hydralisk"],
+                               "weights": [0.45, 0.1, 0.45], "exception_unit_types": ["baneling"], "observe": True}
+    assert cap["start_positions"] == {"dist_type": "surrounded_and_reflect", "p": 0.5, "map_x": 32, "map_y": 32}
+    assert (kwargs["obs_own_pos"], kwargs["use_unit_ranges"], kwargs["obs_last_action"]) == (True, True, False)
+    # HARL's protoss files set no exception (a team of colossi may be drawn), its terran files the medivac
+    protoss = sc2.Sc2Env("protoss_5_vs_5", tasks.MAPS["protoss_5_vs_5"], None, "7", smacv2=fake_smacv2(),
+                         family="smacv2")._env.kwargs["capability_config"]["team_gen"]
+    assert protoss["unit_types"] == ["stalker", "zealot", "colossus"] and "exception_unit_types" not in protoss
+    terran = sc2.Sc2Env("terran_5_vs_5", tasks.MAPS["terran_5_vs_5"], None, "7", smacv2=fake_smacv2(),
+                        family="smacv2")._env.kwargs["capability_config"]["team_gen"]
+    assert terran["exception_unit_types"] == ["medivac"] and terran["weights"] == [0.45, 0.45, 0.1]
 
 
 def test_sc2_launch_failure_is_one_line_naming_what_to_install():

@@ -2,7 +2,7 @@
 per `SingleEnv` copy (`VecEnv` batches them).
 
 SMAC v1 maps use smacv2's `StarCraft2Env`; the procedurally generated SMACv2 scenarios its
-`StarCraftCapabilityEnvWrapper` with the settings of smacv2's 10gen configs. Needs
+`StarCraftCapabilityEnvWrapper` with HARL's smacv2 map configs (E12). Needs
 StarCraft II 4.10 and the SMAC maps. The map's episode limit truncates, as HARL's
 `bad_transition` (docs/fidelity.md E8): smacv2 ends a timed-out episode as terminated and
 reports `episode_limit` only with `continuing_episode`, so a time-out is read, as HARL's
@@ -43,28 +43,29 @@ SC2_INSTALL = (
 
 
 def smacv2_map_config(info: MapInfo) -> dict:
-    """Keyword arguments of smacv2's StarCraftCapabilityEnvWrapper for a race scenario, the
-    settings of smacv2's 10gen configs (weighted teams, surrounded-and-reflect starts)."""
-    names = RACES[info.race][0]
+    """Keyword arguments of smacv2's StarCraftCapabilityEnvWrapper for a race scenario: HARL's
+    smacv2 map config (`harl/configs/envs_cfgs/smacv2_map_config/<race>_<n>_vs_<m>.yaml`
+    [9eddb5d], the file HARL's `smacv2_env.py` passes whole; weighted teams, surrounded-and-
+    reflect starts), less `difficulty`, which the caller passes."""
+    race = RACES[info.race]
+    team = {"dist_type": "weighted_teams", "unit_types": list(race.units), "weights": list(race.weights),
+            "observe": True}
+    if race.exceptions:
+        team["exception_unit_types"] = list(race.exceptions)
     return {
-        "map_name": f"10gen_{info.race}",
+        "continuing_episode": False, "game_version": None, "map_name": f"10gen_{info.race}", "move_amount": 2,
+        "obs_all_health": True, "obs_instead_of_state": False, "obs_last_action": False, "obs_own_health": True,
+        "obs_pathing_grid": False, "obs_terrain_height": False, "obs_timestep_number": False,
+        "reward_death_value": 10, "reward_defeat": 0, "reward_negative_scale": 0.5, "reward_only_positive": True,
+        "reward_scale": True, "reward_scale_rate": 20, "reward_sparse": False, "reward_win": 200,
+        "replay_dir": "", "replay_prefix": "", "conic_fov": False, "use_unit_ranges": True, "min_attack_range": 2,
+        "obs_own_pos": True, "num_fov_actions": 12,
         "capability_config": {
-            "n_units": info.n_agents,
-            "n_enemies": info.n_enemies,
-            "team_gen": {"dist_type": "weighted_teams", "unit_types": list(names), "weights": [0.45, 0.45, 0.1],
-                         "exception_unit_types": [names[2]], "observe": True},
-            "start_positions": {"dist_type": "surrounded_and_reflect", "p": 0.5,
-                                "n_enemies": info.n_enemies, "map_x": 32, "map_y": 32},
+            "n_units": info.n_agents, "n_enemies": info.n_enemies, "team_gen": team,
+            "start_positions": {"dist_type": "surrounded_and_reflect", "p": 0.5, "map_x": 32, "map_y": 32},
         },
-        "obs_own_pos": True, "obs_starcraft": True, "conic_fov": False, "use_unit_ranges": True,
-        "min_attack_range": 2, "num_fov_actions": 12, "fully_observable": False,
-        "kill_unit_step_mul": 2, "change_fov_with_move": False, "obs_own_health": True,
-        "obs_all_health": True, "obs_last_action": False, "obs_pathing_grid": False,
-        "obs_terrain_height": False, "state_last_action": True, "state_timestep_number": False,
-        "reward_only_positive": True, "reward_death_value": 10, "reward_win": 200,
-        "reward_defeat": 0, "reward_negative_scale": 0.5, "reward_scale": True,
-        "reward_scale_rate": 20, "continuing_episode": False, "heuristic_ai": False,
-        "heuristic_rest": False, "move_amount": 2, "step_mul": 8,
+        "state_last_action": True, "state_timestep_number": False, "step_mul": 8, "heuristic_ai": False,
+        "debug": False,
     }
 
 

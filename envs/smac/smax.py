@@ -68,7 +68,7 @@ def smax_env(task: str, info: MapInfo, limit: int):
         scenario = smax.Scenario(jnp.zeros((n,), jnp.uint8), info.n_agents, info.n_enemies, True, True)
     env = HeuristicEnemySMAX(scenario=scenario, max_steps=limit)
     if info.race in RACES:
-        env._env.unit_type_generator = RaceUnitTypes(info.n_agents, info.n_enemies, RACES[info.race][1])
+        env._env.unit_type_generator = RaceUnitTypes(info.n_agents, info.n_enemies, RACES[info.race].smax)
     return env
 
 
@@ -114,7 +114,7 @@ def harl_state_extras(state, last, avail, limit: int):
 def type_table(info: MapInfo) -> tuple[int, ...]:
     """SMAX unit types one-hot encoded in HARL's FP state: the map's distinct types (a race
     task's two), none when the map has one type (HARL's unit_type_bits is 0 there)."""
-    kinds = RACES[info.race][1] if info.race in RACES else sorted(set(info.allies or ()) | set(info.enemies or ()))
+    kinds = RACES[info.race].smax if info.race in RACES else sorted(set(info.allies or ()) | set(info.enemies or ()))
     return tuple(kinds) if len(kinds) > 1 else ()
 
 

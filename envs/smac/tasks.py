@@ -86,13 +86,25 @@ FAMILY_TASKS = {
 }
 BACKENDS = ("auto", "smax", "sc2")
 
-# SMACv2 unit mixes (smacv2's 10gen configs): weights 0.45/0.45/0.1, and the third unit
-# may not make up a whole team (its exception_unit_types). SMAX lacks colossus, medivac and
-# baneling; its race approximation draws the two shared types 50/50 (see RaceUnitTypes).
+# SMACv2 unit mixes, as HARL's smacv2 map configs (harl/configs/envs_cfgs/smacv2_map_config/
+# <race>_<n>_vs_<m>.yaml [9eddb5d]): smacv2's unit names in HARL's order, their weights, and
+# the units that may not make up a whole team (exception_unit_types: none for protoss). SMAX
+# lacks colossus, medivac and baneling; its race approximation draws the two shared types
+# 50/50 (see RaceUnitTypes).
+class Race(NamedTuple):
+    """One SMACv2 race: `units`, `weights`, `exceptions` as smacv2's team_gen takes them, and
+    `smax`, the two SMAX unit types that stand in for it."""
+
+    units: tuple[str, ...]
+    weights: tuple[float, ...]
+    exceptions: tuple[str, ...]
+    smax: tuple[int, int]
+
+
 RACES = {
-    "protoss": (("stalker", "zealot", "colossus"), (STALKER, ZEALOT)),
-    "terran": (("marine", "marauder", "medivac"), (MARINE, MARAUDER)),
-    "zerg": (("zergling", "hydralisk", "baneling"), (ZERGLING, HYDRALISK)),
+    "protoss": Race(("stalker", "zealot", "colossus"), (0.45, 0.45, 0.1), (), (STALKER, ZEALOT)),
+    "terran": Race(("marine", "marauder", "medivac"), (0.45, 0.45, 0.1), ("medivac",), (MARINE, MARAUDER)),
+    "zerg": Race(("zergling", "baneling", "hydralisk"), (0.45, 0.1, 0.45), ("baneling",), (ZERGLING, HYDRALISK)),
 }
 
 
