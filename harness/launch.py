@@ -20,7 +20,7 @@ import os
 import shutil
 import signal
 import threading
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -129,30 +129,47 @@ def run_local(units: list[list[Job]], n_jobs: int, report: Callable[[Outcome], N
                 results = [{"status": "busy", "detail": str(exc)}] * len(unit)
             outcomes += outcomes_of(unit, results, report)
         return outcomes
-    futures: dict = {}
     with ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("forkserver"),
-                             initializer=preempt.watch_process) as pool, stops_forwarded(pool, futures) as stops:
-        futures.update({pool.submit(execute, quiet(unit)): unit for unit in units})
-        for future in as_completed(futures):
-            if future.cancelled():  # by a stop signal, before it started
-                continue
-            try:
-                results = future.result()  # a worker's Interrupted stops the sweep here
-            except Exception as exc:  # the worker process itself died
-                results = [{"status": "failed", "detail": f"worker died: {type(exc).__name__}"}] * len(futures[future])
-            outcomes += outcomes_of(futures[future], results, report)
-    if stops:  # every started job had ended before the signal: the rest were cancelled
+                             initializer=preempt.watch_process) as pool, stops_forwarded(pool) as stops:
+        futures = {pool.submit(execute_unless_stopped, quiet(unit)): unit for unit in units}
+        pending = set(futures)
+        while pending:
+            # a short wait, so that the jobs still queued are cancelled here, in this thread,
+            # soon after a stop signal (the handler may not take the futures' locks)
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            if stops:
+                for queued in pending:
+                    queued.cancel()
+            for future in done:
+                if future.cancelled():
+                    continue
+                try:
+                    results = future.result()  # a worker's Interrupted stops the sweep here
+                except Exception as exc:  # the worker process itself died
+                    results = [{"status": "failed", "detail": f"worker died: {type(exc).__name__}"}] * len(futures[future])
+                outcomes += outcomes_of(futures[future], results, report)
+    if stops:  # every job running at the signal had just finished: the queued ones were cancelled
         raise preempt.Interrupted(stops[0], None)
     return outcomes
 
 
+def execute_unless_stopped(unit: list[list[str]]) -> list[dict[str, str]]:
+    """A local pool's job: `execute`, unless a stop signal reached this worker before (kept by
+    preempt.watch_process); a job the pool had already handed out then does not start."""
+    stop = preempt.requested()
+    if stop is not None:
+        raise preempt.Interrupted(stop, None)
+    return execute(unit)
+
+
 @contextmanager
-def stops_forwarded(pool: ProcessPoolExecutor, futures: dict) -> Iterator[list[int]]:
+def stops_forwarded(pool: ProcessPoolExecutor) -> Iterator[list[int]]:
     """While a local pool runs: a SIGTERM to this process (`kill`, the end of an allocation)
-    cancels the jobs not yet started and is sent on to every worker, whose training loop then
-    writes its checkpoint and stops (preempt.watch_process), as a Ctrl-C does through the
-    process group. Without it the workers, children of the forkserver, train on after this
-    process has ended. Yields the signals received."""
+    is sent on to every worker, whose training loop then writes its checkpoint and stops
+    (preempt.watch_process), as a Ctrl-C does through the process group; run_local cancels
+    the queued jobs. Without it the workers, children of the forkserver, train on after this
+    process has ended. Yields the signals received. The handler only notes and forwards:
+    cancelling futures takes locks the interrupted main thread may hold."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received
@@ -160,8 +177,6 @@ def stops_forwarded(pool: ProcessPoolExecutor, futures: dict) -> Iterator[list[i
 
     def forward(signum, frame):
         received.append(signum)
-        for future in futures:
-            future.cancel()
         for process in list(pool._processes.values()):  # CPython's executor keeps its workers there
             with suppress(ProcessLookupError):
                 os.kill(process.pid, signum)

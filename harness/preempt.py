@@ -9,10 +9,11 @@ between steps, writes its checkpoint at once and raises `Interrupted`. A second 
 interrupts at once, as usual.
 
 What happens next depends on who runs the job: a local sweep stops with a one-line message
-(rerunning the command resumes; with `launcher.n_jobs` > 1 its workers watch for their whole
-life, `watch_process`, and a SIGTERM to the sweep reaches them, harness/launch.py); a SLURM job requeues itself after the pre-timeout
-signal (`requeue_self`), and after a SIGTERM leaves the requeue to SLURM (it requeues on
-`scontrol requeue` and preemption, and does not after `scancel`). On restart the run
+(rerunning the command resumes; with `launcher.n_jobs` > 1 its workers watch for their
+whole life, `watch_process`, and a SIGTERM to the sweep reaches them, harness/launch.py);
+a SLURM job requeues itself after the pre-timeout signal (`requeue_self`), and after a
+SIGTERM leaves the requeue to SLURM (it requeues on `scontrol requeue` and preemption, and
+does not after `scancel`). On restart the run
 resumes from that checkpoint exactly.
 """
 
@@ -37,7 +38,8 @@ _process_watch = None  # the watch() of watch_process, for the life of the proce
 
 
 class Interrupted(BaseException):
-    """The run stopped on a signal after writing its checkpoint. A BaseException, like
+    """The run stopped on a signal after writing its checkpoint at `env_steps` (None: a
+    local sweep stopped, its queued jobs cancelled). A BaseException, like
     KeyboardInterrupt: it is a request to stop, never a failure of the run."""
 
     def __init__(self, signum: int, env_steps: int | None):
