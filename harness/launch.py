@@ -74,13 +74,18 @@ class RunJob(submitit.helpers.Checkpointable):
     def __call__(self, unit: list[list[str]]) -> list[dict[str, str]]:
         with preempt.watch():
             try:
-                return execute(unit)
+                results = execute(unit)
             except preempt.Interrupted as stop:
                 requeued, what = preempt.requeue_self(stop, self.max_requeues)
                 print(f"{stop}; {what}", flush=True)
                 if requeued or stop.signum != preempt.TIME_LIMIT_SIGNAL:
                     raise SystemExit(128 + stop.signum) from None
-                return [{"status": "interrupted", "detail": what}] * len(unit)
+                results = [{"status": "interrupted", "detail": what}] * len(unit)
+        # The results are final: a stop signal from here on has nothing to save. SLURM's
+        # pre-timeout signal can come while the process exits, and would otherwise end a
+        # finished job as FAILED (killed by SIGUSR2 once Python has reset its handlers).
+        preempt.ignore_stops()
+        return results
 
 
 def launch(launcher: Launcher, jobs: list[Job], results_dir: Path, cluster: Optional[str],

@@ -89,6 +89,15 @@ def watch_process() -> None:
     _process_watch.__enter__()
 
 
+def ignore_stops() -> None:
+    """Ignore SIGTERM and the pre-timeout signal for the rest of this process (a job whose
+    results are written and returned). Python keeps an ignored signal ignored while it exits,
+    where it would reset a handler to the default action, which kills the process."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, TIME_LIMIT_SIGNAL):
+            signal.signal(signum, signal.SIG_IGN)
+
+
 def requested() -> int | None:
     """The first watched signal received since the outermost watch() began, if any."""
     return _received[0] if _received else None

@@ -29,6 +29,16 @@ ARGS = ["env=matrix", "task=climbing", "algo=hasac", "algo.warmup_steps=200", "a
 RUN = ("adhoc", "matrix", "climbing", "hasac", "seed_0")
 
 
+@pytest.fixture(autouse=True)
+def stop_handlers_restored():
+    """RunJob ignores the stop signals once its results are final (for the rest of a job's
+    process); this test process gets its handlers back."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGUSR2)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
 def signal_at(monkeypatch, signum: int, env_steps: int) -> None:
     """Send `signum` to this process right after the training env step that reaches `env_steps`
     (a wrapper around the real env's step, installed through prepare)."""
@@ -137,6 +147,16 @@ def test_a_job_restarted_max_requeues_times_is_not_requeued_again(tmp_path, monk
     [result] = RunJob(max_requeues=2)([[*ARGS, f"results_dir={tmp_path}"]])
     assert result["status"] == "interrupted" and "restarted 2 times" in result["detail"]
     assert not slurm_job.exists()
+
+
+def test_a_finished_job_ignores_a_late_stop_signal(tmp_path, slurm_job):
+    """SLURM's pre-timeout signal may come after the job's results are written, while its
+    process exits: it must not kill a finished job (SLURM would record it FAILED)."""
+    [result] = RunJob(max_requeues=2)([[*ARGS, f"results_dir={tmp_path}"]])
+    assert result["status"] == "done"
+    assert signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    os.kill(os.getpid(), signal.SIGUSR2)  # ignored: this process goes on
+    assert not slurm_job.exists()  # and nothing is requeued
 
 
 def descendants(pid: int) -> set[int]:
