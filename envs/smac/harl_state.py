@@ -62,7 +62,8 @@ def state_size(env) -> int:
 def _unit_rows(env, unit, ally: bool) -> list[float]:
     """Health, [cooldown,] centre-relative x and y, [shield,] type one-hot of a living unit."""
     health, centre, types = _body(env, unit, ally)
-    return health[:1] + [_cooldown(env, unit)] * ally + centre + health[1:] + types
+    cooldown = [_cooldown(env, unit)] if ally else []
+    return health[:1] + cooldown + centre + health[1:] + types
 
 
 def global_state(env) -> np.ndarray:

@@ -94,9 +94,12 @@ class Sc2Env(SingleEnv):
         env_info = self._env.get_env_info()
         n, n_actions = env_info["n_agents"], env_info["n_actions"]
         box = partial(spaces.Box, -np.inf, np.inf, dtype=np.float32)
-        state_size = {"official": lambda: n * harl_state.agent_state_size(_inner(self._env)),
-                      "ep": lambda: harl_state.state_size(_inner(self._env)),
-                      "smacv2": lambda: env_info["state_shape"]}[self._state]()
+        if self._state == "official":
+            state_size = n * harl_state.agent_state_size(_inner(self._env))
+        elif self._state == "ep":
+            state_size = harl_state.state_size(_inner(self._env))
+        else:
+            state_size = env_info["state_shape"]
         self.spec = EnvSpec(
             family=family,
             task=task,
